@@ -1,0 +1,76 @@
+/* What an op implementation needs from core: tape nodes, step-arena outputs,
+ * gradient buffers, input checks. Not part of the public API.
+ *
+ * How to add an op (see ops/elementwise.c for many small examples):
+ *   1. Write its backward: `static void foo_backward(tg_node *n)` reads n->out->grad
+ *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad.
+ *   2. Declare `static const tg_op_def FOO_OP = {"foo", foo_backward};`
+ *   3. In the forward: check inputs (tg_check_*), make the output with
+ *      tg_output_new(), compute it, then `tg_node *n = tg_record(&FOO_OP, out, k, in);`
+ *      and, if n != NULL, save what backward needs in n->ctx / n->f / n->i.
+ *   4. Add a gradient check and golden values to tests/.
+ */
+#ifndef TG_CORE_INTERNAL_H
+#define TG_CORE_INTERNAL_H
+
+#include "core.h"
+#include <assert.h>
+
+typedef struct tg_node tg_node;
+typedef void (*tg_backward_fn)(tg_node *n);
+
+typedef struct {
+    const char *name;
+    tg_backward_fn backward;
+} tg_op_def;
+
+#define TG_NODE_PARAMS 8
+
+struct tg_node {
+    const tg_op_def *op;
+    int n_in;
+    tg_tensor **in;                /* inputs, as passed to tg_record */
+    tg_tensor *out;
+    void *ctx;                     /* saved context (allocate with tg_arena_alloc) */
+    double f[TG_NODE_PARAMS];      /* scalar float parameters */
+    int64_t i[TG_NODE_PARAMS];     /* scalar integer parameters */
+};
+
+/* Step-arena memory, 64-byte aligned, released by tg_tape_clear. NULL (and an error) if out of memory. */
+void *tg_arena_alloc(size_t bytes);
+void *tg_arena_calloc(size_t bytes);
+/* A tape-owned output tensor (data uninitialised). */
+tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape);
+/* Same, zero-filled. */
+tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape);
+/* Records an op when grad mode is on and some input requires grad: marks out as
+ * requiring grad and returns the node; otherwise returns NULL (nothing recorded). */
+tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in);
+/* The gradient buffer of t, allocated zero-filled on first use (NULL if out of memory). */
+float *tg_grad(tg_tensor *t);
+/* Does this input want a gradient in this backward? */
+static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
+
+/* Input checks for ops: return false with an error naming `op` (NULL inputs keep the earlier error). */
+bool tg_check_f32(const char *op, const char *arg, const tg_tensor *t);
+bool tg_check_i64(const char *op, const char *arg, const tg_tensor *t);
+bool tg_check_ndim(const char *op, const char *arg, const tg_tensor *t, int min_ndim, int max_ndim);
+
+/* Broadcast shapes as NumPy/PyTorch; false + error naming op if they do not fit. */
+bool tg_broadcast_shape(const char *op, const tg_tensor *a, const tg_tensor *b, int *ndim, int64_t *shape);
+/* Normalises a possibly negative dim; false + error if out of range. */
+bool tg_normalize_dim(const char *op, int ndim, int *dim);
+
+/* Allocation goes through one place so tests can count or fail it. */
+void *tg_malloc(size_t bytes);
+void *tg_calloc(size_t n, size_t size);
+void tg_free(void *p);
+void *tg_aligned_alloc(size_t bytes); /* 64-byte aligned; free with tg_free */
+typedef void *(*tg_alloc_hook)(size_t bytes);
+/* Test hook: replaces the allocator's malloc (NULL restores it). */
+void tg_set_alloc_hook(tg_alloc_hook hook);
+
+/* Work size above which elementwise loops go parallel with OpenMP. */
+#define TG_PARALLEL_MIN 32768
+
+#endif

@@ -1,0 +1,360 @@
+/* The tape: operations recorded in forward order, walked in reverse by
+ * tg_backward. Everything an op creates lives in a per-thread step arena
+ * (chained blocks, coalesced into one block at each clear so that after the
+ * first steps a training loop allocates nothing from the system). */
+#include "core_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer tensor data is malloc'd one by one and freed at each
+ * clear, so a use after tg_tape_clear is reported. Headers and nodes stay in
+ * the block arena so that "backward over a cleared tape" is still an error. */
+#define TG_ARENA_SEPARATE_DATA 1
+#else
+#define TG_ARENA_SEPARATE_DATA 0
+#endif
+
+typedef struct block {
+    struct block *next;
+    size_t size, used;
+    char *mem;
+} block;
+
+typedef struct {
+    block *blocks;         /* newest first */
+    size_t reserved;       /* bytes in all blocks */
+    size_t used;           /* bytes handed out this step */
+    tg_node **nodes;       /* recorded ops, forward order */
+    int64_t n_nodes, cap_nodes;
+    tg_tensor **tensors;   /* every tape tensor of this step (to retire at clear) */
+    int64_t n_tensors, cap_tensors;
+    void **separate;       /* TG_ARENA_SEPARATE_DATA allocations */
+    int64_t n_separate, cap_separate;
+    uint32_t gen;
+    bool walked;
+    bool grad_disabled;
+} tape_state;
+
+static _Thread_local tape_state T = {.gen = 1};
+
+#define ALIGN 64
+#define MIN_BLOCK (1u << 20)
+
+static block *block_new(size_t size)
+{
+    block *b = tg_malloc(sizeof *b);
+    if (!b) return NULL;
+    b->mem = tg_aligned_alloc(size);
+    if (!b->mem) {
+        tg_free(b);
+        return NULL;
+    }
+    b->size = size;
+    b->used = 0;
+    b->next = NULL;
+    return b;
+}
+
+static void *block_arena_alloc(size_t bytes)
+{
+    bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (bytes == 0) bytes = ALIGN;
+    block *b = T.blocks;
+    if (!b || b->size - b->used < bytes) {
+        size_t size = b ? 2 * b->size : MIN_BLOCK;
+        if (size < bytes) size = bytes;
+        block *nb = block_new(size);
+        if (!nb) return NULL;
+        nb->next = T.blocks;
+        T.blocks = nb;
+        T.reserved += size;
+        b = nb;
+    }
+    void *p = b->mem + b->used;
+    b->used += bytes;
+    T.used += bytes;
+    return p;
+}
+
+/* Grows a pointer vector kept across steps (no allocation once warm). */
+static bool push_ptr(void ***vec, int64_t *n, int64_t *cap, void *p)
+{
+    if (*n == *cap) {
+        int64_t nc = *cap ? 2 * *cap : 1024;
+        void **nv = realloc(*vec, (size_t)nc * sizeof(void *));
+        if (!nv) {
+            tg_error(TG_ERR_NOMEM, "out of memory growing the tape");
+            return false;
+        }
+        *vec = nv;
+        *cap = nc;
+    }
+    (*vec)[(*n)++] = p;
+    return true;
+}
+
+void *tg_arena_alloc(size_t bytes)
+{
+#if TG_ARENA_SEPARATE_DATA
+    void *p = tg_aligned_alloc(bytes);
+    if (p && !push_ptr(&T.separate, &T.n_separate, &T.cap_separate, p)) {
+        tg_free(p);
+        return NULL;
+    }
+    if (p) T.used += bytes;
+    return p;
+#else
+    return block_arena_alloc(bytes);
+#endif
+}
+
+void *tg_arena_calloc(size_t bytes)
+{
+    void *p = tg_arena_alloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    assert(ndim >= 0 && ndim <= TG_MAX_DIMS);
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        assert(shape[d] >= 0);
+        numel *= shape[d];
+    }
+    tg_tensor *t = block_arena_alloc(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    t->numel = numel;
+    t->tape_owned = true;
+    t->tape_gen = T.gen;
+    void *mem = tg_arena_alloc((size_t)numel * (dtype == TG_F32 ? sizeof(float) : sizeof(int64_t)));
+    if (!mem) return NULL;
+    if (dtype == TG_F32) t->data = mem;
+    else t->idata = mem;
+    if (!push_ptr((void ***)&T.tensors, &T.n_tensors, &T.cap_tensors, t)) return NULL;
+    return t;
+}
+
+tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    tg_tensor *t = tg_output_new(dtype, ndim, shape);
+    if (t) memset(t->data ? (void *)t->data : (void *)t->idata, 0,
+                  (size_t)t->numel * (dtype == TG_F32 ? sizeof(float) : sizeof(int64_t)));
+    return t;
+}
+
+tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in)
+{
+    if (T.grad_disabled || !out) return NULL;
+    bool any = false;
+    for (int k = 0; k < n_in; k++) any |= in[k] && in[k]->requires_grad;
+    if (!any) return NULL;
+    tg_node *n = block_arena_alloc(sizeof *n + (size_t)n_in * sizeof(tg_tensor *));
+    if (!n) return NULL;
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->n_in = n_in;
+    n->in = (tg_tensor **)(n + 1);
+    for (int k = 0; k < n_in; k++) n->in[k] = in[k];
+    n->out = out;
+    if (!push_ptr((void ***)&T.nodes, &T.n_nodes, &T.cap_nodes, n)) return NULL;
+    out->requires_grad = out->dtype == TG_F32;
+    return n;
+}
+
+float *tg_grad(tg_tensor *t)
+{
+    if (!t->grad) {
+        size_t bytes = (size_t)t->numel * sizeof(float);
+        t->grad = t->tape_owned ? tg_arena_calloc(bytes) : tg_calloc((size_t)t->numel, sizeof(float));
+    }
+    return t->grad;
+}
+
+bool tg_set_grad_enabled(bool enabled)
+{
+    bool prev = !T.grad_disabled;
+    T.grad_disabled = !enabled;
+    return prev;
+}
+
+bool tg_grad_enabled(void) { return !T.grad_disabled; }
+
+int64_t tg_tape_size(void) { return T.n_nodes; }
+
+size_t tg_tape_bytes_reserved(void) { return T.reserved; }
+
+size_t tg_tape_bytes_used(void) { return T.used; }
+
+void tg_tape_clear(void)
+{
+    for (int64_t k = 0; k < T.n_tensors; k++) T.tensors[k]->tape_gen = 0; /* retired */
+    T.n_tensors = 0;
+    T.n_nodes = 0;
+    for (int64_t k = 0; k < T.n_separate; k++) tg_free(T.separate[k]);
+    T.n_separate = 0;
+    T.used = 0;
+    T.walked = false;
+    if (++T.gen == 0) T.gen = 1;
+    if (T.blocks && T.blocks->next) {
+        /* Coalesce: next step fits in one block of the size this step needed. */
+        size_t total = T.reserved;
+        while (T.blocks) {
+            block *b = T.blocks;
+            T.blocks = b->next;
+            tg_free(b->mem);
+            tg_free(b);
+        }
+        T.reserved = 0;
+        T.blocks = block_new(total);
+        if (T.blocks) T.reserved = total;
+    } else if (T.blocks) {
+        T.blocks->used = 0;
+    }
+}
+
+static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
+{
+    const char *who = grad_out ? "tg_backward_with" : "tg_backward";
+    if (!out) {
+        const char *prev = tg_last_error();
+        return tg_error(TG_ERR_ARG, "%s: the output is NULL%s%s", who, prev[0] ? "; earlier error: " : "", prev);
+    }
+    if (out->dtype != TG_F32) return tg_error(TG_ERR_ARG, "%s: the output is an int64 tensor", who);
+    if (out->tape_owned && out->tape_gen != T.gen)
+        return tg_error(TG_ERR_STATE,
+                        "%s: this tensor belongs to a tape that tg_tape_clear() already released; "
+                        "run the forward pass again",
+                        who);
+    if (!out->requires_grad)
+        return tg_error(TG_ERR_STATE,
+                        "%s: the output does not require grad (no input of its computation requires grad, "
+                        "or it was computed with gradients disabled)",
+                        who);
+    if (T.walked && out->tape_owned)
+        return tg_error(TG_ERR_STATE,
+                        "%s: the tape was already walked by an earlier backward; call tg_tape_clear() and "
+                        "run the forward pass again",
+                        who);
+    char a[96], b[96];
+    if (grad_out) {
+        if (grad_out->dtype != TG_F32 || grad_out->numel != out->numel)
+            return tg_error(TG_ERR_SHAPE, "%s: upstream gradient %s does not match output %s", who,
+                            tg_shape_str(grad_out, a, sizeof a), tg_shape_str(out, b, sizeof b));
+    } else if (out->numel != 1) {
+        return tg_error(TG_ERR_SHAPE,
+                        "tg_backward: the output has shape %s; backward needs a scalar (or use "
+                        "tg_backward_with and an upstream gradient)",
+                        tg_shape_str(out, a, sizeof a));
+    }
+    float *g = tg_grad(out);
+    if (!g) return TG_ERR_NOMEM;
+    for (int64_t i = 0; i < out->numel; i++) g[i] += grad_out ? grad_out->data[i] : 1.0f;
+    if (!out->tape_owned) return TG_OK; /* a leaf: nothing to walk */
+    for (int64_t k = T.n_nodes - 1; k >= 0; k--) {
+        tg_node *n = T.nodes[k];
+        if (n->out->grad) n->op->backward(n);
+    }
+    T.walked = true;
+    return tg_last_status() == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_OK;
+}
+
+tg_status tg_backward(tg_tensor *loss) { return seed_and_walk(loss, NULL); }
+
+tg_status tg_backward_with(tg_tensor *out, const tg_tensor *grad_out)
+{
+    if (!grad_out) return tg_error(TG_ERR_ARG, "tg_backward_with: upstream gradient is NULL");
+    return seed_and_walk(out, grad_out);
+}
+
+void tg_tape_print(FILE *out)
+{
+    char a[96];
+    fprintf(out, "tape: %lld ops, %zu bytes used, %zu reserved\n", (long long)T.n_nodes, T.used, T.reserved);
+    for (int64_t k = 0; k < T.n_nodes; k++) {
+        tg_node *n = T.nodes[k];
+        fprintf(out, "  %4lld %-24s", (long long)k, n->op->name);
+        for (int i = 0; i < n->n_in; i++) fprintf(out, "%s%s", i ? ", " : "", tg_shape_str(n->in[i], a, sizeof a));
+        fprintf(out, " -> %s\n", tg_shape_str(n->out, a, sizeof a));
+    }
+}
+
+/* ---- checks shared by ops ---- */
+
+bool tg_check_f32(const char *op, const char *arg, const tg_tensor *t)
+{
+    if (!t) {
+        if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "%s: %s is NULL", op, arg);
+        return false;
+    }
+    if (t->dtype != TG_F32) {
+        tg_error(TG_ERR_ARG, "%s: %s must be a float32 tensor, got int64", op, arg);
+        return false;
+    }
+    return true;
+}
+
+bool tg_check_i64(const char *op, const char *arg, const tg_tensor *t)
+{
+    if (!t) {
+        if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "%s: %s is NULL", op, arg);
+        return false;
+    }
+    if (t->dtype != TG_I64) {
+        tg_error(TG_ERR_ARG, "%s: %s must be an int64 tensor of class indices, got float32", op, arg);
+        return false;
+    }
+    return true;
+}
+
+bool tg_check_ndim(const char *op, const char *arg, const tg_tensor *t, int min_ndim, int max_ndim)
+{
+    if (t->ndim < min_ndim || t->ndim > max_ndim) {
+        char a[96];
+        if (min_ndim == max_ndim)
+            tg_error(TG_ERR_SHAPE, "%s: %s must have %d dimensions, got shape %s", op, arg, min_ndim,
+                     tg_shape_str(t, a, sizeof a));
+        else
+            tg_error(TG_ERR_SHAPE, "%s: %s must have %d to %d dimensions, got shape %s", op, arg, min_ndim,
+                     max_ndim, tg_shape_str(t, a, sizeof a));
+        return false;
+    }
+    return true;
+}
+
+bool tg_broadcast_shape(const char *op, const tg_tensor *a, const tg_tensor *b, int *ndim, int64_t *shape)
+{
+    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int d = 0; d < n; d++) {
+        int da = d - (n - a->ndim), db = d - (n - b->ndim);
+        int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            char x[96], y[96];
+            tg_error(TG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)", op,
+                     tg_shape_str(a, x, sizeof x), tg_shape_str(b, y, sizeof y), d, (long long)sa,
+                     (long long)sb);
+            return false;
+        }
+        shape[d] = sa == 1 ? sb : sa;
+    }
+    *ndim = n;
+    return true;
+}
+
+bool tg_normalize_dim(const char *op, int ndim, int *dim)
+{
+    int n = ndim == 0 ? 1 : ndim;
+    if (*dim < -n || *dim >= n) {
+        tg_error(TG_ERR_ARG, "%s: dim %d is out of range for a %d-dimensional tensor", op, *dim, ndim);
+        return false;
+    }
+    if (*dim < 0) *dim += n;
+    return true;
+}

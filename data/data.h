@@ -1,0 +1,5 @@
+/* (being written) */
+#ifndef TG_DATA_H
+#define TG_DATA_H
+#include "../core/core.h"
+#endif

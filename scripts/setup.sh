@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tapegrad needs to build, test and run its examples.
+# Usage: scripts/setup.sh [--torch]   (--torch also installs python3-torch, used only
+# by the fixture generators and the PyTorch side of the benchmarks).
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config
+      libopenblas-dev libcriterion-dev libcjson-dev libpng-dev libtiff-dev
+      libstb-dev zlib1g-dev
+      libplplot-dev plplot-driver-cairo
+      dataset-fashion-mnist)
+if [ "${1:-}" = "--torch" ]; then pkgs+=(python3-torch python3-numpy); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all packages present"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,14 @@
+/* tapegrad: one include for the whole public API. */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include "core/core.h"
+#include "ops/tensor_ops.h"
+#include "ops/nn_ops.h"
+#include "ops/loss_common.h"
+#include "ops/loss.h"
+#include "ops/loss_extra.h"
+#include "nn/nn.h"
+#include "data/data.h"
+
+#endif
