@@ -1,0 +1,151 @@
+#include "test_support.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* ---- weighted sum: a tiny tape op of its own, so tests need no other op ---- */
+
+static void weighted_sum_backward(tg_node *n)
+{
+    const float *w = n->ctx;
+    float g = n->out->grad[0];
+    float *gx = tg_grad(n->in[0]);
+    for (int64_t i = 0; i < n->in[0]->numel; i++) gx[i] += g * w[i];
+}
+
+static const tg_op_def WEIGHTED_SUM_OP = {"test_weighted_sum", weighted_sum_backward};
+
+tg_tensor *tgt_weighted_sum(tg_tensor *x, uint64_t seed)
+{
+    if (!tg_check_f32("tgt_weighted_sum", "x", x)) return NULL;
+    float *w = tg_arena_alloc((size_t)x->numel * sizeof(float));
+    tg_tensor *out = tg_output_new(TG_F32, 0, NULL);
+    if (!w || !out) return NULL;
+    tg_rng r;
+    tg_rng_seed(&r, seed);
+    double s = 0;
+    for (int64_t i = 0; i < x->numel; i++) {
+        w[i] = 0.5f + tg_rng_uniform(&r);
+        s += (double)w[i] * x->data[i];
+    }
+    out->data[0] = (float)s;
+    tg_node *n = tg_record(&WEIGHTED_SUM_OP, out, 1, &x);
+    if (n) n->ctx = w;
+    return out;
+}
+
+void tgt_expect_gradcheck(const char *what, tg_scalar_fn fn, void *ctx, tg_tensor *const *inputs, int n,
+                          double eps, double atol, double rtol)
+{
+    tg_gradcheck_report r;
+    tg_status st = tg_gradcheck(fn, ctx, inputs, n, eps, atol, rtol, &r);
+    cr_assert_eq(st, TG_OK, "%s: gradcheck could not run: %s", what, tg_last_error());
+    char buf[512];
+    cr_expect(r.passed, "%s: %s", what, tg_gradcheck_describe(&r, buf, sizeof buf));
+    cr_expect_gt(r.checked, 0, "%s: no element was checked (no input requires grad?)", what);
+}
+
+/* ---- JSON fixtures ---- */
+
+cJSON *tgt_json_load(const char *path)
+{
+    char full[1024];
+    if (path[0] == '/') snprintf(full, sizeof full, "%s", path);
+    else snprintf(full, sizeof full, "%s/%s", TG_FIXTURE_DIR, path);
+    FILE *f = fopen(full, "rb");
+    cr_assert_not_null(f, "fixture %s is missing (regenerate with the tests/gen_*.py scripts)", full);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)len + 1);
+    cr_assert_not_null(text);
+    size_t got = fread(text, 1, (size_t)len, f);
+    fclose(f);
+    text[got] = '\0';
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    cr_assert_not_null(root, "fixture %s is not valid JSON", full);
+    return root;
+}
+
+double tgt_json_number(const cJSON *v)
+{
+    if (cJSON_IsNumber(v)) return v->valuedouble;
+    if (cJSON_IsString(v)) {
+        if (!strcmp(v->valuestring, "NaN")) return NAN;
+        if (!strcmp(v->valuestring, "Infinity")) return INFINITY;
+        if (!strcmp(v->valuestring, "-Infinity")) return -INFINITY;
+    }
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v) ? 1.0 : 0.0;
+    cr_assert_fail("fixture value is not a number");
+    return NAN;
+}
+
+static void json_shape(const cJSON *v, int *ndim, int64_t *shape)
+{
+    *ndim = 0;
+    while (cJSON_IsArray(v)) {
+        cr_assert_lt(*ndim, TG_MAX_DIMS, "fixture array nests too deep");
+        shape[(*ndim)++] = cJSON_GetArraySize(v);
+        v = v->child;
+        if (!v) break;
+    }
+}
+
+static void json_fill(const cJSON *v, tg_tensor *t, int64_t *pos)
+{
+    if (cJSON_IsArray(v)) {
+        for (const cJSON *c = v->child; c; c = c->next) json_fill(c, t, pos);
+        return;
+    }
+    cr_assert_lt(*pos, t->numel, "ragged fixture array");
+    double x = tgt_json_number(v);
+    if (t->dtype == TG_F32) t->data[*pos] = (float)x;
+    else t->idata[*pos] = (int64_t)x;
+    (*pos)++;
+}
+
+tg_tensor *tgt_json_tensor(const cJSON *value, bool as_int)
+{
+    cr_assert_not_null(value, "fixture key missing");
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+    json_shape(value, &ndim, shape);
+    tg_tensor *t = tg_tensor_new(as_int ? TG_I64 : TG_F32, ndim, shape);
+    cr_assert_not_null(t, "%s", tg_last_error());
+    int64_t pos = 0;
+    json_fill(value, t, &pos);
+    cr_assert_eq(pos, t->numel, "ragged fixture array");
+    return t;
+}
+
+/* ---- closeness ---- */
+
+void tgt_expect_close(const char *what, const float *a, const float *e, int64_t n, double rtol, double atol)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double x = a[i], y = e[i];
+        bool ok;
+        if (isnan(y)) ok = isnan(x);
+        else if (isinf(y)) ok = x == y;
+        else ok = fabs(x - y) <= atol + rtol * fabs(y);
+        if (!ok) {
+            cr_expect_fail("%s: element %lld is %.9g, expected %.9g (rtol %g, atol %g)", what, (long long)i, x, y,
+                           rtol, atol);
+            return;
+        }
+    }
+}
+
+void tgt_expect_tensor_close(const char *what, const tg_tensor *a, const tg_tensor *e, double rtol, double atol)
+{
+    cr_assert_not_null(a, "%s: result is NULL: %s", what, tg_last_error());
+    char sa[96], se[96];
+    cr_assert_eq(a->numel, e->numel, "%s: shape %s, expected %s", what, tg_shape_str(a, sa, sizeof sa),
+                 tg_shape_str(e, se, sizeof se));
+    tgt_expect_close(what, a->data, e->data, a->numel, rtol, atol);
+}

@@ -1,0 +1,40 @@
+/* Helpers shared by the Criterion tests: gradient checks of op outputs,
+ * JSON fixtures (written by the tests/gen_*.py generators) and closeness checks.
+ *
+ * Fixture convention: tensors are nested JSON arrays; non-finite numbers are the
+ * strings "NaN", "Infinity", "-Infinity" (cJSON cannot read bare NaN).
+ * Ownership: tensors returned here are caller-owned (tg_tensor_free); cJSON trees
+ * from tgt_json_load are freed with cJSON_Delete.
+ */
+#ifndef TG_TEST_SUPPORT_H
+#define TG_TEST_SUPPORT_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "tapegrad.h"
+
+/* sum(out * R) with R fixed pseudo-random weights in [0.5, 1.5) from seed: a scalar
+ * whose gradient exercises every output element differently (tape op, tape-owned). */
+tg_tensor *tgt_weighted_sum(tg_tensor *out, uint64_t seed);
+
+/* Runs tg_gradcheck and fails the current Criterion test with a readable message
+ * (worst element, analytic vs numeric) if it does not pass. */
+void tgt_expect_gradcheck(const char *what, tg_scalar_fn fn, void *ctx, tg_tensor *const *inputs, int n,
+                          double eps, double atol, double rtol);
+
+/* Reads and parses a JSON file under TG_FIXTURE_DIR (or an absolute path); NULL + Criterion failure if absent. */
+cJSON *tgt_json_load(const char *path);
+/* A nested-array JSON value as a caller-owned tensor (float, or int64 if as_int). */
+tg_tensor *tgt_json_tensor(const cJSON *value, bool as_int);
+/* A JSON number or one of the non-finite strings. */
+double tgt_json_number(const cJSON *value);
+
+/* Element-wise |a-e| <= atol + rtol*|e| (NaN matches NaN, inf matches the same inf);
+ * fails the test naming `what`, the first bad index and both values. */
+void tgt_expect_close(const char *what, const float *actual, const float *expected, int64_t n, double rtol,
+                      double atol);
+void tgt_expect_tensor_close(const char *what, const tg_tensor *actual, const tg_tensor *expected, double rtol,
+                             double atol);
+
+#endif
