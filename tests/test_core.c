@@ -198,3 +198,22 @@ Test(tape, arena_is_reused_across_steps)
     cr_expect_eq(tg_tape_bytes_reserved(), reserved_after_warmup);
     tg_tensor_free(x);
 }
+
+Test(blas, recommended_core_fixes_generic_fallback)
+{
+    cr_expect_str_eq(tg_blas_recommended_core("Prescott", true, true), "SkylakeX");
+    cr_expect_str_eq(tg_blas_recommended_core("Prescott", false, true), "Haswell");
+    cr_expect_null(tg_blas_recommended_core("Cooperlake", true, true));
+    cr_expect_null(tg_blas_recommended_core("SkylakeX", true, true));
+    cr_expect_null(tg_blas_recommended_core("Haswell", false, true));
+    cr_expect_null(tg_blas_recommended_core("Prescott", false, false)); /* nothing better to ask for */
+    cr_expect_null(tg_blas_recommended_core(NULL, true, true));
+}
+
+Test(blas, core_name_is_reported)
+{
+    const char *core = tg_blas_core();
+    cr_assert_not_null(core);
+    cr_expect_gt(strlen(core), 0);
+    cr_expect(strstr(tg_blas_config(), "OpenBLAS") != NULL, "%s", tg_blas_config());
+}
