@@ -5,6 +5,7 @@
 #include "core/core_internal.h"
 #include "ops/tensor_ops.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static int64_t prod(const int64_t *shape, int from, int to)
@@ -283,7 +284,7 @@ tg_tensor *tg_slice(tg_tensor *a, int dim, int64_t start, int64_t end, int64_t s
     if (end < 0) end += size;
     start = start < 0 ? 0 : start > size ? size : start;
     end = end < 0 ? 0 : end > size ? size : end;
-    const int64_t len = end > start ? (end - start + step - 1) / step : 0;
+    const int64_t len = end > start ? (end - start - 1) / step + 1 : 0; /* no overflow for huge steps */
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[dim] = len;
@@ -443,6 +444,11 @@ tg_tensor *tg_pad(tg_tensor *a, const int64_t *pads, int n_pads, float value)
         if (k < n_pads / 2) {
             left = pads[2 * k];
             right = pads[2 * k + 1];
+        }
+        if (left < -(INT64_MAX / 4) || left > INT64_MAX / 4 || right < -(INT64_MAX / 4) || right > INT64_MAX / 4) {
+            tg_error(TG_ERR_ARG, "tg_pad: padding (%lld, %lld) on dim %d is out of range", (long long)left,
+                     (long long)right, d);
+            return NULL;
         }
         int64_t in = a->shape[d], out = in + left + right;
         if (out < 0) {

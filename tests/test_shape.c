@@ -2,6 +2,7 @@
  * PyTorch golden values (forward and gradients), gradient checks, errors. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "shape_test_util.h"
@@ -160,7 +161,7 @@ Test(shape, slice_python_semantics)
 {
     tg_tensor *a = tg_tensor_arange(0, 10, 1);
     struct { int64_t start, end, step, len, first; } c[] = {
-        {-3, INT64_MAX, 1, 3, 7}, {-100, 3, 1, 3, 0}, {8, 2, 1, 0, 0}, {1, 10, 4, 3, 1}, {0, -1, 3, 3, 0}, {10, 20, 1, 0, 0},
+        {-3, INT64_MAX, 1, 3, 7}, {INT64_MIN, 3, 1, 3, 0}, {2, INT64_MAX, INT64_MAX, 1, 2}, {-100, 3, 1, 3, 0}, {8, 2, 1, 0, 0}, {1, 10, 4, 3, 1}, {0, -1, 3, 3, 0}, {10, 20, 1, 0, 0},
     };
     for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
         tg_tensor *s = tg_slice(a, 0, c[k].start, c[k].end, c[k].step);
@@ -237,6 +238,7 @@ Test(shape_errors, pad)
     EXPECT_ERROR(tg_pad(a, (const int64_t[]){1}, 1, 0), "tg_pad", "even");
     EXPECT_ERROR(tg_pad(a, (const int64_t[]){1, 1, 1, 1, 1, 1}, 6, 0), "tg_pad", "2*ndim = 4");
     EXPECT_ERROR(tg_pad(a, (const int64_t[]){-2, -2}, 2, 0), "tg_pad", "negative size -1", "dim 1");
+    EXPECT_ERROR(tg_pad(a, (const int64_t[]){INT64_MAX, 1}, 2, 0), "tg_pad", "out of range");
     tg_tensor *z = tg_pad(a, (const int64_t[]){-2, -1}, 2, 0); /* size 0 is allowed */
     cr_expect_not_null(z, "%s", tg_last_error());
     if (z) cr_expect_eq(z->shape[1], 0);
