@@ -125,6 +125,79 @@ Test(ctc, uniform_single_frame_probability)
     for (int k = 0; k < 4; k++) tg_tensor_free(ts[k]);
 }
 
+Test(ctc, zero_input_length)
+{
+    /* PyTorch reads out of bounds here; tapegrad defines it: empty target -> 0, else impossible (inf). */
+    tg_tensor *lp = tg_tensor_set_requires_grad(tg_tensor_full(TG_SHAPE(3, 2, 4), (float)log(0.25)), true);
+    tg_tensor *tg = tg_tensor_from_i64(TG_SHAPE(1), (int64_t[]){2});
+    tg_tensor *il = tg_tensor_from_i64(TG_SHAPE(2), (int64_t[]){0, 0});
+    tg_tensor *tl = tg_tensor_from_i64(TG_SHAPE(2), (int64_t[]){0, 1});
+    tg_tensor *l = tg_ctc_loss(lp, tg, il, tl, (tg_ctc_opts){.reduction = TG_REDUCTION_NONE});
+    cr_assert_not_null(l, "%s", tg_last_error());
+    cr_expect_eq(l->data[0], 0.0f);
+    cr_expect(isinf(l->data[1]));
+    tg_tape_clear();
+    l = tg_ctc_loss(lp, tg, il, tl, (tg_ctc_opts){.zero_infinity = true});
+    cr_assert_eq(tg_backward(l), TG_OK);
+    for (int i = 0; i < 24; i++) cr_expect_eq(lp->grad[i], 0.0f);
+    tg_tape_clear();
+    tg_tensor *ts[] = {lp, tg, il, tl};
+    for (int k = 0; k < 4; k++) tg_tensor_free(ts[k]);
+}
+
+/* Caller-owned log-softmaxed random (T, N, C) values. */
+static tg_tensor *random_log_probs(int64_t T, int64_t N, int64_t C, uint64_t seed)
+{
+    tg_tensor *x = lx_randn(TG_SHAPE(T, N, C), seed, 1.5f, true);
+    for (int64_t r = 0; r < T * N; r++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < C; c++) m = fmax(m, x->data[r * C + c]);
+        for (int64_t c = 0; c < C; c++) s += exp(x->data[r * C + c] - m);
+        for (int64_t c = 0; c < C; c++) x->data[r * C + c] = (float)(x->data[r * C + c] - m - log(s));
+    }
+    return x;
+}
+
+Test(ctc, parallel_batch_matches_per_sample)
+{
+    const int64_t T = 64, N = 8, C = 80, S = 20; /* T*N*C above TG_PARALLEL_MIN: the OpenMP path */
+    tg_tensor *lp = random_log_probs(T, N, C, 71);
+    tg_tensor *tg = tg_tensor_new(TG_I64, TG_SHAPE(N, S));
+    tg_tensor *il = tg_tensor_new(TG_I64, TG_SHAPE(N)), *tl = tg_tensor_new(TG_I64, TG_SHAPE(N));
+    tg_rng r;
+    tg_rng_seed(&r, 72);
+    for (int64_t i = 0; i < N * S; i++) tg->idata[i] = 1 + tg_rng_below(&r, C - 1);
+    for (int64_t b = 0; b < N; b++) {
+        tl->idata[b] = 5 + tg_rng_below(&r, S - 4);
+        il->idata[b] = 44 + tg_rng_below(&r, T - 43);
+    }
+    tg_tensor *l = tg_ctc_loss(lp, tg, il, tl, (tg_ctc_opts){.reduction = TG_REDUCTION_SUM});
+    cr_assert_not_null(l, "%s", tg_last_error());
+    cr_assert_eq(tg_backward(l), TG_OK);
+    float total = l->data[0];
+    tg_tape_clear();
+    double sum = 0;
+    for (int64_t b = 0; b < N; b++) {
+        tg_tensor *one = tg_tensor_set_requires_grad(tg_tensor_zeros(TG_SHAPE(T, C)), true);
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t c = 0; c < C; c++) one->data[t * C + c] = lp->data[(t * N + b) * C + c];
+        tg_tensor *tgb = tg_tensor_from_i64(TG_SHAPE(1, S), tg->idata + b * S);
+        tg_tensor *ilb = tg_tensor_from_i64(TG_SHAPE(1), il->idata + b), *tlb = tg_tensor_from_i64(TG_SHAPE(1), tl->idata + b);
+        tg_tensor *lb = tg_ctc_loss(one, tgb, ilb, tlb, (tg_ctc_opts){.reduction = TG_REDUCTION_SUM});
+        cr_assert_not_null(lb, "%s", tg_last_error());
+        cr_assert_eq(tg_backward(lb), TG_OK);
+        sum += lb->data[0];
+        for (int64_t t = 0; t < T; t++)
+            tgt_expect_close("batched vs per-sample grad", lp->grad + (t * N + b) * C, one->grad + t * C, C, 1e-6, 1e-7);
+        tg_tape_clear();
+        tg_tensor *ts[] = {one, tgb, ilb, tlb};
+        for (int k = 0; k < 4; k++) tg_tensor_free(ts[k]);
+    }
+    cr_expect_float_eq(total, (float)sum, 1e-5 * sum);
+    tg_tensor *ts[] = {lp, tg, il, tl};
+    for (int k = 0; k < 4; k++) tg_tensor_free(ts[k]);
+}
+
 /* ---- errors ---- */
 
 Test(ctc, errors)

@@ -104,6 +104,33 @@ Test(triplet_margin, defaults_are_margin1_p2_eps1e6)
     tg_tensor_free(n);
 }
 
+Test(triplet_margin, parallel_rows_match_single_rows)
+{
+    const int64_t R = 300, D = 128; /* R*D above TG_PARALLEL_MIN: the OpenMP path */
+    tg_tensor *a = lx_randn(TG_SHAPE(R, D), 91, 1.0f, false), *p = lx_randn(TG_SHAPE(R, D), 92, 1.0f, false),
+              *n = lx_randn(TG_SHAPE(R, D), 93, 1.0f, false);
+    tg_triplet_margin_opts o = {.reduction = TG_REDUCTION_NONE, .swap = true, .p = 1.5f};
+    tg_tensor *l = tg_triplet_margin_loss(a, p, n, o);
+    cr_assert_not_null(l, "%s", tg_last_error());
+    tg_tensor *all = tg_tensor_clone(l);
+    tg_tape_clear();
+    for (int64_t r = 0; r < R; r += 37) {
+        tg_tensor *ar = tg_tensor_from_data(TG_SHAPE(D), a->data + r * D), *pr = tg_tensor_from_data(TG_SHAPE(D), p->data + r * D),
+                  *nr = tg_tensor_from_data(TG_SHAPE(D), n->data + r * D);
+        tg_tensor *lr = tg_triplet_margin_loss(ar, pr, nr, o);
+        cr_assert_not_null(lr);
+        cr_expect_float_eq(all->data[r], lr->data[0], 1e-6, "row %lld", (long long)r);
+        tg_tape_clear();
+        tg_tensor_free(ar);
+        tg_tensor_free(pr);
+        tg_tensor_free(nr);
+    }
+    tg_tensor_free(all);
+    tg_tensor_free(a);
+    tg_tensor_free(p);
+    tg_tensor_free(n);
+}
+
 /* ---- errors ---- */
 
 Test(cosine_embedding, errors)

@@ -100,6 +100,42 @@ Test(gaussian_nll, clamped_var_still_gets_gradient)
     tg_tensor_free(v);
 }
 
+Test(nll, parallel_paths_match_formulas)
+{
+    const int64_t R = 2048, D = 20; /* numel above TG_PARALLEL_MIN */
+    tg_tensor *x = lx_randn(TG_SHAPE(R, D), 81, 1.0f, true);
+    tg_tensor *y = lx_randn(TG_SHAPE(R, D), 82, 1.0f, false);
+    tg_tensor *v = tg_tensor_set_requires_grad(tg_tensor_rand(TG_SHAPE(R), NULL), true);
+    for (int64_t i = 0; i < x->numel; i++) y->data[i] = fabsf(y->data[i]) * 3;
+    tg_tensor *l = tg_poisson_nll_loss(x, y, (tg_poisson_nll_opts){.reduction = TG_REDUCTION_SUM});
+    cr_assert_not_null(l);
+    cr_assert_eq(tg_backward(l), TG_OK);
+    double want = 0;
+    for (int64_t i = 0; i < x->numel; i++) {
+        want += exp(x->data[i]) - (double)y->data[i] * x->data[i];
+        cr_assert_float_eq(x->grad[i], (float)(exp(x->data[i]) - y->data[i]), 1e-5 * (1 + fabs(exp(x->data[i]))));
+    }
+    cr_expect_float_eq(l->data[0], (float)want, 1e-5 * fabs(want));
+    tg_tape_clear();
+    tg_tensor_zero_grad(x);
+    l = tg_gaussian_nll_loss(x, y, v, (tg_gaussian_nll_opts){.reduction = TG_REDUCTION_SUM, .has_eps = true});
+    cr_assert_not_null(l);
+    cr_assert_eq(tg_backward(l), TG_OK);
+    for (int64_t r = 0; r < R; r++) {
+        double gv = 0, var = v->data[r];
+        for (int64_t k = 0; k < D; k++) {
+            double d = (double)x->data[r * D + k] - y->data[r * D + k];
+            gv += 0.5 * (1 / var - d * d / (var * var));
+            cr_assert_float_eq(x->grad[r * D + k], (float)(d / var), 1e-5 * (1 + fabs(d / var)));
+        }
+        cr_assert_float_eq(v->grad[r], (float)gv, 1e-4 * (1 + fabs(gv)));
+    }
+    tg_tape_clear();
+    tg_tensor_free(x);
+    tg_tensor_free(y);
+    tg_tensor_free(v);
+}
+
 /* ---- errors ---- */
 
 Test(poisson_nll, errors)
