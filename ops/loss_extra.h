@@ -20,6 +20,10 @@
  * Reduction: TG_REDUCTION_MEAN (default) / SUM give a scalar, NONE the per-sample losses
  * (shape noted per loss). Mean of zero elements is NaN, sum is 0, as PyTorch.
  * Gradients flow to every float input named below; targets, weights and lengths get none.
+ *
+ * Shapes are exact: where PyTorch 1.13 silently broadcasts size-1 dims between the
+ * tensors of one loss (hinge, margin_ranking, cosine, triplet, poisson, gaussian's target),
+ * tapegrad asks for the shapes stated below and reports the mismatch instead.
  */
 #ifndef TG_LOSS_EXTRA_H
 #define TG_LOSS_EXTRA_H

@@ -79,6 +79,8 @@ def margin_cases():
                    {"input": x1}, {"target": torch.tensor([2])}, {"reduction": "none"}))
     cs.append(case("multi_margin", "vector_scalar_target_none", lambda input, target: F.multi_margin_loss(input, target, reduction="none"),
                    {"input": x1}, {"target": torch.tensor(4)}, {"reduction": "none"}))
+    cs.append(case("multi_margin", "scalar_input", lambda input, target: F.multi_margin_loss(input, target, reduction="none"),
+                   {"input": torch.tensor(0.3)}, {"target": torch.tensor(0)}, {"reduction": "none"}))
     # multilabel_margin
     cs.append(case("multilabel_margin", "docs_example_085", lambda input, target: F.multilabel_margin_loss(input, target),
                    {"input": torch.tensor([[0.1, 0.2, 0.4, 0.8]])}, {"target": torch.tensor([[3, 0, -1, 1]])}, {"reduction": "mean"}))
@@ -158,6 +160,10 @@ def embedding_cases():
     cs.append(case("triplet_margin", "vector",
                    lambda anchor, positive, negative: F.triplet_margin_loss(anchor, positive, negative, margin=3.0, reduction="none"),
                    {"anchor": torch.randn(8), "positive": torch.randn(8), "negative": torch.randn(8)}, {}, {"reduction": "none", "margin": 3.0}))
+    cs.append(case("triplet_margin", "3d_p05_mean",
+                   lambda anchor, positive, negative: F.triplet_margin_loss(anchor, positive, negative, margin=4.0, p=0.5),
+                   {"anchor": torch.randn(2, 3, 5), "positive": torch.randn(2, 3, 5), "negative": torch.randn(2, 3, 5)}, {},
+                   {"reduction": "mean", "margin": 4.0, "p": 0.5}))
     return cs
 
 
