@@ -15,7 +15,8 @@
 typedef struct {
     int64_t T, N, C, blank, max_l;
     const int64_t *in_len, *tg_len;
-    int64_t *tg_off;      /* where sample b's labels start in targets->idata */
+    int64_t *labels;      /* a copy of targets->idata */
+    int64_t *tg_off;      /* where sample b's labels start in labels */
     int64_t *alpha_off;   /* sample b's alpha block: in_len[b] x (2L+1) doubles */
     double *alpha;
     double *nll;          /* per sample, before zero_infinity */
@@ -130,7 +131,6 @@ static void ctc_backward(tg_node *n)
     double *scratch = tg_arena_alloc((size_t)c->N * (size_t)(2 * (2 * c->max_l + 1) + c->C) * sizeof(double));
     if (!grad || !scratch) return;
     const int64_t per = 2 * (2 * c->max_l + 1) + c->C;
-    const tg_tensor *targets = n->in[1];
     const float go = n->out->grad[0];
 #pragma omp parallel for schedule(dynamic) if (c->N > 1 && c->T * c->N * c->C > TG_PARALLEL_MIN)
     for (int64_t b = 0; b < c->N; b++) {
@@ -140,7 +140,7 @@ static void ctc_backward(tg_node *n)
         if (c->reduction == TG_REDUCTION_NONE) gr = n->out->grad[b];
         else if (c->reduction == TG_REDUCTION_SUM) gr = go;
         else gr = (double)go / (double)c->N / (double)(c->tg_len[b] > 1 ? c->tg_len[b] : 1);
-        ctc_backward_sample(c, lp->data, targets->idata + c->tg_off[b], b, gr, grad, scratch + b * per);
+        ctc_backward_sample(c, lp->data, c->labels + c->tg_off[b], b, gr, grad, scratch + b * per);
     }
 }
 
@@ -189,6 +189,12 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
         if (tl[b] > max_l) max_l = tl[b];
         sum_l += tl[b];
     }
+    /* lengths are copied: backward must not depend on the caller keeping them */
+    int64_t *lens = tg_arena_alloc((size_t)(2 * N + 1) * sizeof(int64_t));
+    if (!lens) return NULL;
+    memcpy(lens, input_lengths->idata, (size_t)N * sizeof(int64_t));
+    memcpy(lens + N, target_lengths->idata, (size_t)N * sizeof(int64_t));
+    tl = lens + N;
     int64_t *tg_off = tg_arena_alloc((size_t)(N + 1) * sizeof(int64_t));
     int64_t *alpha_off = tg_arena_alloc((size_t)(N + 1) * sizeof(int64_t));
     double *nll = tg_arena_alloc((size_t)(N + 1) * sizeof(double));
@@ -224,17 +230,20 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
             }
         }
         alpha_off[b] = total_alpha;
-        total_alpha += input_lengths->idata[b] * (2 * tl[b] + 1);
+        total_alpha += lens[b] * (2 * tl[b] + 1);
     }
     double *alpha = tg_arena_alloc((size_t)(total_alpha > 0 ? total_alpha : 1) * sizeof(double));
+    int64_t *labels = tg_arena_alloc((size_t)(targets->numel > 0 ? targets->numel : 1) * sizeof(int64_t));
+    if (!labels) return NULL;
+    memcpy(labels, targets->idata, (size_t)targets->numel * sizeof(int64_t));
     int64_t out_shape[1] = {N};
     tg_tensor *out = lx_output(o.reduction, batched ? 1 : 0, out_shape);
     if (!alpha || !out) return NULL;
-    *c = (ctc_ctx){.T = T, .N = N, .C = C, .blank = o.blank, .max_l = max_l, .in_len = input_lengths->idata,
-                   .tg_len = tl, .tg_off = tg_off, .alpha_off = alpha_off, .alpha = alpha,
+    *c = (ctc_ctx){.T = T, .N = N, .C = C, .blank = o.blank, .max_l = max_l, .in_len = lens,
+                   .tg_len = tl, .labels = labels, .tg_off = tg_off, .alpha_off = alpha_off, .alpha = alpha,
                    .nll = nll, .reduction = o.reduction, .zero_infinity = o.zero_infinity};
 #pragma omp parallel for schedule(dynamic) if (N > 1 && T * N * C > TG_PARALLEL_MIN)
-    for (int64_t b = 0; b < N; b++) nll[b] = ctc_alpha(c, log_probs->data, targets->idata + tg_off[b], b);
+    for (int64_t b = 0; b < N; b++) nll[b] = ctc_alpha(c, log_probs->data, labels + tg_off[b], b);
     double total = 0.0;
     for (int64_t b = 0; b < N; b++) {
         double l = (o.zero_infinity && nll[b] == INFINITY) ? 0.0 : nll[b];
