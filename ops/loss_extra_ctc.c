@@ -29,13 +29,25 @@ static inline int64_t ctc_label(const int64_t *tg, int64_t s, int64_t blank)
     return (s & 1) ? tg[s >> 1] : blank;
 }
 
-/* log(e^a + e^b + e^c) as PyTorch writes it (max 0 when all are -inf). */
+/* log(e^a + e^b + e^c), shifted by the largest term (whose exp is exactly 1);
+ * all -inf gives -inf, as PyTorch's max-0 convention does. */
 static inline double lse3(double a, double b, double c)
 {
-    double m = a > b ? a : b;
-    if (c > m) m = c;
-    if (m == -INFINITY) m = 0.0;
-    return log(exp(a - m) + exp(b - m) + exp(c - m)) + m;
+    if (a < b) {
+        double t = a;
+        a = b;
+        b = t;
+    }
+    if (a < c) {
+        double t = a;
+        a = c;
+        c = t;
+    }
+    if (a == -INFINITY) return -INFINITY;
+    double s = 1.0;
+    if (b != -INFINITY) s += exp(b - a);
+    if (c != -INFINITY) s += exp(c - a);
+    return s == 1.0 ? a : log(s) + a;
 }
 
 /* alpha of one sample; returns its negative log-likelihood. */
