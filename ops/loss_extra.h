@@ -130,9 +130,12 @@ tg_tensor *tg_gaussian_nll_loss(tg_tensor *input, tg_tensor *target, tg_tensor *
 
 /* ---- ctc_loss -----------------------------------------------------------
  * l_n = -log sum over alignments of target_n of prod_t p(t, pi_t)   (alpha recursion in log space)
- * log_probs (T,N,C) or (T,C) (log-softmaxed over C); targets int64 padded (N,S) or the
- * concatenation (sum target_lengths) (for (T,C): (target_length)); input_lengths and
- * target_lengths int64 (N) (or one element for (T,C)), 0 <= input_length <= T. Labels in [0,C).
+ * log_probs (T,N,C) or (T,C) (log-softmaxed over C; (T,C) is N = 1); targets int64 padded
+ * (N,S) with S >= max target length, or 1-D concatenated with exactly sum(target_lengths)
+ * entries (so (T,C) takes (target_length) or (1,S)); input_lengths and target_lengths int64,
+ * N entries (0-D allowed for N = 1), 0 <= input_length <= T. Used labels must be in [0,C)
+ * (PyTorch does not check). input_length 0 gives 0 for an empty target, else inf
+ * (PyTorch reads out of bounds there). Alpha/beta run in double.
  * MEAN = mean_n(l_n / max(target_length_n, 1)); NONE gives (N) or (). An impossible alignment
  * gives inf (NaN gradient, as PyTorch), or 0 with a zero gradient under zero_infinity.
  * Grad (as PyTorch's, exact for log-softmaxed input): d/dlog_probs[t,n,c] = exp(lp) - posterior. */
