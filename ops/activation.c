@@ -10,7 +10,9 @@
 /* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
  * vectorizes those when FP compares may be speculated, i.e. without trapping math.
  * tapegrad never enables FP exception traps, so nothing observable changes. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math", "no-math-errno")
+#endif
 #include "math_internal.h"
 #include "tensor_ops.h"
 
@@ -59,15 +61,16 @@ static void relu_backward(tg_node *node)
 }
 static const tg_op_def RELU_OP = {"relu", relu_backward};
 
+TG_CLONES static void relu_kernel(float *restrict y, const float *restrict x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
+}
+
 tg_tensor *tg_relu(tg_tensor *a)
 {
     tg_tensor *out = unary_output("tg_relu", a);
     if (!out) return NULL;
-    const int64_t n = a->numel;
-    const float *restrict x = a->data;
-    float *restrict y = out->data;
-#pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
+    tg_parallel_map(relu_kernel, out->data, a->data, a->numel);
     tg_record(&RELU_OP, out, 1, &a);
     return out;
 }

@@ -14,7 +14,9 @@
 /* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
  * vectorizes those when FP compares may be speculated, i.e. without trapping math.
  * tapegrad never enables FP exception traps, so nothing observable changes. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math", "no-math-errno")
+#endif
 #include "math_internal.h"
 #include "tensor_ops.h"
 
