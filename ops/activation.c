@@ -7,6 +7,12 @@
  * is a contiguous loop over the tile, once per class. Rows are max-subtracted,
  * so logits in the hundreds stay finite.
  */
+/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
+ * vectorizes those when FP compares may be speculated, i.e. without trapping math.
+ * tapegrad never enables FP exception traps, so nothing observable changes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math", "no-math-errno")
+#endif
 #include "math_internal.h"
 #include "tensor_ops.h"
 
@@ -48,19 +54,23 @@ static void relu_backward(tg_node *node)
 {
     GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += y[i] > 0.0f ? g[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i]; /* loaded unconditionally so the select vectorizes */
+        gx[i] += y[i] > 0.0f ? gi : 0.0f;
+    }
 }
 static const tg_op_def RELU_OP = {"relu", relu_backward};
+
+TG_CLONES static void relu_kernel(float *restrict y, const float *restrict x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
+}
 
 tg_tensor *tg_relu(tg_tensor *a)
 {
     tg_tensor *out = unary_output("tg_relu", a);
     if (!out) return NULL;
-    const int64_t n = a->numel;
-    const float *restrict x = a->data;
-    float *restrict y = out->data;
-#pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
+    tg_parallel_map(relu_kernel, out->data, a->data, a->numel);
     tg_record(&RELU_OP, out, 1, &a);
     return out;
 }
@@ -71,7 +81,7 @@ static void leaky_relu_backward(tg_node *node)
     GRAD_VARS(node);
     const float s = (float)node->f[0];
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? g[i] : s * g[i];
+    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (x[i] > 0.0f ? 1.0f : s);
 }
 static const tg_op_def LEAKY_RELU_OP = {"leaky_relu", leaky_relu_backward};
 
@@ -101,6 +111,11 @@ static void sigmoid_backward(tg_node *node)
 }
 static const tg_op_def SIGMOID_OP = {"sigmoid", sigmoid_backward};
 
+TG_CLONES static void sigmoid_kernel(float *restrict y, const float *restrict x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+}
+
 tg_tensor *tg_sigmoid(tg_tensor *a)
 {
     tg_tensor *out = unary_output("tg_sigmoid", a);
@@ -108,8 +123,7 @@ tg_tensor *tg_sigmoid(tg_tensor *a)
     const int64_t n = a->numel;
     const float *restrict x = a->data;
     float *restrict y = out->data;
-#pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+    tg_parallel_map(sigmoid_kernel, y, x, n);
     tg_record(&SIGMOID_OP, out, 1, &a);
     return out;
 }
@@ -211,7 +225,7 @@ static float row_sum(const float *restrict x, int64_t n)
 }
 
 /* One contiguous row of C logits. */
-static void softmax_row(const float *restrict x, float *restrict y, int64_t C, bool log_out)
+TG_CLONES static void softmax_row(const float *restrict x, float *restrict y, int64_t C, bool log_out)
 {
     const float m = row_max(x, C);
     for (int64_t c = 0; c < C; c++) y[c] = tg_fast_expf(x[c] - m);
@@ -226,7 +240,7 @@ static void softmax_row(const float *restrict x, float *restrict y, int64_t C, b
 }
 
 /* C classes at stride `inner`, w contiguous columns each. */
-static void softmax_tile(const float *restrict x, float *restrict y, int64_t C, int64_t inner, int64_t w,
+TG_CLONES static void softmax_tile(const float *restrict x, float *restrict y, int64_t C, int64_t inner, int64_t w,
                          bool log_out)
 {
     float m[TILE], s[TILE];
@@ -264,7 +278,7 @@ static void softmax_tile(const float *restrict x, float *restrict y, int64_t C, 
 }
 
 /* softmax: dx = y (g - sum_c g y); log_softmax: dx = g - exp(y) sum_c g. */
-static void softmax_grad_tile(const float *restrict y, const float *restrict g, float *restrict gx, int64_t C,
+TG_CLONES static void softmax_grad_tile(const float *restrict y, const float *restrict g, float *restrict gx, int64_t C,
                               int64_t inner, int64_t w, bool log_out)
 {
     float d[TILE];
@@ -286,7 +300,7 @@ static void softmax_grad_tile(const float *restrict y, const float *restrict g, 
     }
 }
 
-static void softmax_grad_row(const float *restrict y, const float *restrict g, float *restrict gx, int64_t C,
+TG_CLONES static void softmax_grad_row(const float *restrict y, const float *restrict g, float *restrict gx, int64_t C,
                              bool log_out)
 {
     double d = 0.0;

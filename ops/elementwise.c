@@ -9,6 +9,12 @@
  * (N,C,H,W), scalar operands) and scalar-vector. The backward of a broadcast
  * operand sums the gradient over its broadcast dims (tg_reduce_sum_to).
  */
+/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
+ * vectorizes those when FP compares may be speculated, i.e. without trapping math.
+ * tapegrad never enables FP exception traps, so nothing observable changes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math", "no-math-errno")
+#endif
 #include "math_internal.h"
 #include "tensor_ops.h"
 
@@ -382,13 +388,17 @@ static void exp_backward(tg_node *node)
 }
 static const tg_op_def EXP_OP = {"exp", exp_backward};
 
+TG_CLONES static void exp_kernel(float *restrict y, const float *restrict x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = tg_fast_expf(x[i]);
+}
+
 tg_tensor *tg_exp(tg_tensor *a)
 {
     tg_tensor *out = unary_output("tg_exp", a);
     if (!out) return NULL;
     UNARY_VARS(a, out);
-#pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = tg_fast_expf(x[i]);
+    tg_parallel_map(exp_kernel, y, x, n);
     tg_record(&EXP_OP, out, 1, &a);
     return out;
 }
@@ -482,7 +492,10 @@ static void abs_backward(tg_node *node)
 {
     UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? g[i] : (x[i] < 0.0f ? -g[i] : 0.0f);
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i]; /* loaded unconditionally so the selects vectorize */
+        gx[i] += x[i] > 0.0f ? gi : (x[i] < 0.0f ? -gi : 0.0f);
+    }
 }
 static const tg_op_def ABS_OP = {"abs", abs_backward};
 
@@ -503,7 +516,10 @@ static void clamp_backward(tg_node *node)
     UNARY_GRAD_VARS(node);
     const float lo = (float)node->f[0], hi = (float)node->f[1];
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) gx[i] += (x[i] >= lo && x[i] <= hi) ? g[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i], xi = x[i];
+        gx[i] += (xi >= lo) & (xi <= hi) ? gi : 0.0f;
+    }
 }
 static const tg_op_def CLAMP_OP = {"clamp", clamp_backward};
 

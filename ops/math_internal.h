@@ -6,6 +6,33 @@
 
 #include "../core/core_internal.h"
 
+#include <omp.h>
+
+/* Compute-bound kernels (exp, sigmoid, softmax) are compiled for AVX-512, AVX2+FMA
+ * and baseline x86-64; the loader picks the best for the CPU (GCC target_clones). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(TG_NO_CLONES)
+#define TG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TG_CLONES
+#endif
+
+/* y[i] = f(x[i]) over n elements, split into one contiguous chunk per OpenMP
+ * thread when n > TG_PARALLEL_MIN (one kernel call per chunk, not per element). */
+typedef void (*tg_map_kernel)(float *restrict y, const float *restrict x, int64_t n);
+static inline void tg_parallel_map(tg_map_kernel kernel, float *y, const float *x, int64_t n)
+{
+    if (n <= TG_PARALLEL_MIN) {
+        kernel(y, x, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t per = ((n + nt - 1) / nt + 15) & ~(int64_t)15, a = t * per, b = a + per < n ? a + per : n;
+        if (a < b) kernel(y + a, x + a, b - a);
+    }
+}
+
 /* dst[i] += scale * src[broadcast(i)]: src has `ndim` dims (same count as dst,
  * size 1 where it is broadcast). Vectorized inner loops, OpenMP when large. */
 void tg_broadcast_accumulate(float *dst, int ndim, const int64_t *dst_shape, const float *src,

@@ -11,6 +11,12 @@
  * Max/min report the first extreme element in row-major order of each reduced
  * slice (NaN counts as the extreme, as PyTorch); the gradient goes there.
  */
+/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
+ * vectorizes those when FP compares may be speculated, i.e. without trapping math.
+ * tapegrad never enables FP exception traps, so nothing observable changes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math", "no-math-errno")
+#endif
 #include "math_internal.h"
 #include "tensor_ops.h"
 
@@ -93,7 +99,7 @@ static inline bool better(int mode, float v, float best)
 }
 
 /* Sum of n contiguous floats: 16 float lanes over blocks of 1024, blocks added in double. */
-static double sum_f32(const float *restrict x, int64_t n)
+TG_CLONES static double sum_f32(const float *restrict x, int64_t n)
 {
     double total = 0.0;
     int64_t i = 0;
