@@ -3,6 +3,7 @@
 #define TAPEGRAD_H
 
 #include "core/core.h"
+#include "core/progress.h"
 #include "ops/tensor_ops.h"
 #include "ops/nn_ops.h"
 #include "ops/loss_common.h"
