@@ -2,7 +2,7 @@
 """Golden values for the nn ops (conv, pooling, upsampling, batch norm) from PyTorch.
 
 Run with Debian's python3-torch (1.13):  /usr/bin/python3 tests/gen_nn_ops_fixtures.py
-Writes tests/fixtures/nn_ops_{conv,pool,upsample,batchnorm}.json. Each case holds the inputs,
+Writes tests/fixtures/nn_ops_{conv,pool,upsample,batchnorm,linear}.json. Each case holds the inputs,
 the options, the output y, an upstream gradient gy and the gradients of sum(y * gy) with
 respect to every input (gx, gw, gb). Non-finite numbers are the strings "NaN"/"Infinity".
 """
@@ -228,8 +228,23 @@ def batchnorm_cases():
     return cases
 
 
+# ---- linear -----------------------------------------------------------------------------------
+
+def linear_cases():
+    cases = []
+    for (name, xshape, out, has_b) in [("linear_2d_bias", (4, 5), 3, True), ("linear_3d_no_bias", (2, 3, 4), 6, False),
+                                       ("linear_1d_bias", (7,), 2, True)]:
+        x, w = rnd(*xshape), rnd(out, xshape[-1])
+        b = rnd(out) if has_b else None
+        y, gy, (gx, gw, gb) = run(lambda x, w, b: F.linear(x, w, b), [x, w, b])
+        cases.append(dict(name=name, x=enc(x), w=enc(w), b=enc(b), y=enc(y), gy=enc(gy), gx=enc(gx), gw=enc(gw),
+                          gb=enc(gb)))
+    return cases
+
+
 if __name__ == "__main__":
     dump("nn_ops_conv.json", conv_cases())
     dump("nn_ops_pool.json", pool_cases())
     dump("nn_ops_upsample.json", upsample_cases())
     dump("nn_ops_batchnorm.json", batchnorm_cases())
+    dump("nn_ops_linear.json", linear_cases())
