@@ -1,0 +1,331 @@
+/* cross_entropy (fused log-softmax + NLL) and nll_loss.
+ *
+ * Layout: input (N,C,S) with S = d1*..*dK (S = 1 for (N,C); N = 1 for (C)); class c
+ * of pixel p of image n is x[(n*C + c)*S + p], so every inner loop runs over a block
+ * of pixels with the class stride S and vectorizes. OpenMP splits the (image, pixel
+ * block) pairs; each block writes its own partial sums, added in block order, so
+ * results do not depend on the thread count.
+ *
+ * Forward saves lse = log-sum-exp per pixel; backward recomputes softmax = e^(x - lse)
+ * and writes w*(softmax - onehot)/denominator (plus the smoothing term) directly. */
+#include <math.h>
+
+#include "loss.h"
+#include "loss_util.h"
+
+#define CE_BLK 512 /* pixels per block */
+
+typedef struct {
+    const float *x;      /* (N,C,S) logits (CE) or log-probabilities (NLL) */
+    const int64_t *t;    /* (N,S) class indices, or NULL */
+    const float *tp;     /* (N,C,S) class probabilities, or NULL */
+    const float *w;      /* (C) class weights (ones if none given) */
+    double W;            /* sum of w */
+    int64_t N, C, S, ignore;
+    float eps;           /* label smoothing */
+    bool logits;         /* CE (softmax) or NLL */
+    float *lse;          /* (N,S) saved for backward, or NULL */
+    double scale;        /* reduced: dL/dl = upstream * scale */
+    bool none;
+} ce_args;
+
+static int64_t ce_nblocks(const ce_args *a) { return a->N * ((a->S + CE_BLK - 1) / CE_BLK); }
+
+/* Block b -> image n, first pixel p0, length L. */
+static void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0, int64_t *L)
+{
+    int64_t nbs = (a->S + CE_BLK - 1) / CE_BLK;
+    *n = b / nbs;
+    *p0 = (b % nbs) * CE_BLK;
+    *L = a->S - *p0 < CE_BLK ? a->S - *p0 : CE_BLK;
+}
+
+/* log-sum-exp over classes of one pixel block (lse = 0 for NLL). */
+static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse)
+{
+    int64_t C = a->C, S = a->S;
+    if (!a->logits) {
+        for (int64_t p = 0; p < L; p++) lse[p] = 0.0f;
+        return;
+    }
+    float m[CE_BLK], s[CE_BLK];
+    for (int64_t p = 0; p < L; p++) m[p] = xb[p];
+    for (int64_t c = 1; c < C; c++)
+        for (int64_t p = 0; p < L; p++) m[p] = fmaxf(m[p], xb[c * S + p]);
+    for (int64_t p = 0; p < L; p++) s[p] = 0.0f;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t p = 0; p < L; p++) s[p] += tgl_expf(xb[c * S + p] - m[p]);
+    for (int64_t p = 0; p < L; p++) lse[p] = m[p] + tgl_logf(s[p]);
+}
+
+/* Class labels of a block: y in [0,C), -1 for ignored. Returns false on an out-of-range target. */
+static bool ce_block_labels(const ce_args *a, const int64_t *tb, int64_t L, int32_t *y)
+{
+    bool bad = false;
+    for (int64_t p = 0; p < L; p++) {
+        int64_t v = tb[p];
+        bool ign = v == a->ignore;
+        bad |= !ign && (v < 0 || v >= a->C);
+        y[p] = ign || v < 0 || v >= a->C ? -1 : (int32_t)v;
+    }
+    return !bad;
+}
+
+/* Forward over all blocks: per-block loss sums (and weight sums for index targets);
+ * per-pixel losses into `none_out` if given. Returns the first bad block or -1. */
+static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, double *part_w)
+{
+    int64_t nb = ce_nblocks(a), C = a->C, S = a->S, first_bad = -1;
+    float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C;
+#pragma omp parallel for if (a->N * C * S > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t n, p0, L;
+        ce_block_range(a, b, &n, &p0, &L);
+        const float *xb = a->x + n * C * S + p0;
+        float lse[CE_BLK], lv[CE_BLK];
+        ce_block_lse(a, xb, L, lse);
+        double sw = 0;
+        if (a->t) {
+            int32_t y[CE_BLK];
+            if (!ce_block_labels(a, a->t + n * S + p0, L, y)) {
+#pragma omp critical(tg_ce_bad)
+                if (first_bad < 0 || b < first_bad) first_bad = b;
+            }
+            for (int64_t p = 0; p < L; p++) {
+                if (y[p] < 0) {
+                    lv[p] = 0.0f;
+                    continue;
+                }
+                float wy = a->w[y[p]];
+                lv[p] = keep * wy * (lse[p] - xb[y[p] * S + p]);
+                sw += wy;
+            }
+            if (eps > 0) {
+                float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
+                for (int64_t p = 0; p < L; p++) sm[p] = 0.0f;
+                for (int64_t c = 0; c < C; c++) {
+                    float wc = a->w[c];
+                    for (int64_t p = 0; p < L; p++) sm[p] += wc * (lse[p] - xb[c * S + p]);
+                }
+                for (int64_t p = 0; p < L; p++)
+                    if (y[p] >= 0) lv[p] += epc * sm[p];
+            }
+        } else {
+            const float *tb = a->tp + n * C * S + p0;
+            for (int64_t p = 0; p < L; p++) lv[p] = 0.0f;
+            for (int64_t c = 0; c < C; c++) {
+                float wc = a->w[c];
+                for (int64_t p = 0; p < L; p++) lv[p] += wc * (keep * tb[c * S + p] + epc) * (lse[p] - xb[c * S + p]);
+            }
+        }
+        part_l[b] = tgl_sum_block(lv, L);
+        part_w[b] = sw;
+        if (none_out) memcpy(none_out + n * S + p0, lv, (size_t)L * sizeof(float));
+        if (a->lse) memcpy(a->lse + n * S + p0, lse, (size_t)L * sizeof(float));
+    }
+    return first_bad;
+}
+
+static void ce_backward(tg_node *node)
+{
+    const ce_args *a = node->ctx;
+    tg_tensor *xin = node->in[0];
+    if (!a || !tg_needs_grad(xin)) return;
+    float *gx = tg_grad(xin);
+    if (!gx) return;
+    const float *go = node->out->grad;
+    int64_t nb = ce_nblocks(a), C = a->C, S = a->S;
+    float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C, W = (float)a->W;
+    float gs = a->none ? 0.0f : (float)(go[0] * a->scale);
+#pragma omp parallel for if (a->N * C * S > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t n, p0, L;
+        ce_block_range(a, b, &n, &p0, &L);
+        const float *xb = a->x + n * C * S + p0, *lse = a->lse ? a->lse + n * S + p0 : NULL;
+        float *gb = gx + n * C * S + p0;
+        float g[CE_BLK];
+        for (int64_t p = 0; p < L; p++) g[p] = a->none ? go[n * S + p0 + p] : gs;
+        if (a->t) {
+            int32_t y[CE_BLK];
+            float sa[CE_BLK], sb[CE_BLK], se[CE_BLK];
+            ce_block_labels(a, a->t + n * S + p0, L, y);
+            for (int64_t p = 0; p < L; p++) {
+                bool ok = y[p] >= 0;
+                float wy = ok ? a->w[y[p]] : 0.0f;
+                sb[p] = ok ? g[p] * keep * wy : 0.0f;          /* onehot coefficient */
+                se[p] = ok ? g[p] * epc : 0.0f;                /* smoothing: times w_c */
+                sa[p] = sb[p] + se[p] * W;                     /* softmax coefficient */
+            }
+            if (!a->logits) {
+                for (int64_t p = 0; p < L; p++)
+                    if (y[p] >= 0) gb[y[p] * S + p] -= sb[p];
+                continue;
+            }
+            for (int64_t c = 0; c < C; c++) {
+                float wc = a->w[c];
+                float *gc = gb + c * S;
+                const float *xc = xb + c * S;
+                for (int64_t p = 0; p < L; p++)
+                    gc[p] += sa[p] * tgl_expf(xc[p] - lse[p]) - (y[p] == c ? sb[p] : 0.0f) - se[p] * wc;
+            }
+        } else {
+            const float *tb = a->tp + n * C * S + p0;
+            float sy[CE_BLK]; /* sum_c w_c y'_c */
+            for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
+            for (int64_t c = 0; c < C; c++) {
+                float wc = a->w[c];
+                for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
+            }
+            for (int64_t c = 0; c < C; c++) {
+                float wc = a->w[c];
+                for (int64_t p = 0; p < L; p++)
+                    gb[c * S + p] +=
+                        g[p] * (sy[p] * tgl_expf(xb[c * S + p] - lse[p]) - wc * (keep * tb[c * S + p] + epc));
+            }
+        }
+    }
+}
+
+static const tg_op_def CE_OP = {"cross_entropy", ce_backward};
+static const tg_op_def NLL_OP = {"nll_loss", ce_backward};
+
+/* Shapes, dtypes and options; fills a (without buffers). */
+static bool ce_prepare(const char *op, bool logits, tg_tensor *input, tg_tensor *target, const tg_ce_opts *o,
+                       ce_args *a)
+{
+    if (!tg_check_f32(op, "input", input) || !target) return false;
+    if (!tgl_check_reduction(op, o->reduction, false)) return false;
+    char s1[96], s2[96];
+    if (input->ndim < 1) {
+        tg_error(TG_ERR_SHAPE, "%s: input must be (C), (N,C) or (N,C,d1..dK), got a scalar", op);
+        return false;
+    }
+    memset(a, 0, sizeof *a);
+    a->logits = logits;
+    a->x = input->data;
+    if (input->ndim == 1) {
+        a->N = 1, a->C = input->shape[0], a->S = 1;
+    } else {
+        a->N = input->shape[0], a->C = input->shape[1], a->S = 1;
+        for (int d = 2; d < input->ndim; d++) a->S *= input->shape[d];
+    }
+    if (a->C < 1) {
+        tg_error(TG_ERR_SHAPE, "%s: input %s has no classes", op, tg_shape_str(input, s1, sizeof s1));
+        return false;
+    }
+    if (target->dtype == TG_F32) {
+        if (!logits) {
+            tg_error(TG_ERR_ARG, "%s: target must be int64 class indices (got float)", op);
+            return false;
+        }
+        if (!tg_tensor_same_shape(input, target)) {
+            tg_error(TG_ERR_SHAPE, "%s: float (probability) target %s must have the input's shape %s", op,
+                     tg_shape_str(target, s2, sizeof s2), tg_shape_str(input, s1, sizeof s1));
+            return false;
+        }
+        if (o->has_ignore_index && o->ignore_index >= 0) {
+            tg_error(TG_ERR_ARG, "%s: ignore_index (%lld) is not supported with probability targets", op,
+                     (long long)o->ignore_index);
+            return false;
+        }
+        a->tp = target->data;
+    } else {
+        bool ok = target->ndim == (input->ndim == 1 ? 0 : input->ndim - 1);
+        if (ok && input->ndim > 1) {
+            ok = target->shape[0] == input->shape[0];
+            for (int d = 2; d < input->ndim && ok; d++) ok = target->shape[d - 1] == input->shape[d];
+        }
+        if (!ok) {
+            tg_error(TG_ERR_SHAPE, "%s: target %s does not fit input %s (expected the input's shape without dim 1)",
+                     op, tg_shape_str(target, s2, sizeof s2), tg_shape_str(input, s1, sizeof s1));
+            return false;
+        }
+        a->t = target->idata;
+    }
+    a->ignore = o->has_ignore_index ? o->ignore_index : TG_DEFAULT_IGNORE_INDEX;
+    if (!(o->label_smoothing >= 0.0f && o->label_smoothing <= 1.0f)) {
+        tg_error(TG_ERR_ARG, "%s: label_smoothing must be in [0, 1], got %g", op, o->label_smoothing);
+        return false;
+    }
+    if (!logits && o->label_smoothing != 0.0f) {
+        tg_error(TG_ERR_ARG, "tg_nll_loss: label_smoothing is only for tg_cross_entropy");
+        return false;
+    }
+    a->eps = o->label_smoothing;
+    float *w = tg_arena_alloc((size_t)a->C * sizeof(float));
+    if (!w) return false;
+    if (o->weight) {
+        if (!tg_check_f32(op, "weight", o->weight)) return false;
+        if (o->weight->ndim != 1 || o->weight->numel != a->C) {
+            tg_error(TG_ERR_SHAPE, "%s: weight must have shape (%lld) (one per class), got %s", op, (long long)a->C,
+                     tg_shape_str(o->weight, s1, sizeof s1));
+            return false;
+        }
+        memcpy(w, o->weight->data, (size_t)a->C * sizeof(float));
+    } else {
+        for (int64_t c = 0; c < a->C; c++) w[c] = 1.0f;
+    }
+    a->w = w;
+    for (int64_t c = 0; c < a->C; c++) a->W += w[c];
+    return true;
+}
+
+static tg_tensor *ce_run(const char *op, const tg_op_def *def, bool logits, tg_tensor *input, tg_tensor *target,
+                         tg_ce_opts o)
+{
+    ce_args *a = tg_arena_alloc(sizeof *a);
+    if (!a || !ce_prepare(op, logits, input, target, &o, a)) return NULL;
+    bool none = o.reduction == TG_REDUCTION_NONE;
+    a->none = none;
+    tg_tensor *out;
+    if (none && input->ndim == 1) out = tg_output_new(TG_F32, 0, NULL);
+    else if (none) {
+        int64_t shp[TG_MAX_DIMS];
+        shp[0] = input->shape[0];
+        for (int d = 2; d < input->ndim; d++) shp[d - 1] = input->shape[d];
+        out = tg_output_new(TG_F32, input->ndim - 1, shp);
+    } else out = tg_output_new(TG_F32, 0, NULL);
+    if (!out) return NULL;
+    bool want = tg_grad_enabled() && input->requires_grad;
+    if (want && logits && !(a->lse = tg_arena_alloc((size_t)(a->N * a->S > 0 ? a->N * a->S : 1) * sizeof(float))))
+        return NULL;
+    int64_t nb = ce_nblocks(a);
+    double *part = tg_arena_alloc((size_t)(2 * nb + 1) * sizeof(double));
+    if (!part) return NULL;
+    int64_t bad = ce_forward(a, none ? out->data : NULL, part, part + nb);
+    if (bad >= 0) { /* report the first bad target, in index order */
+        int64_t n, p0, L;
+        ce_block_range(a, bad, &n, &p0, &L);
+        for (int64_t p = 0; p < L; p++) {
+            int64_t v = a->t[n * a->S + p0 + p];
+            if (v != a->ignore && (v < 0 || v >= a->C)) {
+                tg_error(TG_ERR_VALUE, "%s: Target %lld is out of bounds (%lld classes, ignore_index %lld)", op,
+                         (long long)v, (long long)a->C, (long long)a->ignore);
+                return NULL;
+            }
+        }
+    }
+    double sl = 0, sw = 0;
+    for (int64_t b = 0; b < nb; b++) sl += part[b], sw += part[nb + b];
+    double denom = a->t ? sw : (double)(a->N * a->S);
+    a->scale = 1.0;
+    if (o.reduction == TG_REDUCTION_SUM) out->data[0] = (float)sl;
+    else if (o.reduction == TG_REDUCTION_MEAN) {
+        out->data[0] = (float)(sl / denom); /* 0/0: NaN when every target is ignored */
+        a->scale = denom != 0 ? 1.0 / denom : 0.0;
+    }
+    tg_tensor *ins[2] = {input, target};
+    tg_node *node = tg_record(def, out, 2, ins);
+    if (node) node->ctx = a;
+    return out;
+}
+
+tg_tensor *tg_cross_entropy(tg_tensor *input, tg_tensor *target, tg_ce_opts opts)
+{
+    return ce_run("tg_cross_entropy", &CE_OP, true, input, target, opts);
+}
+
+tg_tensor *tg_nll_loss(tg_tensor *input, tg_tensor *target, tg_ce_opts opts)
+{
+    return ce_run("tg_nll_loss", &NLL_OP, false, input, target, opts);
+}
