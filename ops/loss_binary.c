@@ -1,6 +1,11 @@
 /* Binary losses: binary_cross_entropy (on probabilities), the fused
  * binary_cross_entropy_with_logits, soft_margin, multilabel_soft_margin and
  * torchvision's sigmoid_focal_loss. Formulas in ops/loss.h. */
+/* Our kernels never read the floating-point exception flags: without this GCC will not
+ * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <math.h>
 
 #include "loss.h"
@@ -62,7 +67,7 @@ static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, fl
             for (int64_t k = 0; k < n; k++) {
                 float xv = x[k], yv = y[k];
                 float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
-                float sp = fmaxf(-xv, 0.0f) + tgl_logf(u);
+                float sp = tgl_maxf(-xv, 0.0f) + tgl_logf(u);
                 l[k] = (1.0f - yv) * xv + sp;
                 float sig = (xv >= 0.0f ? 1.0f : t) / u;
                 d[k] = sig - yv;
@@ -70,7 +75,7 @@ static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, fl
         } else {
             for (int64_t k = 0; k < n; k++) {
                 float xv = x[k], t = tgl_expf(-fabsf(xv));
-                l[k] = (1.0f - y[k]) * xv + fmaxf(-xv, 0.0f) + tgl_logf(1.0f + t);
+                l[k] = (1.0f - y[k]) * xv + tgl_maxf(-xv, 0.0f) + tgl_logf(1.0f + t);
             }
         }
         return;
@@ -79,15 +84,17 @@ static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, fl
     for (int64_t k = 0; k < n; k++) {
         float xv = x[k], yv = y[k];
         float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
-        float sp = fmaxf(-xv, 0.0f) + tgl_logf(u);
+        float sp = tgl_maxf(-xv, 0.0f) + tgl_logf(u);
         float lw = 1.0f + (pw[k] - 1.0f) * yv;
         l[k] = w[k] * ((1.0f - yv) * xv + lw * sp);
-        if (d) {
-            float sig = (xv >= 0.0f ? 1.0f : t) / u;
+    }
+    if (d)
+        for (int64_t k = 0; k < n; k++) {
+            float xv = x[k], yv = y[k];
+            float t = tgl_expf(-fabsf(xv)), sig = (xv >= 0.0f ? 1.0f : t) / (1.0f + t);
             float py = pw[k] * yv;
             d[k] = w[k] * ((py + 1.0f - yv) * sig - py);
         }
-    }
 }
 
 static const tg_op_def BCE_LOGITS_OP = {"binary_cross_entropy_with_logits", tgl_ew_backward};

@@ -8,6 +8,11 @@
  *
  * Forward saves lse = log-sum-exp per pixel; backward recomputes softmax = e^(x - lse)
  * and writes w*(softmax - onehot)/denominator (plus the smoothing term) directly. */
+/* Our kernels never read the floating-point exception flags: without this GCC will not
+ * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <math.h>
 
 #include "loss.h"
@@ -51,7 +56,7 @@ static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *ls
     float m[CE_BLK], s[CE_BLK];
     for (int64_t p = 0; p < L; p++) m[p] = xb[p];
     for (int64_t c = 1; c < C; c++)
-        for (int64_t p = 0; p < L; p++) m[p] = fmaxf(m[p], xb[c * S + p]);
+        for (int64_t p = 0; p < L; p++) m[p] = tgl_maxf(m[p], xb[c * S + p]);
     for (int64_t p = 0; p < L; p++) s[p] = 0.0f;
     for (int64_t c = 0; c < C; c++)
         for (int64_t p = 0; p < L; p++) s[p] += tgl_expf(xb[c * S + p] - m[p]);
@@ -59,16 +64,37 @@ static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *ls
 }
 
 /* Class labels of a block: y in [0,C), -1 for ignored. Returns false on an out-of-range target. */
-static bool ce_block_labels(const ce_args *a, const int64_t *tb, int64_t L, int32_t *y)
+static bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, int64_t L, int32_t *restrict y)
 {
-    bool bad = false;
+    int bad = 0;
+    uint64_t C = (uint64_t)a->C;
+    int64_t ignore = a->ignore;
     for (int64_t p = 0; p < L; p++) {
         int64_t v = tb[p];
-        bool ign = v == a->ignore;
-        bad |= !ign && (v < 0 || v >= a->C);
-        y[p] = ign || v < 0 || v >= a->C ? -1 : (int32_t)v;
+        int ign = v == ignore, oob = (uint64_t)v >= C; /* negative values wrap to huge */
+        bad |= oob & !ign;
+        y[p] = ign | oob ? -1 : (int32_t)v;
     }
     return !bad;
+}
+
+/* Per pixel of a block: the target's logit x_y and weight w_y (both 0 where y < 0), by a
+ * select per class (vectorizes; no gather). */
+static void ce_block_pick(const ce_args *a, const float *xb, const int32_t *restrict y, int64_t L,
+                          float *restrict xy, float *restrict wy)
+{
+    for (int64_t p = 0; p < L; p++) xy[p] = 0.0f, wy[p] = 0.0f;
+    for (int64_t c = 0; c < a->C; c++) {
+        const float *restrict xc = xb + c * a->S;
+        float wc = a->w[c];
+        int32_t ci = (int32_t)c;
+        for (int64_t p = 0; p < L; p++) {
+            float xv = xc[p], xo = xy[p], wo = wy[p]; /* unconditional loads: a select, no branch */
+            bool hit = y[p] == ci;
+            xy[p] = hit ? xv : xo; /* (not hit*xv: 0 * -inf logits would give NaN) */
+            wy[p] = hit ? wc : wo;
+        }
+    }
 }
 
 /* Forward over all blocks: per-block loss sums (and weight sums for index targets);
@@ -91,15 +117,10 @@ static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, dou
 #pragma omp critical(tg_ce_bad)
                 if (first_bad < 0 || b < first_bad) first_bad = b;
             }
-            for (int64_t p = 0; p < L; p++) {
-                if (y[p] < 0) {
-                    lv[p] = 0.0f;
-                    continue;
-                }
-                float wy = a->w[y[p]];
-                lv[p] = keep * wy * (lse[p] - xb[y[p] * S + p]);
-                sw += wy;
-            }
+            float xy[CE_BLK], wy[CE_BLK];
+            ce_block_pick(a, xb, y, L, xy, wy);
+            for (int64_t p = 0; p < L; p++) lv[p] = keep * wy[p] * (lse[p] - xy[p]); /* 0 where ignored */
+            sw = tgl_sum_block(wy, L);
             if (eps > 0) {
                 float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
                 for (int64_t p = 0; p < L; p++) sm[p] = 0.0f;
@@ -107,8 +128,7 @@ static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, dou
                     float wc = a->w[c];
                     for (int64_t p = 0; p < L; p++) sm[p] += wc * (lse[p] - xb[c * S + p]);
                 }
-                for (int64_t p = 0; p < L; p++)
-                    if (y[p] >= 0) lv[p] += epc * sm[p];
+                for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
             }
         } else {
             const float *tb = a->tp + n * C * S + p0;
@@ -149,12 +169,12 @@ static void ce_backward(tg_node *node)
             int32_t y[CE_BLK];
             float sa[CE_BLK], sb[CE_BLK], se[CE_BLK];
             ce_block_labels(a, a->t + n * S + p0, L, y);
+            float xy[CE_BLK], wy[CE_BLK];
+            ce_block_pick(a, xb, y, L, xy, wy);
             for (int64_t p = 0; p < L; p++) {
-                bool ok = y[p] >= 0;
-                float wy = ok ? a->w[y[p]] : 0.0f;
-                sb[p] = ok ? g[p] * keep * wy : 0.0f;          /* onehot coefficient */
-                se[p] = ok ? g[p] * epc : 0.0f;                /* smoothing: times w_c */
-                sa[p] = sb[p] + se[p] * W;                     /* softmax coefficient */
+                sb[p] = g[p] * keep * wy[p];           /* onehot coefficient (0 where ignored) */
+                se[p] = y[p] >= 0 ? g[p] * epc : 0.0f; /* smoothing: times w_c */
+                sa[p] = sb[p] + se[p] * W;             /* softmax coefficient */
             }
             if (!a->logits) {
                 for (int64_t p = 0; p < L; p++)
@@ -163,10 +183,11 @@ static void ce_backward(tg_node *node)
             }
             for (int64_t c = 0; c < C; c++) {
                 float wc = a->w[c];
-                float *gc = gb + c * S;
-                const float *xc = xb + c * S;
+                float *restrict gc = gb + c * S;
+                const float *restrict xc = xb + c * S;
+                int32_t ci = (int32_t)c; /* same width as y: keeps the loop vectorizable */
                 for (int64_t p = 0; p < L; p++)
-                    gc[p] += sa[p] * tgl_expf(xc[p] - lse[p]) - (y[p] == c ? sb[p] : 0.0f) - se[p] * wc;
+                    gc[p] += sa[p] * tgl_expf(xc[p] - lse[p]) - (y[p] == ci ? sb[p] : 0.0f) - se[p] * wc;
             }
         } else {
             const float *tb = a->tp + n * C * S + p0;

@@ -1,5 +1,10 @@
 /* Shared loss helpers: checks, weight broadcasting, deterministic sums and the
  * elementwise-loss driver (forward in blocks, backward = upstream * saved derivative). */
+/* Our kernels never read the floating-point exception flags: without this GCC will not
+ * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "loss_util.h"
 
 #include <math.h>

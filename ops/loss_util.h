@@ -26,6 +26,10 @@ double tgl_sum(const float *x, int64_t n);
 /* Sum of one block (n <= TGL_BLOCK) in 8 double lanes, combined in a fixed order. */
 double tgl_sum_block(const float *x, int64_t n);
 
+/* max/min as a plain select (fmaxf is a libm call on baseline x86-64 and blocks vectorization). */
+static inline float tgl_maxf(float a, float b) { return a > b ? a : b; }
+static inline float tgl_minf(float a, float b) { return a < b ? a : b; }
+
 /* exp for x <= 88 (Cephes polynomial, ~1 ulp); 0 below -87.3; written so loops vectorize. */
 static inline float tgl_expf(float x)
 {
@@ -45,8 +49,8 @@ static inline float tgl_expf(float x)
     int32_t bits = ((int32_t)fn + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    float res = y * scale;
-    return x < -87.3f ? 0.0f : res;
+    /* a multiply by the mask, not a branch: keeps the loop free of control flow */
+    return y * scale * (float)(x >= -87.3f);
 }
 
 /* Natural log for positive normal finite x (Cephes polynomial, ~1 ulp); vectorizable. */
@@ -59,9 +63,9 @@ static inline float tgl_logf(float x)
     float m;
     memcpy(&m, &mbits, sizeof m);
     float fe = (float)e;
-    int small = m < 0.707106781186547524f;
-    fe = small ? fe - 1.0f : fe;
-    m = small ? m + m - 1.0f : m - 1.0f;
+    float small = (float)(m < 0.707106781186547524f); /* 1 or 0, no branch */
+    fe -= small;
+    m = m + m * small - 1.0f;
     float z = m * m;
     float y = 7.0376836292e-2f;
     y = y * m - 1.1514610310e-1f;
