@@ -6,8 +6,10 @@
  * block) pairs; each block writes its own partial sums, added in block order, so
  * results do not depend on the thread count.
  *
- * Forward saves lse = log-sum-exp per pixel; backward recomputes softmax = e^(x - lse)
- * and writes w*(softmax - onehot)/denominator (plus the smoothing term) directly. */
+ * Forward (one pass per pixel block): max, e = exp(x - max) (one exp per element), lse,
+ * the loss, and, when a gradient is wanted, the unscaled per-element derivative
+ * d = w_y*(softmax - onehot) (+ the smoothing term), written over e in place. Backward
+ * is then grad += upstream/denominator * d, one streaming pass with no exp. */
 /* Our kernels never read the floating-point exception flags: without this GCC will not
  * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -29,7 +31,7 @@ typedef struct {
     int64_t N, C, S, ignore;
     float eps;           /* label smoothing */
     bool logits;         /* CE (softmax) or NLL */
-    float *lse;          /* (N,S) saved for backward, or NULL */
+    float *d;            /* (N,C,S) saved derivative dl_pixel/dx (CE only), or NULL */
     double scale;        /* reduced: dL/dl = upstream * scale */
     bool none;
 } ce_args;
@@ -45,8 +47,9 @@ static void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0,
     *L = a->S - *p0 < CE_BLK ? a->S - *p0 : CE_BLK;
 }
 
-/* log-sum-exp over classes of one pixel block (lse = 0 for NLL). */
-static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse)
+/* log-sum-exp over classes of one pixel block (lse = 0 for NLL). With e != NULL (stride S),
+ * also stores e_c = exp(x_c - max) and inv = 1/sum_c e_c for the derivative. */
+static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse, float *e, float *inv)
 {
     int64_t C = a->C, S = a->S;
     if (!a->logits) {
@@ -58,8 +61,21 @@ static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *ls
     for (int64_t c = 1; c < C; c++)
         for (int64_t p = 0; p < L; p++) m[p] = tgl_maxf(m[p], xb[c * S + p]);
     for (int64_t p = 0; p < L; p++) s[p] = 0.0f;
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t p = 0; p < L; p++) s[p] += tgl_expf(xb[c * S + p] - m[p]);
+    if (e) {
+        for (int64_t c = 0; c < C; c++) {
+            const float *restrict xc = xb + c * S;
+            float *restrict ec = e + c * S;
+            for (int64_t p = 0; p < L; p++) {
+                float v = tgl_expf(xc[p] - m[p]);
+                ec[p] = v;
+                s[p] += v;
+            }
+        }
+        for (int64_t p = 0; p < L; p++) inv[p] = 1.0f / s[p];
+    } else {
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t p = 0; p < L; p++) s[p] += tgl_expf(xb[c * S + p] - m[p]);
+    }
     for (int64_t p = 0; p < L; p++) lse[p] = m[p] + tgl_logf(s[p]);
 }
 
@@ -102,14 +118,15 @@ static void ce_block_pick(const ce_args *a, const float *xb, const int32_t *rest
 static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, double *part_w)
 {
     int64_t nb = ce_nblocks(a), C = a->C, S = a->S, first_bad = -1;
-    float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C;
+    float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C, W = (float)a->W;
 #pragma omp parallel for if (a->N * C * S > TG_PARALLEL_MIN) schedule(static)
     for (int64_t b = 0; b < nb; b++) {
         int64_t n, p0, L;
         ce_block_range(a, b, &n, &p0, &L);
         const float *xb = a->x + n * C * S + p0;
-        float lse[CE_BLK], lv[CE_BLK];
-        ce_block_lse(a, xb, L, lse);
+        float *db = a->d ? a->d + n * C * S + p0 : NULL; /* (C, L) with stride S */
+        float lse[CE_BLK], lv[CE_BLK], inv[CE_BLK];
+        ce_block_lse(a, xb, L, lse, db, inv);
         double sw = 0;
         if (a->t) {
             int32_t y[CE_BLK];
@@ -130,6 +147,19 @@ static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, dou
                 }
                 for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
             }
+            if (db) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
+                float A[CE_BLK], B[CE_BLK], E[CE_BLK];
+                for (int64_t p = 0; p < L; p++) {
+                    B[p] = keep * wy[p];
+                    E[p] = y[p] >= 0 ? epc : 0.0f;
+                    A[p] = (B[p] + E[p] * W) * inv[p];
+                }
+                for (int64_t c = 0; c < C; c++) {
+                    float *restrict dc = db + c * S, wc = a->w[c];
+                    int32_t ci = (int32_t)c;
+                    for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f) - E[p] * wc;
+                }
+            }
         } else {
             const float *tb = a->tp + n * C * S + p0;
             for (int64_t p = 0; p < L; p++) lv[p] = 0.0f;
@@ -137,11 +167,24 @@ static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, dou
                 float wc = a->w[c];
                 for (int64_t p = 0; p < L; p++) lv[p] += wc * (keep * tb[c * S + p] + epc) * (lse[p] - xb[c * S + p]);
             }
+            if (db) { /* d_c = p_c * sum_k w_k y'_k - w_c y'_c */
+                float sy[CE_BLK];
+                for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
+                for (int64_t c = 0; c < C; c++) {
+                    float wc = a->w[c];
+                    for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
+                }
+                for (int64_t p = 0; p < L; p++) sy[p] *= inv[p];
+                for (int64_t c = 0; c < C; c++) {
+                    float *restrict dc = db + c * S, wc = a->w[c];
+                    const float *restrict tc = tb + c * S;
+                    for (int64_t p = 0; p < L; p++) dc[p] = sy[p] * dc[p] - wc * (keep * tc[p] + epc);
+                }
+            }
         }
         part_l[b] = tgl_sum_block(lv, L);
         part_w[b] = sw;
         if (none_out) memcpy(none_out + n * S + p0, lv, (size_t)L * sizeof(float));
-        if (a->lse) memcpy(a->lse + n * S + p0, lse, (size_t)L * sizeof(float));
     }
     return first_bad;
 }
@@ -154,56 +197,37 @@ static void ce_backward(tg_node *node)
     float *gx = tg_grad(xin);
     if (!gx) return;
     const float *go = node->out->grad;
-    int64_t nb = ce_nblocks(a), C = a->C, S = a->S;
-    float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C, W = (float)a->W;
+    int64_t nb = ce_nblocks(a), C = a->C, S = a->S, m = xin->numel;
     float gs = a->none ? 0.0f : (float)(go[0] * a->scale);
-#pragma omp parallel for if (a->N * C * S > TG_PARALLEL_MIN) schedule(static)
+    if (a->d && !a->none) { /* one streaming pass */
+        const float *restrict d = a->d;
+#pragma omp parallel for if (m > TG_PARALLEL_MIN) schedule(static)
+        for (int64_t i = 0; i < m; i++) gx[i] += gs * d[i];
+        return;
+    }
+#pragma omp parallel for if (m > TG_PARALLEL_MIN) schedule(static)
     for (int64_t b = 0; b < nb; b++) {
         int64_t n, p0, L;
         ce_block_range(a, b, &n, &p0, &L);
-        const float *xb = a->x + n * C * S + p0, *lse = a->lse ? a->lse + n * S + p0 : NULL;
         float *gb = gx + n * C * S + p0;
         float g[CE_BLK];
         for (int64_t p = 0; p < L; p++) g[p] = a->none ? go[n * S + p0 + p] : gs;
-        if (a->t) {
-            int32_t y[CE_BLK];
-            float sa[CE_BLK], sb[CE_BLK], se[CE_BLK];
-            ce_block_labels(a, a->t + n * S + p0, L, y);
-            float xy[CE_BLK], wy[CE_BLK];
-            ce_block_pick(a, xb, y, L, xy, wy);
-            for (int64_t p = 0; p < L; p++) {
-                sb[p] = g[p] * keep * wy[p];           /* onehot coefficient (0 where ignored) */
-                se[p] = y[p] >= 0 ? g[p] * epc : 0.0f; /* smoothing: times w_c */
-                sa[p] = sb[p] + se[p] * W;             /* softmax coefficient */
-            }
-            if (!a->logits) {
-                for (int64_t p = 0; p < L; p++)
-                    if (y[p] >= 0) gb[y[p] * S + p] -= sb[p];
-                continue;
-            }
+        if (a->d) { /* 'none': per-pixel upstream */
+            const float *db = a->d + n * C * S + p0;
             for (int64_t c = 0; c < C; c++) {
-                float wc = a->w[c];
                 float *restrict gc = gb + c * S;
-                const float *restrict xc = xb + c * S;
-                int32_t ci = (int32_t)c; /* same width as y: keeps the loop vectorizable */
-                for (int64_t p = 0; p < L; p++)
-                    gc[p] += sa[p] * tgl_expf(xc[p] - lse[p]) - (y[p] == ci ? sb[p] : 0.0f) - se[p] * wc;
+                const float *restrict dc = db + c * S;
+                for (int64_t p = 0; p < L; p++) gc[p] += g[p] * dc[p];
             }
-        } else {
-            const float *tb = a->tp + n * C * S + p0;
-            float sy[CE_BLK]; /* sum_c w_c y'_c */
-            for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
-            for (int64_t c = 0; c < C; c++) {
-                float wc = a->w[c];
-                for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
-            }
-            for (int64_t c = 0; c < C; c++) {
-                float wc = a->w[c];
-                for (int64_t p = 0; p < L; p++)
-                    gb[c * S + p] +=
-                        g[p] * (sy[p] * tgl_expf(xb[c * S + p] - lse[p]) - wc * (keep * tb[c * S + p] + epc));
-            }
+            continue;
         }
+        /* nll_loss: -w_y at the target class */
+        int32_t y[CE_BLK];
+        float xy[CE_BLK], wy[CE_BLK];
+        ce_block_labels(a, a->t + n * S + p0, L, y);
+        ce_block_pick(a, a->x + n * C * S + p0, y, L, xy, wy);
+        for (int64_t p = 0; p < L; p++)
+            if (y[p] >= 0) gb[y[p] * S + p] -= g[p] * wy[p];
     }
 }
 
@@ -308,7 +332,7 @@ static tg_tensor *ce_run(const char *op, const tg_op_def *def, bool logits, tg_t
     } else out = tg_output_new(TG_F32, 0, NULL);
     if (!out) return NULL;
     bool want = tg_grad_enabled() && input->requires_grad;
-    if (want && logits && !(a->lse = tg_arena_alloc((size_t)(a->N * a->S > 0 ? a->N * a->S : 1) * sizeof(float))))
+    if (want && logits && !(a->d = tg_arena_alloc((size_t)(input->numel > 0 ? input->numel : 1) * sizeof(float))))
         return NULL;
     int64_t nb = ce_nblocks(a);
     double *part = tg_arena_alloc((size_t)(2 * nb + 1) * sizeof(double));
