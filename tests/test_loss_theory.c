@@ -197,13 +197,33 @@ Test(edge, bce_with_logits_extremes_finite_and_inf_gives_nan)
     cr_expect_eq(l->data[2], 0.0f);
     cr_expect_eq(l->data[3], 0.0f);
     cr_expect(isnan(l->data[4]) && isnan(l->data[5]), "%g %g (PyTorch gives NaN)", l->data[4], l->data[5]);
-    cr_assert_eq(tg_backward_with(l, tg_tensor_ones(TG_SHAPE(6))), TG_OK); /* (leaks one small tensor: fine in a test) */
+    tg_tensor *go = tg_tensor_ones(TG_SHAPE(6));
+    cr_assert_eq(tg_backward_with(l, go), TG_OK);
+    tg_tensor_free(go);
     cr_expect_float_eq(x->grad[0], 1.0f, 1e-7);
     cr_expect_float_eq(x->grad[1], -1.0f, 1e-7);
     cr_expect_float_eq(x->grad[2], 0.0f, 1e-7);
     tg_tape_clear();
     tg_tensor_free(x);
     tg_tensor_free(y);
+}
+
+/* A -inf logit (a masked class) that is not the target: finite loss, zero gradient there,
+ * the same loss as without that class (PyTorch: F.cross_entropy([[0,-inf,1]], [2]) = 0.3133). */
+Test(edge, minus_inf_logit_in_other_class)
+{
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_from_data(TG_SHAPE(1, 3), (float[]){0, -INFINITY, 1}), true);
+    tg_tensor *t = tg_tensor_from_i64(TG_SHAPE(1), (int64_t[]){2});
+    tg_tensor *l = tg_cross_entropy(x, t, (tg_ce_opts){0});
+    cr_assert_not_null(l);
+    cr_expect(fabsf(l->data[0] - 0.31326169f) < 1e-6f, "%.9g", l->data[0]);
+    cr_assert_eq(tg_backward(l), TG_OK);
+    cr_expect_eq(x->grad[1], 0.0f);
+    cr_expect(fabsf(x->grad[0] - 0.26894142f) < 1e-6f && fabsf(x->grad[2] + 0.26894142f) < 1e-6f, "%g %g", x->grad[0],
+              x->grad[2]);
+    tg_tape_clear();
+    tg_tensor_free(x);
+    tg_tensor_free(t);
 }
 
 /* ---- large inputs: many blocks, OpenMP on; against a plain double loop ---- */
