@@ -58,7 +58,7 @@ tg_tensor *tg_binary_cross_entropy(tg_tensor *input, tg_tensor *target, tg_bce_o
 /* ---- binary_cross_entropy_with_logits: fused, one exp and one log per element ----
  * t = e^-|x|; softplus(-x) = max(-x,0) + ln(1+t); sigmoid(x) = x >= 0 ? 1/(1+t) : t/(1+t). */
 
-static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
+TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
 {
     const bin_ctx *c = vc;
     const float *x = c->x + i0, *y = c->y + i0;

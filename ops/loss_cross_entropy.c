@@ -36,10 +36,10 @@ typedef struct {
     bool none;
 } ce_args;
 
-static int64_t ce_nblocks(const ce_args *a) { return a->N * ((a->S + CE_BLK - 1) / CE_BLK); }
+TGL_INLINE int64_t ce_nblocks(const ce_args *a) { return a->N * ((a->S + CE_BLK - 1) / CE_BLK); }
 
 /* Block b -> image n, first pixel p0, length L. */
-static void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0, int64_t *L)
+TGL_INLINE void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0, int64_t *L)
 {
     int64_t nbs = (a->S + CE_BLK - 1) / CE_BLK;
     *n = b / nbs;
@@ -49,7 +49,7 @@ static void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0,
 
 /* log-sum-exp over classes of one pixel block (lse = 0 for NLL). With e != NULL (stride S),
  * also stores e_c = exp(x_c - max) and inv = 1/sum_c e_c for the derivative. */
-static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse, float *e, float *inv)
+TGL_INLINE void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse, float *e, float *inv)
 {
     int64_t C = a->C, S = a->S;
     if (!a->logits) {
@@ -80,7 +80,7 @@ static void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *ls
 }
 
 /* Class labels of a block: y in [0,C), -1 for ignored. Returns false on an out-of-range target. */
-static bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, int64_t L, int32_t *restrict y)
+TGL_INLINE bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, int64_t L, int32_t *restrict y)
 {
     int bad = 0;
     uint64_t C = (uint64_t)a->C;
@@ -96,7 +96,7 @@ static bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, int64_
 
 /* Per pixel of a block: the target's logit x_y and weight w_y (both 0 where y < 0), by a
  * select per class (vectorizes; no gather). */
-static void ce_block_pick(const ce_args *a, const float *xb, const int32_t *restrict y, int64_t L,
+TGL_INLINE void ce_block_pick(const ce_args *a, const float *xb, const int32_t *restrict y, int64_t L,
                           float *restrict xy, float *restrict wy)
 {
     for (int64_t p = 0; p < L; p++) xy[p] = 0.0f, wy[p] = 0.0f;
@@ -113,78 +113,88 @@ static void ce_block_pick(const ce_args *a, const float *xb, const int32_t *rest
     }
 }
 
-/* Forward over all blocks: per-block loss sums (and weight sums for index targets);
- * per-pixel losses into `none_out` if given. Returns the first bad block or -1. */
-static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, double *part_w)
+/* Forward of pixel block b: loss sum (and weight sum for index targets) into part_l/part_w[b],
+ * per-pixel losses into `none_out` if given, the derivative into a->d if set.
+ * Returns false if a target is out of range. */
+TGL_KERNEL static bool ce_forward_block(const ce_args *a, int64_t b, float *none_out, double *part_l, double *part_w)
 {
-    int64_t nb = ce_nblocks(a), C = a->C, S = a->S, first_bad = -1;
+    int64_t C = a->C, S = a->S;
     float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C, W = (float)a->W;
-#pragma omp parallel for if (a->N * C * S > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t n, p0, L;
-        ce_block_range(a, b, &n, &p0, &L);
-        const float *xb = a->x + n * C * S + p0;
-        float *db = a->d ? a->d + n * C * S + p0 : NULL; /* (C, L) with stride S */
-        float lse[CE_BLK], lv[CE_BLK], inv[CE_BLK];
-        ce_block_lse(a, xb, L, lse, db, inv);
-        double sw = 0;
-        if (a->t) {
-            int32_t y[CE_BLK];
-            if (!ce_block_labels(a, a->t + n * S + p0, L, y)) {
-#pragma omp critical(tg_ce_bad)
-                if (first_bad < 0 || b < first_bad) first_bad = b;
-            }
-            float xy[CE_BLK], wy[CE_BLK];
-            ce_block_pick(a, xb, y, L, xy, wy);
-            for (int64_t p = 0; p < L; p++) lv[p] = keep * wy[p] * (lse[p] - xy[p]); /* 0 where ignored */
-            sw = tgl_sum_block(wy, L);
-            if (eps > 0) {
-                float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
-                for (int64_t p = 0; p < L; p++) sm[p] = 0.0f;
-                for (int64_t c = 0; c < C; c++) {
-                    float wc = a->w[c];
-                    for (int64_t p = 0; p < L; p++) sm[p] += wc * (lse[p] - xb[c * S + p]);
-                }
-                for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
-            }
-            if (db) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
-                float A[CE_BLK], B[CE_BLK], E[CE_BLK];
-                for (int64_t p = 0; p < L; p++) {
-                    B[p] = keep * wy[p];
-                    E[p] = y[p] >= 0 ? epc : 0.0f;
-                    A[p] = (B[p] + E[p] * W) * inv[p];
-                }
-                for (int64_t c = 0; c < C; c++) {
-                    float *restrict dc = db + c * S, wc = a->w[c];
-                    int32_t ci = (int32_t)c;
-                    for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f) - E[p] * wc;
-                }
-            }
-        } else {
-            const float *tb = a->tp + n * C * S + p0;
-            for (int64_t p = 0; p < L; p++) lv[p] = 0.0f;
+    bool ok = true;
+    int64_t n, p0, L;
+    ce_block_range(a, b, &n, &p0, &L);
+    const float *xb = a->x + n * C * S + p0;
+    float *db = a->d ? a->d + n * C * S + p0 : NULL; /* (C, L) with stride S */
+    float lse[CE_BLK], lv[CE_BLK], inv[CE_BLK];
+    ce_block_lse(a, xb, L, lse, db, inv);
+    double sw = 0;
+    if (a->t) {
+        int32_t y[CE_BLK];
+        ok = ce_block_labels(a, a->t + n * S + p0, L, y);
+        float xy[CE_BLK], wy[CE_BLK];
+        ce_block_pick(a, xb, y, L, xy, wy);
+        for (int64_t p = 0; p < L; p++) lv[p] = keep * wy[p] * (lse[p] - xy[p]); /* 0 where ignored */
+        sw = tgl_sum_block(wy, L);
+        if (eps > 0) {
+            float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
+            for (int64_t p = 0; p < L; p++) sm[p] = 0.0f;
             for (int64_t c = 0; c < C; c++) {
                 float wc = a->w[c];
-                for (int64_t p = 0; p < L; p++) lv[p] += wc * (keep * tb[c * S + p] + epc) * (lse[p] - xb[c * S + p]);
+                for (int64_t p = 0; p < L; p++) sm[p] += wc * (lse[p] - xb[c * S + p]);
             }
-            if (db) { /* d_c = p_c * sum_k w_k y'_k - w_c y'_c */
-                float sy[CE_BLK];
-                for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
-                for (int64_t c = 0; c < C; c++) {
-                    float wc = a->w[c];
-                    for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
-                }
-                for (int64_t p = 0; p < L; p++) sy[p] *= inv[p];
-                for (int64_t c = 0; c < C; c++) {
-                    float *restrict dc = db + c * S, wc = a->w[c];
-                    const float *restrict tc = tb + c * S;
-                    for (int64_t p = 0; p < L; p++) dc[p] = sy[p] * dc[p] - wc * (keep * tc[p] + epc);
-                }
+            for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
+        }
+        if (db) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
+            float A[CE_BLK], B[CE_BLK], E[CE_BLK];
+            for (int64_t p = 0; p < L; p++) {
+                B[p] = keep * wy[p];
+                E[p] = y[p] >= 0 ? epc : 0.0f;
+                A[p] = (B[p] + E[p] * W) * inv[p];
+            }
+            for (int64_t c = 0; c < C; c++) {
+                float *restrict dc = db + c * S, wc = a->w[c];
+                int32_t ci = (int32_t)c;
+                for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f) - E[p] * wc;
             }
         }
-        part_l[b] = tgl_sum_block(lv, L);
-        part_w[b] = sw;
-        if (none_out) memcpy(none_out + n * S + p0, lv, (size_t)L * sizeof(float));
+    } else {
+        const float *tb = a->tp + n * C * S + p0;
+        for (int64_t p = 0; p < L; p++) lv[p] = 0.0f;
+        for (int64_t c = 0; c < C; c++) {
+            float wc = a->w[c];
+            for (int64_t p = 0; p < L; p++) lv[p] += wc * (keep * tb[c * S + p] + epc) * (lse[p] - xb[c * S + p]);
+        }
+        if (db) { /* d_c = p_c * sum_k w_k y'_k - w_c y'_c */
+            float sy[CE_BLK];
+            for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
+            for (int64_t c = 0; c < C; c++) {
+                float wc = a->w[c];
+                for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
+            }
+            for (int64_t p = 0; p < L; p++) sy[p] *= inv[p];
+            for (int64_t c = 0; c < C; c++) {
+                float *restrict dc = db + c * S, wc = a->w[c];
+                const float *restrict tc = tb + c * S;
+                for (int64_t p = 0; p < L; p++) dc[p] = sy[p] * dc[p] - wc * (keep * tc[p] + epc);
+            }
+        }
+    }
+    part_l[b] = tgl_sum_block(lv, L);
+    part_w[b] = sw;
+    if (none_out) memcpy(none_out + n * S + p0, lv, (size_t)L * sizeof(float));
+    return ok;
+}
+
+/* Forward over all blocks; returns the first bad block or -1. */
+static int64_t ce_forward(const ce_args *a, float *none_out, double *part_l, double *part_w)
+{
+    int64_t nb = ce_nblocks(a), first_bad = -1;
+#pragma omp parallel for if (a->N * a->C * a->S > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        if (!ce_forward_block(a, b, none_out, part_l, part_w)) {
+#pragma omp critical(tg_ce_bad)
+            if (first_bad < 0 || b < first_bad) first_bad = b;
+        }
     }
     return first_bad;
 }

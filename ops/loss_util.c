@@ -69,18 +69,6 @@ bad:
     return NULL;
 }
 
-double tgl_sum_block(const float *x, int64_t n)
-{
-    double acc[8] = {0};
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (double)x[k + j];
-    double s = 0;
-    for (int j = 0; j < 8; j++) s += acc[j];
-    for (; k < n; k++) s += x[k];
-    return s;
-}
-
 double tgl_sum(const float *x, int64_t n)
 {
     int64_t nb = (n + TGL_BLOCK - 1) / TGL_BLOCK;

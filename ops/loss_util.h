@@ -10,6 +10,16 @@
 #include "../core/core_internal.h"
 #include "loss_common.h"
 
+/* Hot per-block kernels are compiled twice, for AVX2 and for baseline x86-64, and the
+ * loader picks one (GCC function multiversioning); same IEEE operations in the same order,
+ * so results do not depend on the clone. Helpers they call must be TGL_INLINE. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define TGL_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define TGL_KERNEL
+#endif
+#define TGL_INLINE static inline __attribute__((always_inline))
+
 /* Elements per block of the deterministic reductions (and per call of an elementwise block fn). */
 #define TGL_BLOCK 4096
 
@@ -24,14 +34,24 @@ float *tgl_expand(const char *op, const char *arg, const tg_tensor *w, const tg_
  * the same result whatever the thread count. */
 double tgl_sum(const float *x, int64_t n);
 /* Sum of one block (n <= TGL_BLOCK) in 8 double lanes, combined in a fixed order. */
-double tgl_sum_block(const float *x, int64_t n);
+TGL_INLINE double tgl_sum_block(const float *x, int64_t n)
+{
+    double acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)x[k + j];
+    double s = 0;
+    for (int j = 0; j < 8; j++) s += acc[j];
+    for (; k < n; k++) s += x[k];
+    return s;
+}
 
 /* max/min as a plain select (fmaxf is a libm call on baseline x86-64 and blocks vectorization). */
-static inline float tgl_maxf(float a, float b) { return a > b ? a : b; }
-static inline float tgl_minf(float a, float b) { return a < b ? a : b; }
+TGL_INLINE float tgl_maxf(float a, float b) { return a > b ? a : b; }
+TGL_INLINE float tgl_minf(float a, float b) { return a < b ? a : b; }
 
 /* exp for x <= 88 (Cephes polynomial, ~1 ulp); 0 below -87.3; written so loops vectorize. */
-static inline float tgl_expf(float x)
+TGL_INLINE float tgl_expf(float x)
 {
     float xc = x > 88.0f ? 88.0f : x;
     xc = xc < -87.3f ? -87.3f : xc;
@@ -54,7 +74,7 @@ static inline float tgl_expf(float x)
 }
 
 /* Natural log for positive normal finite x (Cephes polynomial, ~1 ulp); vectorizable. */
-static inline float tgl_logf(float x)
+TGL_INLINE float tgl_logf(float x)
 {
     int32_t bits;
     memcpy(&bits, &x, sizeof bits);
