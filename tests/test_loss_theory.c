@@ -226,6 +226,23 @@ Test(edge, minus_inf_logit_in_other_class)
     tg_tensor_free(t);
 }
 
+/* Empty input: 'mean' is NaN (0/0), 'sum' is 0, as PyTorch. */
+Test(edge, empty_input_mean_nan_sum_zero)
+{
+    tg_tensor *x = tg_tensor_zeros(TG_SHAPE(0, 3)), *y = tg_tensor_zeros(TG_SHAPE(0, 3));
+    tg_tensor *t = tg_tensor_new(TG_I64, TG_SHAPE(0));
+    cr_assert(x && y && t, "%s", tg_last_error());
+    cr_expect(isnan(tg_mse_loss(x, y, TG_REDUCTION_MEAN)->data[0]));
+    cr_expect_eq(tg_mse_loss(x, y, TG_REDUCTION_SUM)->data[0], 0.0f);
+    cr_expect(isnan(tg_binary_cross_entropy_with_logits(x, y, (tg_bce_opts){0})->data[0]));
+    cr_expect(isnan(tg_cross_entropy(x, t, (tg_ce_opts){0})->data[0]));
+    cr_expect_eq(tg_cross_entropy(x, t, (tg_ce_opts){.reduction = TG_REDUCTION_SUM})->data[0], 0.0f);
+    tg_tape_clear();
+    tg_tensor_free(x);
+    tg_tensor_free(y);
+    tg_tensor_free(t);
+}
+
 /* ---- large inputs: many blocks, OpenMP on; against a plain double loop ---- */
 
 static void ce_reference(const tg_tensor *x, const tg_tensor *t, const float *w, int64_t ignore, double eps,
@@ -305,7 +322,13 @@ Test(large, bce_with_logits_matches_double_reference)
     tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(4, 1, 100, 90), &r), true);
     tg_tensor *y = tg_tensor_rand(TG_SHAPE(4, 1, 100, 90), &r);
     for (int64_t i = 0; i < x->numel; i++) x->data[i] *= 8, y->data[i] = y->data[i] < 0.3f;
+    tg_set_num_threads(1);
+    float l1 = tg_binary_cross_entropy_with_logits(x, y, (tg_bce_opts){0})->data[0];
+    tg_tape_clear();
+    tg_set_num_threads(2);
     tg_tensor *l = tg_binary_cross_entropy_with_logits(x, y, (tg_bce_opts){0});
+    tg_set_num_threads(0);
+    cr_expect_eq(l->data[0], l1, "1 vs 2 threads: %.9g vs %.9g", l1, l->data[0]);
     cr_assert_eq(tg_backward(l), TG_OK);
     double s = 0, atol = 2e-7 / (double)x->numel; /* sigmoid(x) - 1 cancels in float (as in PyTorch) */
     for (int64_t i = 0; i < x->numel; i++) {
