@@ -1,0 +1,444 @@
+/* mnist: a user's first training run from C. Trains an MLP or a small CNN on
+ * MNIST-format data (Fashion-MNIST from Debian by default) with cross-entropy,
+ * shows progress, evaluates after every epoch, logs JSON lines and saves a
+ * safetensors checkpoint with PyTorch state_dict names (see model.h).
+ *
+ *   mnist [--model mlp|cnn] [--epochs N] [--batch N] [--optimizer adam|sgd] [--lr LR]
+ *         [--momentum M] [--seed S] [--threads T] [--data DIR] [--out DIR] [--limit N]
+ *   mnist --eval CKPT [--data DIR]
+ *   mnist --predict CKPT --index K [--data DIR]
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "model.h"
+
+typedef struct {
+    mnist_arch arch;
+    int epochs, batch, threads;
+    bool sgd;
+    double lr, momentum;
+    bool lr_set;
+    uint64_t seed;
+    const char *data, *out, *eval_ckpt, *predict_ckpt;
+    int64_t limit, index;
+    bool index_set;
+} config;
+
+static const char *USAGE =
+    "usage: mnist [--model mlp|cnn] [--epochs N] [--batch N] [--optimizer adam|sgd] [--lr LR]\n"
+    "             [--momentum M] [--seed S] [--threads T] [--data DIR] [--out DIR] [--limit N]\n"
+    "       mnist --eval CKPT [--data DIR]\n"
+    "       mnist --predict CKPT --index K [--data DIR]\n"
+    "Defaults: --model cnn --epochs 3 --batch 64 --optimizer adam --lr 1e-3 (sgd: 0.01, --momentum 0)\n"
+    "          --seed 0 --threads (all cores) --data " /* + the default dir */;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mnist: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s%s --out out/mnist\n", USAGE, tg_mnist_default_dir());
+    return 2;
+}
+
+static bool parse_long(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+/* Returns 0 on success, else the exit code (usage error). */
+static int parse_args(int argc, char **argv, config *c)
+{
+    *c = (config){.arch = MNIST_CNN, .epochs = 3, .batch = 64, .out = "out/mnist", .momentum = 0.0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s%s --out out/mnist\n", USAGE, tg_mnist_default_dir());
+            exit(0);
+        }
+        if (strncmp(a, "--", 2)) return usage_error("unexpected argument '%s'", a);
+        if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+        const char *v = argv[++i];
+        long long n;
+        if (!strcmp(a, "--model")) {
+            if (!mnist_arch_parse(v, &c->arch)) return usage_error("--model must be mlp or cnn, not '%s'", v);
+        } else if (!strcmp(a, "--epochs")) {
+            if (!parse_long(v, 1, 1000, &n)) return usage_error("--epochs takes a whole number 1..1000, not '%s'", v);
+            c->epochs = (int)n;
+        } else if (!strcmp(a, "--batch")) {
+            if (!parse_long(v, 1, 65536, &n)) return usage_error("--batch takes a whole number 1..65536, not '%s'", v);
+            c->batch = (int)n;
+        } else if (!strcmp(a, "--optimizer")) {
+            if (!strcmp(v, "sgd")) c->sgd = true;
+            else if (!strcmp(v, "adam")) c->sgd = false;
+            else return usage_error("--optimizer must be adam or sgd, not '%s'", v);
+        } else if (!strcmp(a, "--lr")) {
+            if (!parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
+            c->lr_set = true;
+        } else if (!strcmp(a, "--momentum")) {
+            if (!parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
+                return usage_error("--momentum takes a number in [0, 1), not '%s'", v);
+        } else if (!strcmp(a, "--seed")) {
+            if (!parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
+            c->seed = (uint64_t)n;
+        } else if (!strcmp(a, "--threads")) {
+            if (!parse_long(v, 1, 1024, &n)) return usage_error("--threads takes a whole number 1..1024, not '%s'", v);
+            c->threads = (int)n;
+        } else if (!strcmp(a, "--limit")) {
+            if (!parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", v);
+            c->limit = n;
+        } else if (!strcmp(a, "--index")) {
+            if (!parse_long(v, 0, INT64_MAX, &n)) return usage_error("--index takes a whole number >= 0, not '%s'", v);
+            c->index = n;
+            c->index_set = true;
+        } else if (!strcmp(a, "--data")) c->data = v;
+        else if (!strcmp(a, "--out")) c->out = v;
+        else if (!strcmp(a, "--eval")) c->eval_ckpt = v;
+        else if (!strcmp(a, "--predict")) c->predict_ckpt = v;
+        else return usage_error("unknown option '%s'", a);
+    }
+    if (c->predict_ckpt && !c->index_set) return usage_error("%s", "--predict needs --index K");
+    if (c->eval_ckpt && c->predict_ckpt) return usage_error("%s", "--eval and --predict are separate commands");
+    if (!c->lr_set) c->lr = c->sgd ? 0.01 : 1e-3;
+    return 0;
+}
+
+/* Loads one split, with a message that says what to install or pass. */
+static tg_status load_split(const config *c, tg_mnist_split split, tg_tensor **x, tg_tensor **y)
+{
+    const char *dir = c->data ? c->data : tg_mnist_default_dir();
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return tg_error(TG_ERR_IO,
+                        "no MNIST-format data directory at %s: %s (or pass --data DIR holding "
+                        "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+                        "t10k-labels-idx1-ubyte[.gz])",
+                        dir,
+                        c->data ? "check the path"
+                                : "install Debian's dataset-fashion-mnist package (scripts/setup.sh does: "
+                                  "apt-get install dataset-fashion-mnist)");
+    return tg_mnist_load(dir, split, x, y);
+}
+
+static const char *const FASHION[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+/* Copies rows idx[0..n) of src into dst (preallocated with n rows). */
+static void gather_rows(tg_tensor *dst_x, tg_tensor *dst_y, const tg_tensor *x, const tg_tensor *y,
+                        const int64_t *idx, int64_t n)
+{
+    int64_t row = x->numel / x->shape[0];
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(dst_x->data + i * row, x->data + idx[i] * row, (size_t)row * sizeof(float));
+        dst_y->idata[i] = y->idata[idx[i]];
+    }
+}
+
+/* Test accuracy and mean loss without recording anything (clears the tape). */
+static tg_status evaluate(const mnist_model *m, tg_tensor *x, tg_tensor *y, double *acc, double *loss)
+{
+    const int64_t B = 1000, n = x->shape[0];
+    int64_t correct = 0;
+    double loss_sum = 0;
+    bool prev = tg_set_grad_enabled(false);
+    tg_status st = TG_OK;
+    for (int64_t s = 0; s < n; s += B) {
+        int64_t e = s + B < n ? s + B : n;
+        tg_tensor *yb = tg_slice(y, 0, s, e, 1);
+        tg_tensor *logits = mnist_model_forward(m, tg_slice(x, 0, s, e, 1));
+        tg_tensor *l = tg_cross_entropy(logits, yb, (tg_ce_opts){.reduction = TG_REDUCTION_SUM});
+        tg_tensor *pred = tg_argmax(logits, 1, false);
+        if (!l || !pred) {
+            st = tg_last_status();
+            break;
+        }
+        loss_sum += l->data[0];
+        for (int64_t i = 0; i < e - s; i++) correct += pred->idata[i] == yb->idata[i];
+        tg_tape_clear();
+    }
+    tg_tape_clear();
+    tg_set_grad_enabled(prev);
+    *acc = (double)correct / (double)n;
+    *loss = loss_sum / (double)n;
+    return st;
+}
+
+static bool make_dirs(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) == 0 || errno == EEXIST;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Loads a checkpoint written by this program: the architecture comes from its metadata. */
+static mnist_model *load_model(const char *path)
+{
+    tg_meta meta = {0};
+    tg_param_list *probe = tg_param_list_new();
+    tg_ckpt_opts opts = {.meta = &meta};
+    tg_status st = tg_checkpoint_load(path, probe, &opts, NULL);
+    tg_param_list_free(probe);
+    if (st != TG_OK) {
+        tg_meta_clear(&meta);
+        return NULL;
+    }
+    mnist_arch arch;
+    const char *name = tg_meta_get(&meta, "model");
+    if (!name || !mnist_arch_parse(name, &arch)) {
+        tg_error(TG_ERR_FORMAT, "%s: no \"model\" entry (mlp or cnn) in the checkpoint's metadata", path);
+        tg_meta_clear(&meta);
+        return NULL;
+    }
+    tg_meta_clear(&meta);
+    mnist_model *m = mnist_model_new(arch, NULL);
+    if (!m) return NULL;
+    tg_ckpt_opts strict = {.strict = true};
+    if (tg_checkpoint_load(path, m->params, &strict, NULL) != TG_OK) {
+        mnist_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "mnist: %s: %s\n", what, tg_last_error());
+    return 1;
+}
+
+static int run_eval(const config *c)
+{
+    mnist_model *m = load_model(c->eval_ckpt);
+    if (!m) return fail("cannot load the checkpoint");
+    tg_tensor *x = NULL, *y = NULL;
+    if (load_split(c, TG_MNIST_TEST, &x, &y) != TG_OK) {
+        mnist_model_free(m);
+        return fail("cannot load the test set");
+    }
+    tg_param_list_train(m->params, false);
+    double acc, loss;
+    tg_status st = evaluate(m, x, y, &acc, &loss);
+    if (st == TG_OK)
+        printf("%s (%s): test accuracy %.4f, test loss %.4f on %lld images\n", c->eval_ckpt,
+               mnist_arch_name(m->arch), acc, loss, (long long)x->shape[0]);
+    tg_tensor_free(x);
+    tg_tensor_free(y);
+    mnist_model_free(m);
+    return st == TG_OK ? 0 : fail("evaluation failed");
+}
+
+/* Prints test image K as text, the prediction and the softmax probabilities. */
+static int run_predict(const config *c)
+{
+    mnist_model *m = load_model(c->predict_ckpt);
+    if (!m) return fail("cannot load the checkpoint");
+    tg_tensor *x = NULL, *y = NULL;
+    if (load_split(c, TG_MNIST_TEST, &x, &y) != TG_OK) {
+        mnist_model_free(m);
+        return fail("cannot load the test set");
+    }
+    int rc = 0;
+    if (c->index >= x->shape[0]) {
+        fprintf(stderr, "mnist: --index %lld is out of range: the test set has %lld images (0..%lld)\n",
+                (long long)c->index, (long long)x->shape[0], (long long)x->shape[0] - 1);
+        rc = 2;
+    } else {
+        bool fashion = !c->data || strstr(c->data, "fashion");
+        tg_param_list_train(m->params, false);
+        bool prev = tg_set_grad_enabled(false);
+        tg_tensor *img = tg_slice(x, 0, c->index, c->index + 1, 1);
+        tg_tensor *p = tg_softmax(mnist_model_forward(m, img), 1);
+        tg_set_grad_enabled(prev);
+        if (!p) {
+            rc = fail("prediction failed");
+        } else {
+            static const char ramp[] = " .:-=+*#%@";
+            for (int r = 0; r < 28; r++) {
+                for (int col = 0; col < 28; col++) putchar(ramp[(int)(img->data[r * 28 + col] * 9.999f)]);
+                putchar('\n');
+            }
+            int best = 0;
+            for (int k = 1; k < 10; k++)
+                if (p->data[k] > p->data[best]) best = k;
+            int64_t truth = y->idata[c->index];
+            printf("test image %lld: true class %lld%s%s, predicted %d%s%s\n", (long long)c->index,
+                   (long long)truth, fashion ? " " : "", fashion ? FASHION[truth] : "", best, fashion ? " " : "",
+                   fashion ? FASHION[best] : "");
+            for (int k = 0; k < 10; k++)
+                printf("  %d %-12s %.4f %s\n", k, fashion ? FASHION[k] : "", p->data[k], k == best ? "<-" : "");
+        }
+        tg_tape_clear();
+    }
+    tg_tensor_free(x);
+    tg_tensor_free(y);
+    mnist_model_free(m);
+    return rc;
+}
+
+static int run_train(const config *c)
+{
+    tg_tensor *xtr = NULL, *ytr = NULL, *xte = NULL, *yte = NULL;
+    if (load_split(c, TG_MNIST_TRAIN, &xtr, &ytr) != TG_OK) return fail("cannot load the training set");
+    if (load_split(c, TG_MNIST_TEST, &xte, &yte) != TG_OK) {
+        tg_tensor_free(xtr);
+        tg_tensor_free(ytr);
+        return fail("cannot load the test set");
+    }
+    int64_t n = xtr->shape[0];
+    if (c->limit && c->limit < n) n = c->limit;
+    if (!make_dirs(c->out)) {
+        fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
+        return 1;
+    }
+    char log_path[1100], ckpt_path[1100];
+    snprintf(log_path, sizeof log_path, "%s/log.jsonl", c->out);
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/model.safetensors", c->out);
+    FILE *log = fopen(log_path, "w");
+    if (!log) {
+        fprintf(stderr, "mnist: cannot write %s: %s\n", log_path, strerror(errno));
+        return 1;
+    }
+
+    tg_rng rng;
+    tg_rng_seed(&rng, c->seed);
+    mnist_model *m = mnist_model_new(c->arch, &rng);
+    if (!m) return fail("cannot build the model");
+    tg_optimizer *opt;
+    if (c->sgd) opt = tg_sgd_new(m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum});
+    else {
+        tg_adam_opts ao = tg_adam_defaults();
+        ao.lr = c->lr;
+        opt = tg_adam_new(m->params, ao);
+    }
+    if (!opt) return fail("cannot build the optimizer");
+
+    printf("mnist: %s, %lld training images, %lld test images, batch %d, %s lr %g%s, seed %llu, %d threads\n",
+           mnist_arch_name(c->arch), (long long)n, (long long)xte->shape[0], c->batch, c->sgd ? "sgd" : "adam",
+           c->lr, c->sgd && c->momentum > 0 ? " (momentum)" : "", (unsigned long long)c->seed, tg_get_num_threads());
+    printf("flush-to-zero: %s (denormal floats become 0, as torch.set_flush_denormal(True): decayed momentum on\n"
+           "always-zero border pixels would otherwise slow x86 arithmetic badly); OpenBLAS kernels: %s\n",
+           tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());
+
+    const int64_t B = c->batch, full = n / B, rest = n % B;
+    tg_tensor *xb = tg_tensor_zeros(TG_SHAPE(B, 1, 28, 28)), *yb = tg_tensor_new(TG_I64, TG_SHAPE(B));
+    tg_tensor *xr = rest ? tg_tensor_zeros(TG_SHAPE(rest, 1, 28, 28)) : NULL;
+    tg_tensor *yr = rest ? tg_tensor_new(TG_I64, TG_SHAPE(rest)) : NULL;
+    int64_t *perm = malloc((size_t)xtr->shape[0] * sizeof *perm);
+    int rc = 0;
+    for (int epoch = 1; epoch <= c->epochs && rc == 0; epoch++) {
+        tg_param_list_train(m->params, true);
+        tg_rng_permutation(&rng, perm, n);
+        char label[32], status[64];
+        snprintf(label, sizeof label, "epoch %d/%d", epoch, c->epochs);
+        tg_progress bar;
+        tg_progress_begin(&bar, stderr, label, full + (rest > 0), B, "img");
+        double loss_sum = 0;
+        for (int64_t k = 0; k < full + (rest > 0); k++) {
+            int64_t b = k < full ? B : rest;
+            tg_tensor *bx = k < full ? xb : xr, *by = k < full ? yb : yr;
+            gather_rows(bx, by, xtr, ytr, perm + k * B, b);
+            tg_tensor *loss = tg_cross_entropy(mnist_model_forward(m, bx), by, (tg_ce_opts){0});
+            if (tg_backward(loss) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
+                rc = fail("training step failed");
+                break;
+            }
+            loss_sum += (double)loss->data[0] * (double)b;
+            tg_optimizer_zero_grad(opt);
+            tg_tape_clear();
+            snprintf(status, sizeof status, "loss %.4f", loss_sum / (double)(k * B + b));
+            tg_progress_update(&bar, k + 1, status);
+        }
+        if (rc) break;
+        double train_seconds = tg_progress_end(&bar, status);
+        tg_param_list_train(m->params, false);
+        double acc, test_loss, t0 = tg_now();
+        if (evaluate(m, xte, yte, &acc, &test_loss) != TG_OK) {
+            rc = fail("evaluation failed");
+            break;
+        }
+        double eval_seconds = tg_now() - t0, ips = (double)n / train_seconds;
+        printf("epoch %d: train loss %.4f, test accuracy %.4f, test loss %.4f, %.1f s, %.0f images/s\n", epoch,
+               loss_sum / (double)n, acc, test_loss, train_seconds, ips);
+        fprintf(log,
+                "{\"epoch\": %d, \"model\": \"%s\", \"optimizer\": \"%s\", \"lr\": %g, \"batch\": %d, \"seed\": %llu, "
+                "\"threads\": %d, \"train_images\": %lld, \"train_loss\": %.6f, \"test_accuracy\": %.6f, "
+                "\"test_loss\": %.6f, \"epoch_seconds\": %.3f, \"eval_seconds\": %.3f, \"images_per_second\": %.1f, "
+                "\"peak_rss_mb\": %.1f}\n",
+                epoch, mnist_arch_name(c->arch), c->sgd ? "sgd" : "adam", c->lr, c->batch,
+                (unsigned long long)c->seed, tg_get_num_threads(), (long long)n, loss_sum / (double)n, acc, test_loss,
+                train_seconds, eval_seconds, ips, peak_rss_mb());
+        fflush(log);
+        tg_meta meta = {0};
+        char buf[64];
+        tg_meta_set(&meta, "model", mnist_arch_name(c->arch));
+        snprintf(buf, sizeof buf, "%d", epoch);
+        tg_meta_set(&meta, "epoch", buf);
+        snprintf(buf, sizeof buf, "%.6f", acc);
+        tg_meta_set(&meta, "test_accuracy", buf);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)c->seed);
+        tg_meta_set(&meta, "seed", buf);
+        tg_ckpt_opts co = {.meta = &meta};
+        if (tg_checkpoint_save(ckpt_path, m->params, &co) != TG_OK) rc = fail("cannot save the checkpoint");
+        tg_meta_clear(&meta);
+    }
+    if (rc == 0)
+        printf("saved %s (PyTorch state_dict names, see examples/mnist/model.h); log %s; peak memory %.0f MB\n",
+               ckpt_path, log_path, peak_rss_mb());
+    fclose(log);
+    free(perm);
+    tg_tensor_free(xb);
+    tg_tensor_free(yb);
+    tg_tensor_free(xr);
+    tg_tensor_free(yr);
+    tg_optimizer_free(opt);
+    mnist_model_free(m);
+    tg_tensor_free(xtr);
+    tg_tensor_free(ytr);
+    tg_tensor_free(xte);
+    tg_tensor_free(yte);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    tg_blas_select_kernel(argc, argv);
+    config c;
+    int rc = parse_args(argc, argv, &c);
+    if (rc) return rc;
+    tg_set_num_threads(c.threads);
+    if (c.eval_ckpt) return run_eval(&c);
+    if (c.predict_ckpt) return run_predict(&c);
+    return run_train(&c);
+}
