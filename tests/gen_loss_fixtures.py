@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""Golden values for the core loss family (ops/loss.h), from PyTorch 1.13.
+
+Writes tests/fixtures/loss_<family>.json: {"cases": [case, ...]} where a case is
+  name, fn, options (reduction, weight, pos_weight, ignore_index, label_smoothing,
+  log_target, beta, delta, alpha, gamma, eps), input, target (+ target_int),
+  out (the loss), grad_out (upstream gradient fed to backward) and grad (d/d input).
+Non-finite numbers are written as "NaN", "Infinity", "-Infinity".
+Run: /usr/bin/python3 tests/gen_loss_fixtures.py   (tests/test_loss_fixtures.c reads the files)
+"""
+import json
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(1234)
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures")
+
+
+def enc(v):
+    if isinstance(v, list):
+        return [enc(x) for x in v]
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+def tolist(t):
+    return enc(t.detach().tolist())
+
+
+def case(name, fn, call, x, target, **opts):
+    """call(x) -> loss; records value and gradient for a random upstream gradient."""
+    x = x.detach().clone().float().requires_grad_(True)
+    out = call(x)
+    g = torch.rand(out.shape) + 0.5
+    out.backward(g)
+    grad = x.grad if x.grad is not None else torch.zeros_like(x)
+    c = {"name": name, "fn": fn, "input": tolist(x), "target": tolist(target),
+         "target_int": target.dtype == torch.int64, "out": tolist(out), "grad_out": tolist(g),
+         "grad": tolist(grad)}
+    for k, v in opts.items():
+        if v is None:
+            continue
+        c[k] = tolist(v) if isinstance(v, torch.Tensor) else v
+    return c
+
+
+def write(fam, cases):
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, f"loss_{fam}.json"), "w") as f:
+        json.dump({"generator": "tests/gen_loss_fixtures.py", "torch": torch.__version__, "cases": cases}, f)
+    print(f"loss_{fam}.json: {len(cases)} cases")
+
+
+REDS = ["mean", "sum", "none"]
+
+
+def class_targets(shape, C, ignore=None, frac=0.25):
+    t = torch.randint(0, C, shape)
+    if ignore is not None:
+        m = torch.rand(shape) < frac
+        t[m] = ignore
+    return t
+
+
+# ---- cross_entropy / nll_loss ----
+def gen_ce():
+    cases = []
+    shapes = [(5,), (4, 3), (2, 3, 4), (2, 4, 3, 5), (2, 3, 2, 2, 2), (3, 2, 6, 5)]
+    for shp in shapes:
+        C = shp[0] if len(shp) == 1 else shp[1]
+        tshape = () if len(shp) == 1 else (shp[0],) + shp[2:]
+        for red in REDS:
+            for wmode in [None, "w"]:
+                for ign in [None, 1, 255]:
+                    for ls in [0.0, 0.1]:
+                        x = torch.randn(shp) * 2
+                        w = torch.rand(C) + 0.2 if wmode else None
+                        t = class_targets(tshape, C, ignore=ign if ign == 255 else None)
+                        kw = dict(weight=w, reduction=red, label_smoothing=ls)
+                        if ign is not None:
+                            kw["ignore_index"] = ign
+                        name = f"ce{list(shp)}_{red}_w{int(w is not None)}_ign{ign}_ls{ls}"
+                        cases.append(case(name, "cross_entropy", lambda x: F.cross_entropy(x, t, **kw), x, t,
+                                          reduction=red, weight=w, ignore_index=ign, label_smoothing=ls))
+                        if ls == 0.0:
+                            kw2 = dict(kw)
+                            del kw2["label_smoothing"]
+                            lp = torch.log_softmax(torch.randn(shp) * 2, dim=0 if len(shp) == 1 else 1)
+                            cases.append(case("nll" + name[2:], "nll_loss", lambda x: F.nll_loss(x, t, **kw2), lp, t,
+                                              reduction=red, weight=w, ignore_index=ign))
+    # extreme logits
+    for scale in [100.0, 200.0]:
+        x = torch.tensor([[scale, -scale, 0.0], [-scale, scale, scale], [0.0, 0.0, -scale], [scale, scale, scale]])
+        t = torch.tensor([1, 0, 2, 2])
+        for red in REDS:
+            for ls in [0.0, 0.2]:
+                cases.append(case(f"ce_extreme{int(scale)}_{red}_ls{ls}", "cross_entropy",
+                                  lambda x: F.cross_entropy(x, t, reduction=red, label_smoothing=ls), x, t,
+                                  reduction=red, label_smoothing=ls))
+    # all ignored
+    for red in REDS:
+        x = torch.randn(2, 3, 2, 2)
+        t = torch.full((2, 2, 2), 255, dtype=torch.int64)
+        w = torch.tensor([0.5, 1.0, 2.0])
+        for ls in [0.0, 0.3]:
+            cases.append(case(f"ce_all_ignored_{red}_ls{ls}", "cross_entropy",
+                              lambda x: F.cross_entropy(x, t, weight=w, ignore_index=255, reduction=red,
+                                                        label_smoothing=ls), x, t,
+                              reduction=red, weight=w, ignore_index=255, label_smoothing=ls))
+        cases.append(case(f"nll_all_ignored_{red}", "nll_loss",
+                          lambda x: F.nll_loss(x, t, ignore_index=255, reduction=red), x, t,
+                          reduction=red, ignore_index=255))
+    # probability targets
+    for shp in [(5,), (4, 3), (2, 3, 4), (2, 4, 3, 5)]:
+        C = shp[0] if len(shp) == 1 else shp[1]
+        for red in REDS:
+            for wmode in [None, "w"]:
+                for ls in [0.0, 0.15, 1.0]:
+                    x = torch.randn(shp) * 3
+                    t = torch.softmax(torch.randn(shp), dim=0 if len(shp) == 1 else 1)
+                    w = torch.rand(C) + 0.2 if wmode else None
+                    cases.append(case(f"ce_prob{list(shp)}_{red}_w{int(w is not None)}_ls{ls}", "cross_entropy",
+                                      lambda x: F.cross_entropy(x, t, weight=w, reduction=red, label_smoothing=ls),
+                                      x, t, reduction=red, weight=w, label_smoothing=ls))
+    # the experiment's head: (N,2,H,W), class weight, ignore 255
+    x = torch.randn(2, 2, 5, 7) * 4
+    t = class_targets((2, 5, 7), 2, ignore=255, frac=0.2)
+    w = torch.tensor([0.3, 2.5])
+    for red in REDS:
+        cases.append(case(f"ce_seg2_{red}", "cross_entropy",
+                          lambda x: F.cross_entropy(x, t, weight=w, ignore_index=255, reduction=red), x, t,
+                          reduction=red, weight=w, ignore_index=255))
+    write("cross_entropy", cases)
+
+
+# ---- binary losses ----
+def gen_binary():
+    cases = []
+    for shp in [(7,), (3, 4), (2, 3, 2, 3)]:
+        for red in REDS:
+            for wshape in [None, shp[-1:], (1,) * (len(shp) - 1) + (shp[-1],), shp]:
+                x = torch.rand(shp) * 0.9 + 0.05
+                y = torch.rand(shp)
+                w = torch.rand(wshape) + 0.2 if wshape is not None else None
+                cases.append(case(f"bce{list(shp)}_{red}_w{None if w is None else list(w.shape)}", "bce",
+                                  lambda x: F.binary_cross_entropy(x, y, weight=w, reduction=red), x, y,
+                                  reduction=red, weight=w))
+    # probabilities exactly 0 and 1 (log clamp at -100; unclamped backward)
+    x = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5, 1e-30])
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.5, 1.0])
+    for red in REDS:
+        cases.append(case(f"bce_zero_one_{red}", "bce", lambda x: F.binary_cross_entropy(x, y, reduction=red), x, y,
+                          reduction=red))
+    # with logits
+    for shp in [(7,), (3, 4), (2, 3, 2, 3)]:
+        for red in REDS:
+            for wshape in [None, shp[-1:], shp]:
+                for pw in [None, "last"]:
+                    x = torch.randn(shp) * 3
+                    y = (torch.rand(shp) > 0.5).float()
+                    w = torch.rand(wshape) + 0.2 if wshape is not None else None
+                    p = torch.rand(shp[-1]) * 3 + 0.1 if pw else None
+                    cases.append(case(f"bcel{list(shp)}_{red}_w{None if w is None else list(w.shape)}_pw{pw}", "bce_logits",
+                                      lambda x: F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=p,
+                                                                                   reduction=red),
+                                      x, y, reduction=red, weight=w, pos_weight=p))
+    # NCHW with pos_weight (C,1,1) and soft targets
+    x = torch.randn(2, 3, 4, 5) * 2
+    y = torch.rand(2, 3, 4, 5)
+    p = torch.tensor([0.5, 2.0, 4.0]).reshape(3, 1, 1)
+    for red in REDS:
+        cases.append(case(f"bcel_nchw_posweight_{red}", "bce_logits",
+                          lambda x: F.binary_cross_entropy_with_logits(x, y, pos_weight=p, reduction=red), x, y,
+                          reduction=red, pos_weight=p))
+    # extreme logits
+    x = torch.tensor([100.0, -100.0, 200.0, -200.0, 0.0, 30.0, -30.0, 100.0, -200.0])
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.3, 0.7])
+    for red in REDS:
+        cases.append(case(f"bcel_extreme_{red}", "bce_logits",
+                          lambda x: F.binary_cross_entropy_with_logits(x, y, reduction=red), x, y, reduction=red))
+        cases.append(case(f"bcel_extreme_pw_{red}", "bce_logits",
+                          lambda x: F.binary_cross_entropy_with_logits(x, y, pos_weight=torch.tensor([3.0]),
+                                                                       reduction=red),
+                          x, y, reduction=red, pos_weight=torch.tensor([3.0])))
+    # soft margin
+    for red in REDS:
+        x = torch.randn(3, 5) * 2
+        y = torch.where(torch.rand(3, 5) > 0.5, 1.0, -1.0)
+        cases.append(case(f"soft_margin_{red}", "soft_margin", lambda x: F.soft_margin_loss(x, y, reduction=red), x, y,
+                          reduction=red))
+    # multilabel soft margin
+    for shp in [(4, 3), (6,), (2, 3, 5)]:
+        for red in REDS:
+            for wm in [None, "w"]:
+                x = torch.randn(shp) * 3
+                y = (torch.rand(shp) > 0.5).float()
+                w = torch.rand(shp[-1]) + 0.2 if wm else None
+                cases.append(case(f"mlsm{list(shp)}_{red}_w{int(w is not None)}", "multilabel_soft_margin",
+                                  lambda x: F.multilabel_soft_margin_loss(x, y, weight=w, reduction=red), x, y,
+                                  reduction=red, weight=w))
+    # sigmoid focal loss (torchvision's formula, written out as in torchvision/ops/focal_loss.py)
+    def focal(x, y, alpha, gamma, red):
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        loss = ce * ((1 - p_t) ** gamma)
+        if alpha >= 0:
+            loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+        return loss if red == "none" else (loss.mean() if red == "mean" else loss.sum())
+    for red in REDS:
+        for alpha, gamma in [(0.25, 2.0), (-1.0, 2.0), (0.6, 0.0), (0.25, 1.5), (0.25, 1.0)]:
+            x = torch.randn(3, 4) * 3
+            y = (torch.rand(3, 4) > 0.6).float()
+            cases.append(case(f"focal_{red}_a{alpha}_g{gamma}", "focal", lambda x: focal(x, y, alpha, gamma, red), x, y,
+                              reduction=red, alpha=alpha, gamma=gamma))
+    write("binary", cases)
+
+
+# ---- regression, kl_div, dice ----
+def gen_regression():
+    cases = []
+    for red in REDS:
+        for shp in [(6,), (3, 4), (2, 2, 3)]:
+            x = torch.randn(shp) * 2
+            y = torch.randn(shp) * 2
+            x.view(-1)[0] = y.view(-1)[0]  # x == y somewhere: L1 grad 0
+            cases.append(case(f"mse{list(shp)}_{red}", "mse", lambda x: F.mse_loss(x, y, reduction=red), x, y,
+                              reduction=red))
+            cases.append(case(f"l1{list(shp)}_{red}", "l1", lambda x: F.l1_loss(x, y, reduction=red), x, y,
+                              reduction=red))
+            for beta in [1.0, 0.5, 0.0, 3.0]:
+                cases.append(case(f"smooth_l1{list(shp)}_{red}_b{beta}", "smooth_l1",
+                                  lambda x: F.smooth_l1_loss(x, y, reduction=red, beta=beta), x, y, reduction=red,
+                                  beta=beta))
+            for delta in [1.0, 0.3, 2.5]:
+                cases.append(case(f"huber{list(shp)}_{red}_d{delta}", "huber",
+                                  lambda x: F.huber_loss(x, y, reduction=red, delta=delta), x, y, reduction=red,
+                                  delta=delta))
+    # |d| exactly beta / delta
+    x = torch.tensor([1.0, -1.0, 0.5, 0.0])
+    y = torch.zeros(4)
+    cases.append(case("smooth_l1_at_beta", "smooth_l1", lambda x: F.smooth_l1_loss(x, y, reduction="sum", beta=1.0),
+                      x, y, reduction="sum", beta=1.0))
+    cases.append(case("huber_at_delta", "huber", lambda x: F.huber_loss(x, y, reduction="sum", delta=1.0), x, y,
+                      reduction="sum", delta=1.0))
+    for red in REDS + ["batchmean"]:
+        for lt in [False, True]:
+            x = torch.log_softmax(torch.randn(3, 5), dim=1)
+            y = torch.softmax(torch.randn(3, 5), dim=1)
+            if lt:
+                y = torch.log(y)
+            else:
+                y[0, 1] = 0.0  # y == 0 contributes 0
+            cases.append(case(f"kl_div_{red}_lt{int(lt)}", "kl_div",
+                              lambda x: F.kl_div(x, y, reduction=red, log_target=lt), x, y, reduction=red,
+                              log_target=lt))
+
+    # Dice, milesial-style per image and class, ignore pixels excluded (see ops/loss.h)
+    def dice(x, t, ignore=None, eps=1e-6):
+        N, C = x.shape[:2]
+        if C == 1:
+            p = torch.sigmoid(x)
+            g = (t == 1).float().unsqueeze(1)
+        else:
+            p = torch.softmax(x, dim=1)
+            g = F.one_hot(t.clamp(0, C - 1), C).movedim(-1, 1).float()
+        m = torch.ones_like(t, dtype=torch.float32) if ignore is None else (t != ignore).float()
+        m = m.unsqueeze(1)
+        p = (p * m).reshape(N, C, -1)
+        g = (g * m).reshape(N, C, -1)
+        inter = (p * g).sum(-1)
+        sets = p.sum(-1) + g.sum(-1)
+        sets = torch.where(sets == 0, 2 * inter, sets)
+        d = (2 * inter + eps) / (sets + eps)
+        return 1 - d.mean()
+    for C in [1, 2, 3]:
+        for ign in [None, 255]:
+            x = torch.randn(2, C, 4, 5) * 2
+            t = class_targets((2, 4, 5), max(C, 2), ignore=ign, frac=0.2)
+            cases.append(case(f"dice_C{C}_ign{ign}", "dice", lambda x: dice(x, t, ign), x, t, ignore_index=ign))
+    # an image whose pixels are all ignored
+    x = torch.randn(2, 2, 3, 3)
+    t = class_targets((2, 3, 3), 2)
+    t[1] = 255
+    cases.append(case("dice_image_all_ignored", "dice", lambda x: dice(x, t, 255), x, t, ignore_index=255))
+    write("regression", cases)
+
+
+if __name__ == "__main__":
+    gen_ce()
+    gen_binary()
+    gen_regression()
