@@ -150,8 +150,8 @@ static void train(small *s, tg_optimizer *o, tg_lr_sched *sc, tg_rng *rng, int s
         fake_grads(s, rng);
         cr_assert_eq(tg_optimizer_step(o), TG_OK);
         tg_lr_sched_step(sc);
+        s->rm->data[*s->n->idata % 4] += 0.25f * tg_rng_uniform(rng);
         *s->n->idata += 1;
-        s->rm->data[k % 4] += 0.25f * tg_rng_uniform(rng);
     }
 }
 
