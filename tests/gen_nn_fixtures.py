@@ -129,7 +129,13 @@ def seq_model():
     m.train()
     with torch.no_grad():
         y_train = m(x)
-    dump("nn_seq.json", {"x": tolist(x), "y_eval": tolist(y_eval), "y_train": tolist(y_train),
+    lin = nn.Linear(5, 3)
+    xl = torch.randn(4, 5)
+    with torch.no_grad():
+        yl = lin(xl)
+    dump("nn_seq.json", {"linear": {"weight": tolist(lin.weight), "bias": tolist(lin.bias), "x": tolist(xl),
+                                    "y": tolist(yl)},
+                         "x": tolist(x), "y_eval": tolist(y_eval), "y_train": tolist(y_train),
                          "running_mean_after": tolist(m[1].running_mean),
                          "running_var_after": tolist(m[1].running_var),
                          "num_batches_tracked_after": int(m[1].num_batches_tracked)})

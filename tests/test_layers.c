@@ -289,3 +289,28 @@ Test(layers, gradients_land_in_the_block)
     tg_tensor_free(x);
     tg_param_list_free(m.list);
 }
+
+Test(layers, linear_forward_matches_pytorch)
+{
+    cJSON *j = tgt_json_load("nn_seq.json");
+    const cJSON *lj = cJSON_GetObjectItem(j, "linear");
+    tg_param_list *l = tg_param_list_new();
+    tg_linear_layer lin;
+    cr_assert_eq(tg_linear_layer_init(&lin, l, "fc", 5, 3, true, NULL), TG_OK);
+    tg_tensor *w = tgt_json_tensor(cJSON_GetObjectItem(lj, "weight"), false);
+    tg_tensor *b = tgt_json_tensor(cJSON_GetObjectItem(lj, "bias"), false);
+    tg_tensor *x = tgt_json_tensor(cJSON_GetObjectItem(lj, "x"), false);
+    tg_tensor *ye = tgt_json_tensor(cJSON_GetObjectItem(lj, "y"), false);
+    cr_assert_eq(tg_tensor_copy_data(lin.weight, w), TG_OK);
+    cr_assert_eq(tg_tensor_copy_data(lin.bias, b), TG_OK);
+    tg_tensor *y = tg_linear_layer_forward(&lin, x);
+    cr_assert_not_null(y, "%s", tg_last_error());
+    tgt_expect_tensor_close("linear forward", y, ye, 1e-5, 1e-6);
+    tg_tape_clear();
+    tg_tensor_free(w);
+    tg_tensor_free(b);
+    tg_tensor_free(x);
+    tg_tensor_free(ye);
+    tg_param_list_free(l);
+    cJSON_Delete(j);
+}
