@@ -1,0 +1,55 @@
+/* nn internals: the safetensors file layer under tg_checkpoint_save/load. Not public API. */
+#ifndef TG_NN_INTERNAL_H
+#define TG_NN_INTERNAL_H
+
+#include <stdio.h>
+
+#include "nn.h"
+
+/* safetensors dtypes: the ones tapegrad stores plus the rest of the spec (sizes known,
+ * so a file holding them validates and a match against them reports a clear mismatch). */
+typedef enum {
+    TG_ST_F32 = 0, TG_ST_I64, TG_ST_F64, TG_ST_BOOL, TG_ST_U8, TG_ST_I8, TG_ST_F8_E5M2, TG_ST_F8_E4M3,
+    TG_ST_I16, TG_ST_U16, TG_ST_F16, TG_ST_BF16, TG_ST_I32, TG_ST_U32, TG_ST_U64, TG_ST_N_DTYPES
+} tg_st_dtype;
+
+#define TG_ST_NAME_LEN (TG_PARAM_NAME_LEN + 32)
+/* Largest header accepted (as the reference implementation: 100 MB). */
+#define TG_ST_MAX_HEADER 100000000ULL
+
+typedef struct {
+    char name[TG_ST_NAME_LEN];
+    tg_st_dtype dtype;
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+    const void *data;          /* write: the bytes to store */
+    uint64_t begin, end;       /* read: data_offsets */
+    bool used;                 /* read: matched by the loader */
+} tg_st_entry;
+
+const char *tg_st_dtype_name(tg_st_dtype d);
+size_t tg_st_dtype_size(tg_st_dtype d);
+
+/* Writes entries (in order) and meta atomically to path. */
+tg_status tg_st_write(const char *path, const tg_st_entry *entries, int n, const tg_meta *meta);
+
+/* A validated, open file: entries sorted by name (caller must tg_st_close). */
+typedef struct {
+    FILE *f;
+    char path[512];
+    tg_st_entry *entries;
+    int n;
+    uint64_t data_start, data_size;
+} tg_st_file;
+
+/* Opens and validates path; fills meta (if not NULL). On error nothing needs closing. */
+tg_status tg_st_open(const char *path, tg_st_file *st, tg_meta *meta);
+tg_st_entry *tg_st_find(tg_st_file *st, const char *name);
+/* Copies an entry's bytes into dst (entry size bytes). */
+tg_status tg_st_read(tg_st_file *st, const tg_st_entry *e, void *dst);
+void tg_st_close(tg_st_file *st);
+
+/* Test hook: the writer fails as if the disk were full once `bytes` bytes are written (-1: off). */
+void tg_st_set_write_fail_after(int64_t bytes);
+
+#endif

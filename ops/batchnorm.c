@@ -1,0 +1,183 @@
+/* Batch normalisation over (N,C,...) per channel c, M = N * (spatial size) values each.
+ *
+ * training: mean, var = biased batch statistics; y = (x - mean) * invstd * gamma + beta,
+ *           invstd = 1/sqrt(var + eps). Running stats (if given): r = (1-m) r + m * stat, with the
+ *           UNBIASED variance var * M/(M-1); m = NAN means 1/num_batches_tracked (cumulative average).
+ *           backward: dx = gamma * invstd / M * (M g - Σg - xhat Σ(g xhat)).
+ * eval:     running statistics: y = (x - rmean) * rinvstd * gamma + beta; dx = gamma * rinvstd * g.
+ * Both:     dgamma = Σ g xhat, dbeta = Σ g.
+ * Channels are independent: every loop runs channels in parallel with OpenMP.
+ */
+#include "../core/core_internal.h"
+#include "nn_ops.h"
+
+#include <math.h>
+
+typedef struct {
+    int64_t N, C, S; /* x viewed as (N, C, S) */
+    float *mean, *invstd;
+    bool training;
+} bn_ctx;
+
+static void batch_norm_backward(tg_node *n)
+{
+    const bn_ctx *cx = n->ctx;
+    tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    const float *dy = n->out->grad;
+    const int64_t N = cx->N, C = cx->C, S = cx->S;
+    const double M = (double)(N * S);
+    float *dx = tg_needs_grad(x) ? tg_grad(x) : NULL;
+    float *dw = w && tg_needs_grad(w) ? tg_grad(w) : NULL;
+    float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
+#pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        const float mu = cx->mean[c], inv = cx->invstd[c];
+        double sg = 0.0, sgx = 0.0; /* Σg and Σ g (x - mean) */
+        for (int64_t i = 0; i < N; i++) {
+            const float *xr = x->data + (i * C + c) * S, *gr = dy + (i * C + c) * S;
+            float a = 0.0f, bsum = 0.0f;
+            for (int64_t s = 0; s < S; s++) {
+                a += gr[s];
+                bsum += gr[s] * (xr[s] - mu);
+            }
+            sg += a;
+            sgx += bsum;
+        }
+        const double sgxhat = sgx * inv; /* Σ g xhat */
+        if (dw) dw[c] += (float)sgxhat;
+        if (db) db[c] += (float)sg;
+        if (!dx) continue;
+        const float gamma = w ? w->data[c] : 1.0f;
+        if (cx->training) {
+            /* dx = k * (g - Σg/M - xhat * Σ(g xhat)/M), k = gamma * invstd */
+            const float k = gamma * inv, mg = (float)(sg / M), mgx = (float)(sgxhat / M) * inv;
+            for (int64_t i = 0; i < N; i++) {
+                const float *xr = x->data + (i * C + c) * S, *gr = dy + (i * C + c) * S;
+                float *dr = dx + (i * C + c) * S;
+                for (int64_t s = 0; s < S; s++) dr[s] += k * (gr[s] - mg - (xr[s] - mu) * mgx);
+            }
+        } else {
+            const float k = gamma * inv;
+            for (int64_t i = 0; i < N; i++) {
+                const float *gr = dy + (i * C + c) * S;
+                float *dr = dx + (i * C + c) * S;
+                for (int64_t s = 0; s < S; s++) dr[s] += k * gr[s];
+            }
+        }
+    }
+}
+
+static const tg_op_def BATCH_NORM_OP = {"batch_norm", batch_norm_backward};
+
+static bool check_channel_vec(const char *op, const char *arg, const tg_tensor *t, int64_t C, const tg_tensor *x)
+{
+    if (!t) return true;
+    if (!tg_check_f32(op, arg, t)) return false;
+    if (t->numel != C || t->ndim != 1) {
+        char a[96], b[96];
+        tg_error(TG_ERR_SHAPE, "%s: %s must have shape (%lld) for x %s, got %s", op, arg, (long long)C,
+                 tg_shape_str(x, b, sizeof b), tg_shape_str(t, a, sizeof a));
+        return false;
+    }
+    return true;
+}
+
+tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
+                         tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
+                         float eps)
+{
+    const char *op = "tg_batch_norm";
+    if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 2, TG_MAX_DIMS)) return NULL;
+    const int64_t N = x->shape[0], C = x->shape[1], S = C > 0 && N > 0 ? x->numel / (N * C) : 0;
+    if (!check_channel_vec(op, "weight", weight, C, x) || !check_channel_vec(op, "bias", bias, C, x) ||
+        !check_channel_vec(op, "running_mean", running_mean, C, x) ||
+        !check_channel_vec(op, "running_var", running_var, C, x))
+        return NULL;
+    if (!running_mean != !running_var) {
+        tg_error(TG_ERR_ARG, "%s: give both running_mean and running_var, or neither", op);
+        return NULL;
+    }
+    if (!(eps >= 0)) {
+        tg_error(TG_ERR_ARG, "%s: eps must be non-negative, got %g", op, eps);
+        return NULL;
+    }
+    char sx[96];
+    tg_shape_str(x, sx, sizeof sx);
+    if (training && N * S <= 1) {
+        tg_error(TG_ERR_VALUE, "%s: expected more than 1 value per channel when training, got x %s", op, sx);
+        return NULL;
+    }
+    if (!training && !running_mean) {
+        tg_error(TG_ERR_ARG, "%s: eval mode (training=false) needs running_mean and running_var", op);
+        return NULL;
+    }
+    if (training && running_mean && isnan(momentum) && !num_batches_tracked) {
+        tg_error(TG_ERR_ARG, "%s: momentum NAN (cumulative average) needs num_batches_tracked", op);
+        return NULL;
+    }
+    if (training && running_mean && !isnan(momentum) && !(momentum >= 0 && momentum <= 1)) {
+        tg_error(TG_ERR_ARG, "%s: momentum must be in [0, 1] or NAN, got %g", op, momentum);
+        return NULL;
+    }
+    bn_ctx *cx = tg_arena_alloc(sizeof *cx);
+    tg_tensor *y = tg_output_new(TG_F32, x->ndim, x->shape);
+    if (!cx || !y) return NULL;
+    *cx = (bn_ctx){.N = N, .C = C, .S = S, .training = training};
+    cx->mean = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
+    cx->invstd = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
+    if (!cx->mean || !cx->invstd) return NULL;
+
+    double factor = 0.0;
+    if (training && running_mean) {
+        if (num_batches_tracked) (*num_batches_tracked)++;
+        factor = isnan(momentum) ? 1.0 / (double)*num_batches_tracked : (double)momentum;
+    } else if (training && num_batches_tracked) {
+        (*num_batches_tracked)++;
+    }
+    const double M = (double)(N * S);
+#pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        float mu, inv;
+        if (training) {
+            double s = 0.0;
+            for (int64_t i = 0; i < N; i++) {
+                const float *xr = x->data + (i * C + c) * S;
+                float part = 0.0f;
+                for (int64_t k = 0; k < S; k++) part += xr[k];
+                s += part;
+            }
+            const double mean = s / M;
+            double ss = 0.0;
+            for (int64_t i = 0; i < N; i++) {
+                const float *xr = x->data + (i * C + c) * S;
+                const float m = (float)mean;
+                float part = 0.0f;
+                for (int64_t k = 0; k < S; k++) part += (xr[k] - m) * (xr[k] - m);
+                ss += part;
+            }
+            const double var = ss / M;
+            mu = (float)mean;
+            inv = (float)(1.0 / sqrt(var + eps));
+            if (running_mean) {
+                running_mean->data[c] = (float)((1.0 - factor) * running_mean->data[c] + factor * mean);
+                running_var->data[c] = (float)((1.0 - factor) * running_var->data[c] + factor * ss / (M - 1.0));
+            }
+        } else {
+            mu = running_mean->data[c];
+            inv = (float)(1.0 / sqrt((double)running_var->data[c] + eps));
+        }
+        cx->mean[c] = mu;
+        cx->invstd[c] = inv;
+        const float a = inv * (weight ? weight->data[c] : 1.0f);
+        const float b = (bias ? bias->data[c] : 0.0f) - mu * a;
+        for (int64_t i = 0; i < N; i++) {
+            const float *xr = x->data + (i * C + c) * S;
+            float *yr = y->data + (i * C + c) * S;
+            for (int64_t k = 0; k < S; k++) yr[k] = xr[k] * a + b;
+        }
+    }
+    tg_tensor *in[3] = {x, weight, bias};
+    tg_node *n = tg_record(&BATCH_NORM_OP, y, 3, in);
+    if (n) n->ctx = cx;
+    return y;
+}

@@ -1,0 +1,238 @@
+/* Upsampling of (N,C,H,W): bilinear and nearest, with PyTorch 1.13's index formulas.
+ *
+ * Output size: size if given, else floor(in * scale).
+ * bilinear: ratio = align_corners ? (in-1)/(out-1) (0 if out == 1)
+ *                                 : (scale given ? 1/scale : in/out);
+ *           src = align_corners ? ratio*dst : max(ratio*(dst+0.5) - 0.5, 0);
+ *           i0 = floor(src), i1 = min(i0+1, in-1), l1 = src - i0, l0 = 1 - l1 (identity if out == in).
+ * nearest:  src = out == in ? dst : out == 2in ? dst/2 : min(floor(dst * scale'), in-1),
+ *           scale' = scale given ? 1/scale : in/out (as float).
+ * Backward is the transpose: each output's gradient goes back to the inputs it read, weighted.
+ * The per-row and per-column index tables are computed once per call and saved for backward.
+ */
+#include "../core/core_internal.h"
+#include "nn_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    int64_t *i0, *i1; /* source indices */
+    float *l0, *l1;   /* their weights (bilinear) */
+} axis_table;
+
+typedef struct {
+    int64_t planes, H, W, Ho, Wo;
+    axis_table th, tw;
+} upsample_ctx;
+
+/* Output size and the scale PyTorch passes down (0 = none). */
+static bool resolve_size(const char *op, const tg_tensor *x, tg_upsample_opts o, int64_t *out, double *scale)
+{
+    for (int a = 0; a < 2; a++) {
+        int64_t in = x->shape[2 + a];
+        if (o.size[a] > 0 && o.scale[a] > 0) {
+            tg_error(TG_ERR_ARG, "%s: give either size or scale for dim %d, not both (size %lld, scale %g)", op, 2 + a,
+                     (long long)o.size[a], o.scale[a]);
+            return false;
+        }
+        if (o.size[a] > 0) {
+            out[a] = o.size[a];
+            scale[a] = 0.0;
+        } else if (o.scale[a] > 0 && isfinite(o.scale[a])) {
+            out[a] = (int64_t)floor((double)in * o.scale[a]);
+            scale[a] = o.scale[a];
+        } else {
+            tg_error(TG_ERR_ARG, "%s: size[%d] = %lld and scale[%d] = %g: one of them must be positive", op, a,
+                     (long long)o.size[a], a, o.scale[a]);
+            return false;
+        }
+        if (out[a] <= 0 || in <= 0) {
+            char s[96];
+            tg_error(TG_ERR_SHAPE, "%s: input %s and output size %lld on dim %d must be non-empty", op,
+                     tg_shape_str(x, s, sizeof s), (long long)out[a], 2 + a);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool table_alloc(axis_table *t, int64_t n)
+{
+    t->i0 = tg_arena_alloc((size_t)n * sizeof(int64_t));
+    t->i1 = tg_arena_alloc((size_t)n * sizeof(int64_t));
+    t->l0 = tg_arena_alloc((size_t)n * sizeof(float));
+    t->l1 = tg_arena_alloc((size_t)n * sizeof(float));
+    return t->i0 && t->i1 && t->l0 && t->l1;
+}
+
+static void bilinear_table(axis_table *t, int64_t in, int64_t out, double scale, bool align_corners)
+{
+    float ratio;
+    if (align_corners) ratio = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
+    else ratio = scale > 0 ? (float)(1.0 / scale) : (float)in / (float)out;
+    for (int64_t d = 0; d < out; d++) {
+        if (in == out) {
+            t->i0[d] = t->i1[d] = d;
+            t->l0[d] = 1.0f;
+            t->l1[d] = 0.0f;
+            continue;
+        }
+        float src = align_corners ? ratio * (float)d : ratio * ((float)d + 0.5f) - 0.5f;
+        if (src < 0.0f) src = 0.0f;
+        int64_t i0 = (int64_t)src;
+        if (i0 > in - 1) i0 = in - 1;
+        float l1 = src - (float)i0;
+        l1 = l1 < 0.0f ? 0.0f : (l1 > 1.0f ? 1.0f : l1);
+        t->i0[d] = i0;
+        t->i1[d] = i0 + (i0 < in - 1 ? 1 : 0);
+        t->l1[d] = l1;
+        t->l0[d] = 1.0f - l1;
+    }
+}
+
+static void nearest_table(axis_table *t, int64_t in, int64_t out, double scale)
+{
+    float s = scale > 0 ? (float)(1.0 / scale) : (float)in / (float)out;
+    for (int64_t d = 0; d < out; d++) {
+        int64_t src;
+        if (out == in) src = d;
+        else if (out == 2 * in) src = d >> 1;
+        else {
+            src = (int64_t)floorf((float)d * s);
+            if (src > in - 1) src = in - 1;
+        }
+        t->i0[d] = t->i1[d] = src;
+        t->l0[d] = 1.0f;
+        t->l1[d] = 0.0f;
+    }
+}
+
+static upsample_ctx *upsample_setup(const char *op, tg_tensor *x, tg_upsample_opts o, bool bilinear)
+{
+    if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 4, 4)) return NULL;
+    int64_t out[2];
+    double scale[2];
+    if (!resolve_size(op, x, o, out, scale)) return NULL;
+    upsample_ctx *cx = tg_arena_alloc(sizeof *cx);
+    if (!cx) return NULL;
+    cx->planes = x->shape[0] * x->shape[1];
+    cx->H = x->shape[2];
+    cx->W = x->shape[3];
+    cx->Ho = out[0];
+    cx->Wo = out[1];
+    if (!table_alloc(&cx->th, cx->Ho) || !table_alloc(&cx->tw, cx->Wo)) return NULL;
+    if (bilinear) {
+        bilinear_table(&cx->th, cx->H, cx->Ho, scale[0], o.align_corners);
+        bilinear_table(&cx->tw, cx->W, cx->Wo, scale[1], o.align_corners);
+    } else {
+        nearest_table(&cx->th, cx->H, cx->Ho, scale[0]);
+        nearest_table(&cx->tw, cx->W, cx->Wo, scale[1]);
+    }
+    return cx;
+}
+
+/* ---- bilinear -------------------------------------------------------------------------------- */
+
+static void upsample_bilinear2d_backward(tg_node *n)
+{
+    const upsample_ctx *cx = n->ctx;
+    tg_tensor *x = n->in[0];
+    if (!tg_needs_grad(x)) return;
+    float *dx = tg_grad(x);
+    if (!dx) return;
+    const float *dy = n->out->grad;
+    const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
+    const axis_table *th = &cx->th, *tw = &cx->tw;
+#pragma omp parallel for if (cx->planes * L > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t p = 0; p < cx->planes; p++) {
+        float *dxp = dx + p * HW;
+        const float *dyp = dy + p * L;
+        for (int64_t oh = 0; oh < cx->Ho; oh++) {
+            float *r0 = dxp + th->i0[oh] * W, *r1 = dxp + th->i1[oh] * W;
+            const float h0 = th->l0[oh], h1 = th->l1[oh];
+            const float *g = dyp + oh * Wo;
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                const float v0 = h0 * g[ow], v1 = h1 * g[ow];
+                r0[tw->i0[ow]] += tw->l0[ow] * v0;
+                r0[tw->i1[ow]] += tw->l1[ow] * v0;
+                r1[tw->i0[ow]] += tw->l0[ow] * v1;
+                r1[tw->i1[ow]] += tw->l1[ow] * v1;
+            }
+        }
+    }
+}
+
+static const tg_op_def UPSAMPLE_BILINEAR2D_OP = {"upsample_bilinear2d", upsample_bilinear2d_backward};
+
+tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
+{
+    upsample_ctx *cx = upsample_setup("tg_upsample_bilinear2d", x, opts, true);
+    if (!cx) return NULL;
+    tg_tensor *y = tg_output_new(TG_F32, 4, (const int64_t[]){x->shape[0], x->shape[1], cx->Ho, cx->Wo});
+    if (!y) return NULL;
+    const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
+    const axis_table *th = &cx->th, *tw = &cx->tw;
+#pragma omp parallel for if (cx->planes * L > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t p = 0; p < cx->planes; p++) {
+        const float *xp = x->data + p * HW;
+        float *yp = y->data + p * L;
+        for (int64_t oh = 0; oh < cx->Ho; oh++) {
+            const float *r0 = xp + th->i0[oh] * W, *r1 = xp + th->i1[oh] * W;
+            const float h0 = th->l0[oh], h1 = th->l1[oh];
+            float *o = yp + oh * Wo;
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                const int64_t a = tw->i0[ow], b = tw->i1[ow];
+                o[ow] = h0 * (tw->l0[ow] * r0[a] + tw->l1[ow] * r0[b]) + h1 * (tw->l0[ow] * r1[a] + tw->l1[ow] * r1[b]);
+            }
+        }
+    }
+    tg_node *n = tg_record(&UPSAMPLE_BILINEAR2D_OP, y, 1, &x);
+    if (n) n->ctx = cx;
+    return y;
+}
+
+/* ---- nearest --------------------------------------------------------------------------------- */
+
+static void upsample_nearest2d_backward(tg_node *n)
+{
+    const upsample_ctx *cx = n->ctx;
+    tg_tensor *x = n->in[0];
+    if (!tg_needs_grad(x)) return;
+    float *dx = tg_grad(x);
+    if (!dx) return;
+    const float *dy = n->out->grad;
+    const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
+#pragma omp parallel for if (cx->planes * L > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t p = 0; p < cx->planes; p++)
+        for (int64_t oh = 0; oh < cx->Ho; oh++) {
+            float *r = dx + p * HW + cx->th.i0[oh] * W;
+            const float *g = dy + p * L + oh * Wo;
+            for (int64_t ow = 0; ow < Wo; ow++) r[cx->tw.i0[ow]] += g[ow];
+        }
+}
+
+static const tg_op_def UPSAMPLE_NEAREST2D_OP = {"upsample_nearest2d", upsample_nearest2d_backward};
+
+tg_tensor *tg_upsample_nearest2d(tg_tensor *x, tg_upsample_opts opts)
+{
+    if (opts.align_corners) {
+        tg_error(TG_ERR_ARG, "tg_upsample_nearest2d: align_corners applies to bilinear only");
+        return NULL;
+    }
+    upsample_ctx *cx = upsample_setup("tg_upsample_nearest2d", x, opts, false);
+    if (!cx) return NULL;
+    tg_tensor *y = tg_output_new(TG_F32, 4, (const int64_t[]){x->shape[0], x->shape[1], cx->Ho, cx->Wo});
+    if (!y) return NULL;
+    const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
+#pragma omp parallel for if (cx->planes * L > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t p = 0; p < cx->planes; p++)
+        for (int64_t oh = 0; oh < cx->Ho; oh++) {
+            const float *r = x->data + p * HW + cx->th.i0[oh] * W;
+            float *o = y->data + p * L + oh * Wo;
+            for (int64_t ow = 0; ow < Wo; ow++) o[ow] = r[cx->tw.i0[ow]];
+        }
+    tg_node *n = tg_record(&UPSAMPLE_NEAREST2D_OP, y, 1, &x);
+    if (n) n->ctx = cx;
+    return y;
+}
