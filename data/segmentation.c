@@ -228,7 +228,7 @@ static tg_status list_files(const char *dir, char ***names, int64_t *count)
         free(v);
         return tg_error(TG_ERR_NOMEM, "%s: out of memory listing the directory", dir);
     }
-    qsort(v, (size_t)n, sizeof(char *), cmp_str);
+    if (n > 1) qsort(v, (size_t)n, sizeof(char *), cmp_str);
     *names = v;
     *count = n;
     return TG_OK;
