@@ -37,7 +37,8 @@ static inline uint8_t *tg_image_at(const tg_image *img, int x, int y, int c)
 /* Decodes a file; the format comes from its first bytes, not its name:
  * TIFF (libtiff: any compression, strips or tiles; 8 bits per sample after
  * conversion), PNG (libpng: palette and <8-bit expanded, 16-bit reduced to 8),
- * GIF (first frame, palette expanded to RGB; RGBA if it has transparent pixels),
+ * GIF (first frame, palette expanded to RGB; RGBA if it has transparent pixels,
+ * which stb_image leaves at 0 where PIL would keep the palette colour),
  * JPEG and BMP (stb_image). Caller frees. */
 tg_image *tg_image_load(const char *path);
 /* Writes an 8-bit PNG: gray, gray+alpha, RGB or RGBA after the channel count. */

@@ -286,5 +286,15 @@ Test(folder, errors_name_the_files)
     write_png("labels/x.bmp", 4, 4, 1, 0);
     cr_expect_null(tg_seg_folder_open(tdu_dir, true));
     TDU_EXPECT_ERROR("both");
+    remove(tdu_path("labels/x.png"));
+    uint8_t noise[300];
+    tdu_random_bytes(noise, sizeof noise, 3);
+    memcpy(noise, "\x89PNG\r\n\x1a\n", 8);
+    tdu_write(tdu_path("images/x.png"), noise, sizeof noise);
+    for (int preload = 0; preload <= 1; preload++) {
+        cr_expect_null(tg_seg_folder_open(tdu_dir, preload));
+        cr_expect_eq(tg_last_status(), TG_ERR_FORMAT);
+        TDU_EXPECT_ERROR("images/x.png: corrupt PNG");
+    }
     cr_expect_null(tg_seg_folder_open(NULL, true));
 }
