@@ -40,8 +40,9 @@ typedef struct {
     tg_reduction reduction;  /* MEAN, SUM or NONE */
 } tg_ce_opts;
 
-/* Cross-entropy on logits, fused log-softmax + NLL (one forward pass; backward
- * writes w*(softmax - onehot)/denominator directly).
+/* Cross-entropy on logits, fused log-softmax + NLL: one forward pass (one exp per element)
+ * computes the loss and, when a gradient is wanted, w*(softmax - onehot) per element; backward
+ * is one pass grad += upstream * that / denominator.
  * input: (C), (N,C) or (N,C,d1..dK) float logits, softmax over dim 1 (dim 0 for (C)).
  * target, class indices: int64 of shape (), (N) or (N,d1..dK), in [0,C) or == ignore_index:
  *   l = (1-eps)*w_y*(lse - x_y) + (eps/C)*sum_c w_c*(lse - x_c); ignored pixels give 0;
@@ -72,7 +73,7 @@ typedef struct {
  * Gradient as PyTorch, NOT clamped: w*(x-y)/max(x*(1-x), 1e-12) (x=0, y=1 gives -1e12). */
 tg_tensor *tg_binary_cross_entropy(tg_tensor *input, tg_tensor *target, tg_bce_opts opts);
 
-/* BCE on logits, fused and stable (|x| in the hundreds is fine; +-inf gives NaN as PyTorch):
+/* BCE on logits, fused (one exp and one log per element, derivative saved in forward) and stable (|x| in the hundreds is fine; +-inf gives NaN as PyTorch):
  * l = w*((1-y)*x + (1+(p-1)*y)*softplus(-x)), softplus(-x) = max(-x,0) + ln(1+e^-|x|);
  * gradient w*((p*y+1-y)*sigmoid(x) - p*y). p = pos_weight (1 if NULL). */
 tg_tensor *tg_binary_cross_entropy_with_logits(tg_tensor *input, tg_tensor *target, tg_bce_opts opts);

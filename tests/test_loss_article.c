@@ -4,6 +4,7 @@
  * the article's 2-decimal hand sums to 0.005 per term. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 
 #include "tapegrad.h"
 #include "test_support.h"
@@ -34,21 +35,28 @@ Test(article, bce_1_5081_is_the_mean)
     tg_tensor_free(y);
 }
 
-/* 2.1: BCE(sigmoid(input)) = BCE-with-logits(input) = 0.8518 on the same input (MEAN). */
+/* 2.1: BCE(sigmoid(input)) = BCE-with-logits(input) = 0.8518 on the same input (MEAN);
+ * through the tape the two gradients agree too: (sigmoid(x) - y)/4. */
 Test(article, bce_after_sigmoid_and_with_logits_0_8518)
 {
-    float v[4] = {0.6f, 0.1f, 0.3f, 0.8f}, s[4];
-    for (int i = 0; i < 4; i++) s[i] = 1.0f / (1.0f + expf(-v[i])); /* input data for BCE, not a loss */
-    tg_tensor *x = f32(TG_SHAPE(2, 2), v), *xs = f32(TG_SHAPE(2, 2), s);
+    tg_tensor *x = tg_tensor_set_requires_grad(f32(TG_SHAPE(2, 2), (float[]){0.6f, 0.1f, 0.3f, 0.8f}), true);
     tg_tensor *y = f32(TG_SHAPE(2, 2), (float[]){0, 1, 1, 0});
-    float a = loss_value(tg_binary_cross_entropy(xs, y, (tg_bce_opts){0}));
-    float b = loss_value(tg_binary_cross_entropy_with_logits(x, y, (tg_bce_opts){0}));
+    tg_tensor *la = tg_binary_cross_entropy(tg_sigmoid(x), y, (tg_bce_opts){0});
+    float a = loss_value(la);
+    cr_assert_eq(tg_backward(la), TG_OK, "%s", tg_last_error());
+    float ga[4];
+    memcpy(ga, x->grad, sizeof ga);
+    tg_tape_clear();
+    tg_tensor_zero_grad(x);
+    tg_tensor *lb = tg_binary_cross_entropy_with_logits(x, y, (tg_bce_opts){0});
+    float b = loss_value(lb);
+    cr_assert_eq(tg_backward(lb), TG_OK);
     cr_expect(fabsf(a - 0.8518f) < ARTICLE_TOL, "BCE(sigmoid) %f", a);
     cr_expect(fabsf(b - 0.8518f) < ARTICLE_TOL, "BCE-with-logits %f", b);
     cr_expect(fabsf(a - b) < 1e-6);
+    for (int i = 0; i < 4; i++) cr_expect(fabsf(ga[i] - x->grad[i]) < 1e-6, "grad %d: %g vs %g", i, ga[i], x->grad[i]);
     tg_tape_clear();
     tg_tensor_free(x);
-    tg_tensor_free(xs);
     tg_tensor_free(y);
 }
 
@@ -158,6 +166,20 @@ Test(article, softmax_3_1_minus3_via_cross_entropy_gradient)
     tg_tape_clear();
     tg_tensor_free(x);
     tg_tensor_free(t);
+}
+
+/* 2.2 softmax([3,1,-3]) = [0.88, 0.12, 0.00] with tg_softmax (ops-math), and the same
+ * probabilities out of tg_cross_entropy's gradient. */
+Test(article, softmax_3_1_minus3_with_tg_softmax)
+{
+    tg_tensor *x = tg_tensor_from_data(TG_SHAPE(3), (float[]){3, 1, -3});
+    tg_tensor *p = tg_softmax(x, 0);
+    cr_assert_not_null(p, "%s", tg_last_error());
+    float want[3] = {0.88f, 0.12f, 0.00f};
+    for (int i = 0; i < 3; i++)
+        cr_expect(fabsf(roundf(p->data[i] * 100) / 100 - want[i]) < 1e-6, "p[%d] = %f", i, p->data[i]);
+    tg_tape_clear();
+    tg_tensor_free(x);
 }
 
 /* 1.1 three-class example: probabilities [0.9, 0.1, 0] vs [1,0,0] give -ln 0.9 = 0.105 ("≈ 0.1");

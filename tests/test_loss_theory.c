@@ -38,6 +38,26 @@ Test(theory, sigmoid_of_difference_is_softmax_first)
     }
 }
 
+/* The same with tg_sigmoid and tg_softmax (ops-math): sigmoid(x1 - x2) == softmax([x1, x2])[0]. */
+Test(theory, tg_sigmoid_of_difference_equals_tg_softmax_first)
+{
+    const float pairs[][2] = {{0, 0}, {1, -2}, {-3, 4}, {2.5f, 2.4f}, {100, -100}, {-100, 100}, {50, 49}, {-7, -7.5f}};
+    int n = (int)(sizeof pairs / sizeof *pairs);
+    tg_tensor *x = tg_tensor_zeros(TG_SHAPE(n, 2)), *z = tg_tensor_zeros(TG_SHAPE(n));
+    for (int k = 0; k < n; k++) {
+        x->data[2 * k] = pairs[k][0], x->data[2 * k + 1] = pairs[k][1];
+        z->data[k] = pairs[k][0] - pairs[k][1];
+    }
+    tg_tensor *sm = tg_softmax(x, 1), *sg = tg_sigmoid(z);
+    cr_assert(sm && sg, "%s", tg_last_error());
+    for (int k = 0; k < n; k++)
+        cr_expect(fabsf(sm->data[2 * k] - sg->data[k]) <= 1e-7f + 1e-6f * sg->data[k], "(%g,%g): softmax %.9g sigmoid %.9g",
+                  pairs[k][0], pairs[k][1], sm->data[2 * k], sg->data[k]);
+    tg_tape_clear();
+    tg_tensor_free(x);
+    tg_tensor_free(z);
+}
+
 typedef struct {
     tg_tensor *ce_x, *ce_t, *ce_w, *bce_z, *bce_y, *bce_w;
     int64_t N, H, W;

@@ -1,0 +1,185 @@
+/* MNIST-format IDX files (gzip-compressed or raw, read through zlib's gzread,
+ * which passes raw files through) and the MNIST / Fashion-MNIST splits.
+ * IDX: two zero bytes, a type byte (0x08: unsigned byte), the number of
+ * dimensions, then each dimension as a big-endian uint32, then the data. */
+#include "data_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define TG_IDX_MAX_BYTES ((int64_t)1 << 31)
+
+void tg_idx_free(tg_idx *idx)
+{
+    if (!idx) return;
+    tg_free(idx->data);
+    tg_free(idx);
+}
+
+/* Reads exactly n bytes; false with an error naming path otherwise. */
+static bool gz_read_exact(gzFile f, const char *path, void *out, size_t n, const char *what)
+{
+    size_t done = 0;
+    while (done < n) {
+        unsigned chunk = n - done > (1u << 30) ? (1u << 30) : (unsigned)(n - done);
+        int got = gzread(f, (uint8_t *)out + done, chunk);
+        if (got < 0) {
+            int code;
+            const char *msg = gzerror(f, &code);
+            tg_error(TG_ERR_FORMAT, "%s: corrupt gzip data while reading the %s (%s)", path, what, msg);
+            return false;
+        }
+        if (got == 0) {
+            tg_error(TG_ERR_FORMAT, "%s: truncated: the %s needs %zu bytes, the file ends after %zu", path, what, n,
+                     done);
+            return false;
+        }
+        done += (size_t)got;
+    }
+    return true;
+}
+
+tg_idx *tg_idx_load(const char *path)
+{
+    if (!path) {
+        tg_error(TG_ERR_ARG, "tg_idx_load: path is NULL");
+        return NULL;
+    }
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    fclose(probe);
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    tg_idx *idx = tg_calloc(1, sizeof *idx);
+    uint8_t head[4];
+    if (!idx || !gz_read_exact(f, path, head, 4, "header")) goto fail;
+    if (head[0] != 0 || head[1] != 0) {
+        tg_error(TG_ERR_FORMAT, "%s: not an IDX file (magic number starts with %02x %02x, expected 00 00)", path,
+                 head[0], head[1]);
+        goto fail;
+    }
+    if (head[2] != 0x08) {
+        tg_error(TG_ERR_FORMAT, "%s: IDX data type 0x%02x is not supported (only unsigned bytes, 0x08)", path,
+                 head[2]);
+        goto fail;
+    }
+    if (head[3] < 1 || head[3] > TG_IDX_MAX_DIMS) {
+        tg_error(TG_ERR_FORMAT, "%s: IDX file with %d dimensions (supported: 1 to %d)", path, head[3],
+                 TG_IDX_MAX_DIMS);
+        goto fail;
+    }
+    idx->ndim = head[3];
+    idx->count = 1;
+    for (int d = 0; d < idx->ndim; d++) {
+        uint8_t b[4];
+        if (!gz_read_exact(f, path, b, 4, "dimensions")) goto fail;
+        idx->dims[d] = (int64_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3];
+        if (idx->dims[d] == 0 || idx->dims[d] > TG_IDX_MAX_BYTES || idx->count * idx->dims[d] > TG_IDX_MAX_BYTES) {
+            tg_error(TG_ERR_FORMAT, "%s: IDX dimension %d is %lld (empty or absurd)", path, d,
+                     (long long)idx->dims[d]);
+            goto fail;
+        }
+        idx->count *= idx->dims[d];
+    }
+    idx->data = tg_malloc((size_t)idx->count);
+    if (!idx->data || !gz_read_exact(f, path, idx->data, (size_t)idx->count, "data")) goto fail;
+    uint8_t extra;
+    int more = gzread(f, &extra, 1);
+    int code;
+    const char *msg = gzerror(f, &code);
+    if (more == 0 && code != Z_OK) {
+        tg_error(TG_ERR_FORMAT, "%s: truncated gzip stream after the data (%s)", path, msg);
+        goto fail;
+    }
+    if (more != 0) {
+        tg_error(TG_ERR_FORMAT, "%s: %s after the %lld data bytes the header announces", path,
+                 more < 0 ? msg : "extra bytes", (long long)idx->count);
+        goto fail;
+    }
+    gzclose(f);
+    return idx;
+fail:
+    gzclose(f);
+    tg_idx_free(idx);
+    return NULL;
+}
+
+const char *tg_mnist_default_dir(void)
+{
+    const char *env = getenv("TG_MNIST_DIR");
+    return env && env[0] ? env : "/usr/share/datasets/fashion-mnist";
+}
+
+/* dir/name.gz if it exists, else dir/name; loads it. */
+static tg_idx *load_either(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.gz", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    else
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "rb");
+    if (!f) {
+        tg_error(TG_ERR_IO, "MNIST: neither %s/%s.gz nor %s/%s exists", dir, name, dir, name);
+        return NULL;
+    }
+    fclose(f);
+    return tg_idx_load(path);
+}
+
+tg_status tg_mnist_load(const char *dir, tg_mnist_split split, tg_tensor **images, tg_tensor **labels)
+{
+    if (!images || !labels) return tg_error(TG_ERR_ARG, "tg_mnist_load: NULL output");
+    *images = *labels = NULL;
+    if (split != TG_MNIST_TRAIN && split != TG_MNIST_TEST)
+        return tg_error(TG_ERR_ARG, "tg_mnist_load: unknown split %d", (int)split);
+    if (!dir) dir = tg_mnist_default_dir();
+    const char *prefix = split == TG_MNIST_TRAIN ? "train" : "t10k";
+    char name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
+    tg_idx *im = load_either(dir, name);
+    if (!im) return tg_last_status();
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
+    tg_idx *lb = load_either(dir, name);
+    if (!lb) {
+        tg_idx_free(im);
+        return tg_last_status();
+    }
+    tg_status st = TG_OK;
+    if (im->ndim != 3)
+        st = tg_error(TG_ERR_FORMAT, "MNIST %s: the images file has %d dimensions, expected 3 (N, rows, cols)",
+                      dir, im->ndim);
+    else if (lb->ndim != 1)
+        st = tg_error(TG_ERR_FORMAT, "MNIST %s: the labels file has %d dimensions, expected 1 (N)", dir, lb->ndim);
+    else if (im->dims[0] != lb->dims[0])
+        st = tg_error(TG_ERR_FORMAT, "MNIST %s: %lld images but %lld labels", dir, (long long)im->dims[0],
+                      (long long)lb->dims[0]);
+    if (st == TG_OK) {
+        *images = tg_tensor_new(TG_F32, TG_SHAPE(im->dims[0], 1, im->dims[1], im->dims[2]));
+        *labels = tg_tensor_new(TG_I64, TG_SHAPE(lb->dims[0]));
+        if (!*images || !*labels) {
+            st = TG_ERR_NOMEM;
+        } else {
+            for (int64_t i = 0; i < im->count; i++) (*images)->data[i] = (float)im->data[i] / 255.0f;
+            for (int64_t i = 0; i < lb->count; i++) (*labels)->idata[i] = lb->data[i];
+        }
+    }
+    if (st != TG_OK) {
+        tg_tensor_free(*images);
+        tg_tensor_free(*labels);
+        *images = *labels = NULL;
+    }
+    tg_idx_free(im);
+    tg_idx_free(lb);
+    return st;
+}
