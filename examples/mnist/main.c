@@ -163,16 +163,18 @@ static tg_status evaluate(const mnist_model *m, tg_tensor *x, tg_tensor *y, doub
     tg_status st = TG_OK;
     for (int64_t s = 0; s < n; s += B) {
         int64_t e = s + B < n ? s + B : n;
-        tg_tensor *yb = tg_slice(y, 0, s, e, 1);
+        tg_tensor *yb = tg_tensor_from_i64(TG_SHAPE(e - s), y->idata + s); /* caller-owned */
         tg_tensor *logits = mnist_model_forward(m, tg_slice(x, 0, s, e, 1));
         tg_tensor *l = tg_cross_entropy(logits, yb, (tg_ce_opts){.reduction = TG_REDUCTION_SUM});
         tg_tensor *pred = tg_argmax(logits, 1, false);
         if (!l || !pred) {
             st = tg_last_status();
+            tg_tensor_free(yb);
             break;
         }
         loss_sum += l->data[0];
         for (int64_t i = 0; i < e - s; i++) correct += pred->idata[i] == yb->idata[i];
+        tg_tensor_free(yb);
         tg_tape_clear();
     }
     tg_tape_clear();
