@@ -1,204 +1,197 @@
-/* examples/losslab (build/bin/losslab): its --jsonl answers against PyTorch's
- * (tests/gen_losslab_cases.py -> tests/fixtures/losslab_{cases,expected}.jsonl, 22 losses),
- * error lines for bad cases without stopping the batch, and the single-case CLI's exit status.
- * Tolerances: loss 1e-5 relative + 1e-5 absolute; gradients 1e-4 relative + 1e-5 absolute. */
+/* losslab end to end: runs the built binary (TG_BIN_DIR "/losslab") on the
+ * article's worked examples, --json, --jsonl (with bad cases in the middle),
+ * every error path and --list. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
-#include "tapegrad.h"
 #include "test_support.h"
 
 #define LOSSLAB TG_BIN_DIR "/losslab"
 
-/* Quotes bare NaN / Infinity / -Infinity (outside strings) so cJSON can read the line. */
-static char *quote_nonfinite(const char *s)
-{
-    size_t n = strlen(s);
-    char *o = malloc(3 * n + 1), *w = o;
-    bool in_str = false;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"' && (i == 0 || s[i - 1] != '\\')) in_str = !in_str;
-        const char *tok = NULL;
-        if (!in_str) {
-            if (!strncmp(s + i, "-Infinity", 9)) tok = "-Infinity";
-            else if (!strncmp(s + i, "Infinity", 8)) tok = "Infinity";
-            else if (!strncmp(s + i, "NaN", 3)) tok = "NaN";
-        }
-        if (tok) {
-            w += sprintf(w, "\"%s\"", tok);
-            i += strlen(tok) - 1;
-        } else *w++ = s[i];
-    }
-    *w = 0;
-    return o;
-}
+typedef struct {
+    char *out; /* stdout and stderr together */
+    int status;
+} run_result;
 
-static cJSON *parse_line(const char *line)
+/* Runs `losslab args` (a shell-quoted string) with stdin from `input` (or none). */
+static run_result run(const char *args, const char *input)
 {
-    char *q = quote_nonfinite(line);
-    cJSON *j = cJSON_Parse(q);
-    free(q);
-    return j;
-}
-
-static void compare(const char *id, const char *what, const cJSON *got, const cJSON *want, double rtol, double atol)
-{
-    cr_assert_not_null(got, "%s: %s missing", id, what);
-    tg_tensor *g = tgt_json_tensor(got, false), *w = tgt_json_tensor(want, false);
-    char name[160];
-    snprintf(name, sizeof name, "%s %s", id, what);
-    cr_expect_eq(g->numel, w->numel, "%s: %lld values, expected %lld", name, (long long)g->numel, (long long)w->numel);
-    if (g->numel == w->numel) tgt_expect_close(name, g->data, w->data, w->numel, rtol, atol);
-    tg_tensor_free(g);
-    tg_tensor_free(w);
-}
-
-/* Runs losslab --jsonl on a file; returns its output lines (caller frees each and the array). */
-static char **run_jsonl(const char *path, int *n_lines)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s --jsonl < %s", LOSSLAB, path);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p, "cannot run %s (build the losslab target)", LOSSLAB);
-    char **lines = NULL, *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    while (getline(&line, &cap, p) > 0) {
-        lines = realloc(lines, sizeof *lines * (size_t)(n + 1));
-        lines[n++] = strdup(line);
-    }
-    free(line);
-    cr_assert_eq(pclose(p), 0, "%s exited with an error (is it built?)", LOSSLAB);
-    *n_lines = n;
-    return lines;
-}
-
-Test(losslab, jsonl_agrees_with_pytorch_on_every_loss)
-{
-    int n = 0;
-    char **got = run_jsonl(TG_FIXTURE_DIR "/losslab_cases.jsonl", &n);
-    FILE *f = fopen(TG_FIXTURE_DIR "/losslab_expected.jsonl", "r");
-    cr_assert_not_null(f);
-    char *line = NULL;
-    size_t cap = 0;
-    int k = 0, losses_seen = 0;
-    char last_loss[64] = "";
-    while (getline(&line, &cap, f) > 0) {
-        cr_assert_lt(k, n, "losslab gave %d lines, fewer than the cases", n);
-        cJSON *w = parse_line(line), *g = parse_line(got[k]);
-        cr_assert(w && g, "line %d does not parse: %s", k, got[k]);
-        const char *id = cJSON_GetObjectItem(w, "id")->valuestring;
-        cr_expect_str_eq(cJSON_GetObjectItem(g, "id")->valuestring, id);
-        const cJSON *err = cJSON_GetObjectItem(g, "error");
-        cr_expect_null(err, "%s: %s", id, err ? err->valuestring : "");
-        if (!err) {
-            compare(id, "loss", cJSON_GetObjectItem(g, "loss"), cJSON_GetObjectItem(w, "loss"), 1e-5, 1e-5);
-            const cJSON *gg = cJSON_GetObjectItem(g, "grad");
-            for (const cJSON *e = cJSON_GetObjectItem(w, "grad")->child; e; e = e->next)
-                compare(id, e->string, cJSON_GetObjectItem(gg, e->string), e, 1e-4, 1e-5);
-            cr_expect_eq(cJSON_GetArraySize(gg), cJSON_GetArraySize(cJSON_GetObjectItem(w, "grad")), "%s: gradient keys", id);
-        }
-        if (strncmp(id, last_loss, strcspn(id, "-")) || strlen(last_loss) != strcspn(id, "-")) {
-            snprintf(last_loss, sizeof last_loss, "%.*s", (int)strcspn(id, "-"), id);
-            losses_seen++;
-        }
-        cJSON_Delete(w);
-        cJSON_Delete(g);
-        free(got[k++]);
-    }
-    cr_expect_eq(k, n, "losslab gave %d lines for %d cases", n, k);
-    cr_expect_eq(losses_seen, 22, "fixture covers %d losses", losses_seen);
-    free(line);
-    free(got);
-    fclose(f);
-}
-
-Test(losslab, bad_cases_get_error_lines_and_the_batch_goes_on)
-{
-    const char *cases[][2] = {
-        {"{\"id\": 1, \"loss\": \"no_such_loss\", \"input\": [1]}", "unknown loss 'no_such_loss'"},
-        {"{\"id\": 2, \"loss\": \"mse_loss\", \"input\": [1, 2], \"target\": [1, 2], \"options\": {\"betta\": 1}}",
-         "unknown option 'betta'"},
-        {"{\"id\": 3, \"loss\": \"cross_entro", "malformed JSON"},
-        {"{\"id\": 4, \"loss\": \"cross_entropy\", \"input\": [[1, 2, 3]], \"target\": [3]}", "Target 3 is out of bounds"},
-        {"{\"id\": 5, \"loss\": \"binary_cross_entropy\", \"input\": [1.5], \"target\": [1]}", "between 0 and 1"},
-        {"{\"id\": 6, \"loss\": \"cross_entropy\", \"input\": [[1, 2, 3]], \"target\": [0], \"options\": {\"weight\": [1, 2]}}",
-         "weight must have shape (3)"},
-        {"{\"id\": 7, \"loss\": \"mse_loss\", \"input\": [1, 2]}", "missing tensor argument 'target'"},
-        {"{\"id\": 8, \"loss\": \"mse_loss\", \"input\": [1, 2], \"target\": [1, 2, 3]}", "must equal input shape"},
-        {"{\"id\": 9, \"loss\": \"mse_loss\", \"input\": [[1, 2], [3]], \"target\": [1, 2]}", "nested arrays of equal length"},
-        {"{\"id\": 10, \"loss\": \"mse_loss\", \"input\": [1], \"target\": [1], \"options\": {\"reduction\": \"avg\"}}",
-         "reduction must be"},
-        {"{\"id\": 11, \"loss\": \"cross_entropy\", \"input\": [[1, 2]], \"target\": [0], \"options\": {\"label_smoothing\": 2}}",
-         "label_smoothing must be in [0, 1]"},
-        {"{\"id\": 12, \"loss\": \"mse_loss\", \"input\": [1, 2], \"target\": [1, 3], \"options\": {\"reduction\": \"sum\"}}", NULL},
-    };
-    int nc = sizeof cases / sizeof *cases;
-    char path[] = "/tmp/tg_losslab_badXXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
+    char tmp[] = "/tmp/losslab_test_XXXXXX";
+    int fd = mkstemp(tmp);
+    cr_assert(fd >= 0);
     FILE *f = fdopen(fd, "w");
-    for (int i = 0; i < nc; i++) fprintf(f, "%s\n\n", cases[i][0]); /* blank lines are skipped */
+    if (input) fputs(input, f);
     fclose(f);
-    int n = 0;
-    char **got = run_jsonl(path, &n);
-    remove(path);
-    cr_assert_eq(n, nc, "%d result lines for %d cases", n, nc);
-    for (int i = 0; i < nc; i++) {
-        cJSON *g = parse_line(got[i]);
-        cr_assert_not_null(g, "line %d: %s", i, got[i]);
-        const cJSON *err = cJSON_GetObjectItem(g, "error");
-        if (cases[i][1]) {
-            cr_expect(err && strstr(err->valuestring, cases[i][1]), "case %d: %s lacks \"%s\"", i + 1, got[i], cases[i][1]);
-            if (i != 2) cr_expect_eq(cJSON_GetObjectItem(g, "id")->valueint, i + 1);
-        } else {
-            cr_expect_null(err, "case %d: %s", i + 1, got[i]);
-            cr_expect_float_eq(cJSON_GetObjectItem(g, "loss")->valuedouble, 1.0, 1e-6);
-        }
-        cJSON_Delete(g);
-        free(got[i]);
+    size_t need = strlen(args) + strlen(tmp) + strlen(LOSSLAB) + 32;
+    char *cmd = malloc(need);
+    snprintf(cmd, need, "%s %s < %s 2>&1", LOSSLAB, args, tmp);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "popen failed: %s", cmd);
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    size_t k;
+    while ((k = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (cap - len < 2) out = realloc(out, cap *= 2);
     }
-    free(got);
+    out[len] = '\0';
+    int st = pclose(p);
+    remove(tmp);
+    free(cmd);
+    /* A sanitizer report in the child is a failure here too. */
+    cr_expect(!strstr(out, "Sanitizer") && !strstr(out, "runtime error"), "sanitizer report:\n%s", out);
+    return (run_result){out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
 }
 
-static int run_status(const char *args)
+/* The number printed after `key` (e.g. "loss (reduction='mean') = "). */
+static double number_after(const char *out, const char *key)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", LOSSLAB, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const char *p = strstr(out, key);
+    cr_assert(p, "'%s' not in output:\n%s", key, out);
+    return strtod(p + strlen(key), NULL);
 }
 
-Test(losslab, single_case_cli_exit_status_and_breakdown)
+static double json_loss(const char *args)
 {
-    cr_expect_eq(run_status("cross_entropy --input '[[1,2,3]]' --target '[2]' --label-smoothing 0.1"), 0);
-    cr_expect_eq(run_status("cross_entropy --input '[[1,2,3]]' --target '[7]'"), 1);
-    cr_expect_eq(run_status("binary_cross_entropy --input '[2]' --target '[1]'"), 1);
-    cr_expect_eq(run_status("no_such_loss --input '[1]'"), 1);
-    cr_expect_eq(run_status("mse_loss --input '[1]' --target '[1]' --bogus 3"), 1);
-    cr_expect_eq(run_status("mse_loss stray"), 2);
-    cr_expect_eq(run_status("--list"), 0);
-    /* the breakdown names the intermediate probabilities and the gradient; --json gives one object */
-    FILE *p = popen(LOSSLAB " cross_entropy --input '[[3,1,-3]]' --target '[0]'", "r");
-    char buf[8192];
-    size_t got = fread(buf, 1, sizeof buf - 1, p);
-    buf[got] = 0;
-    pclose(p);
-    cr_expect(strstr(buf, "softmax(input)") && strstr(buf, "0.87") && strstr(buf, "d sum(loss) / d input"), "%s", buf);
-    p = popen(LOSSLAB " nll_loss --input '[[2,3,1],[3,7,9]]' --target '[1,2]' --json", "r");
-    got = fread(buf, 1, sizeof buf - 1, p);
-    buf[got] = 0;
-    pclose(p);
-    cJSON *j = parse_line(buf);
-    cr_assert_not_null(j, "%s", buf);
-    cr_expect_float_eq(cJSON_GetObjectItem(j, "loss")->valuedouble, -6.0, 1e-6); /* the article's NLL, 'mean' */
+    run_result r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "%s:\n%s", args, r.out);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j, "not JSON: %s", r.out);
+    double v = cJSON_GetObjectItem(j, "loss")->valuedouble;
     cJSON_Delete(j);
-    p = popen(LOSSLAB " --list", "r");
-    got = fread(buf, 1, sizeof buf - 1, p);
-    buf[got] = 0;
-    pclose(p);
-    cr_expect(strstr(buf, "ignore_index=-100") && strstr(buf, "ctc_loss") && strstr(buf, "dice_loss"), "%s", buf);
+    free(r.out);
+    return v;
+}
+
+#define CE_IN "--input '[[[1,2],[3,5]],[[4,7],[4,6]]]' --target '[[0,0],[1,1]]'"
+
+Test(losslab, article_cross_entropy)
+{
+    run_result r = run("cross_entropy " CE_IN, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_expect_float_eq(number_after(r.out, "loss (reduction='mean') = "), 1.7955, 1e-4);
+    cr_expect(strstr(r.out, "softmax(input, dim=1)") && strstr(r.out, "log_softmax(input, dim=1)"), "%s", r.out);
+    cr_expect(strstr(r.out, "per-element loss") && strstr(r.out, "d loss / d input"), "%s", r.out);
+    free(r.out);
+    cr_expect_float_eq(json_loss("cross_entropy " CE_IN " --weight '[1,9]' --json"), 1.1617, 1e-4);
+}
+
+Test(losslab, article_nll_and_bce)
+{
+    /* -6 is the mean of -3 and -9; the sum is -12. */
+    cr_expect_float_eq(json_loss("nll_loss --input '[[2,3,1],[3,7,9]]' --target '[1,2]' --json"), -6.0, 1e-6);
+    cr_expect_float_eq(json_loss("nll_loss --input '[[2,3,1],[3,7,9]]' --target '[1,2]' --reduction sum --json"),
+                       -12.0, 1e-6);
+    cr_expect_float_eq(json_loss("binary_cross_entropy --input '[[0.6,0.1],[0.3,0.8]]' --target '[[0,1],[1,0]]' "
+                                 "--json"), 1.5081, 1e-4);
+    cr_expect_float_eq(json_loss("binary_cross_entropy --input '[0.95,0.73,0.05]' --target '[1,1,0]' "
+                                 "--reduction sum --json"), 0.4178, 1e-3);
+}
+
+Test(losslab, json_has_gradient_and_probabilities)
+{
+    run_result r = run("binary_cross_entropy_with_logits --input '[[2,-1]]' --target '[[1,0]]' --reduction sum --json",
+                       NULL);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j, "%s", r.out);
+    const cJSON *g = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "grad"), "input");
+    cr_assert(cJSON_IsArray(g));
+    double g0 = cJSON_GetArrayItem(cJSON_GetArrayItem(g, 0), 0)->valuedouble;
+    double g1 = cJSON_GetArrayItem(cJSON_GetArrayItem(g, 0), 1)->valuedouble;
+    cr_expect_float_eq(g0, 1 / (1 + exp(-2.0)) - 1, 1e-6); /* sigmoid(x) - y */
+    cr_expect_float_eq(g1, 1 / (1 + exp(1.0)), 1e-6);
+    cr_expect(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "probabilities"), "sigmoid(input)"));
+    cJSON_Delete(j);
+    free(r.out);
+}
+
+Test(losslab, jsonl_one_line_per_case_in_order)
+{
+    const char *in =
+        "{\"id\": 1, \"loss\": \"nll_loss\", \"input\": [[2,3,1],[3,7,9]], \"target\": [1,2]}\n"
+        "{\"id\": 2, \"loss\": \"cross_entropy\", \"input\": [[1,2]], \"target\": [7]}\n"
+        "this is not json\n"
+        "\n"
+        "{\"id\": \"four\", \"loss\": \"mse_loss\", \"input\": [NaN, 1], \"target\": [0, -Infinity],"
+        " \"options\": {\"reduction\": \"none\"}}\n"
+        "{\"id\": 5, \"loss\": \"cross_entropy\", \"input\": [[[1,2],[3,5]],[[4,7],[4,6]]],"
+        " \"target\": [[0,0],[1,1]], \"options\": {\"weight\": [1,9]}}\n";
+    run_result r = run("--jsonl", in);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    char *save = NULL, *line = strtok_r(r.out, "\n", &save);
+    const char *ids[] = {"1", "2", "null", "\"four\"", "5"};
+    int n = 0;
+    for (; line; line = strtok_r(NULL, "\n", &save), n++) {
+        cr_assert_lt(n, 5, "extra line: %s", line);
+        char want[32];
+        snprintf(want, sizeof want, "{\"id\": %s,", ids[n]);
+        cr_expect(strncmp(line, want, strlen(want)) == 0, "line %d: %s", n, line);
+        if (n == 0) cr_expect(strstr(line, "\"loss\": -6,"), "%s", line);
+        if (n == 1) cr_expect(strstr(line, "\"error\"") && strstr(line, "Target 7"), "%s", line);
+        if (n == 2) cr_expect(strstr(line, "\"error\"") && strstr(line, "malformed JSON"), "%s", line);
+        if (n == 3) cr_expect(strstr(line, "\"loss\": [NaN, Infinity]"), "%s", line);
+        if (n == 4) cr_expect(strstr(line, "\"loss\": 1.1616"), "%s", line);
+    }
+    cr_expect_eq(n, 5);
+    free(r.out);
+}
+
+/* Each bad input: non-zero exit and a message naming the argument. */
+Test(losslab, errors_name_the_argument)
+{
+    struct { const char *args, *needle; } cases[] = {
+        {"cross_entropy --input '[[1,2]]' --target '[2]'", "Target 2"},
+        {"cross_entropy --input '[[1,2]]' --target '[1]' --weight '[1,2,3]'", "weight"},
+        {"cross_entropy --input '[[1,2],[3]]' --target '[1,0]'", "input: ragged"},
+        {"nll_loss --input '[[1,2]]' --target '[0.5]'", "target: expected integer"},
+        {"mse_loss --input '[1,2]' --target '[1]'", "target shape"},
+        {"mse_loss --input '[1,2]' --target '[1,2]' --margin 1", "options.margin"},
+        {"mse_loss --input '[1,2]' --target '[1,2]' --bogus 1", "options.bogus: unknown option"},
+        {"mse_loss --input '[1,2' --target '[1,2]'", "input: not a number"},
+        {"mse_loss --input '[1,2]'", "target: missing"},
+        {"mse_loss --input '[1,2]' --target '[1,2]' --reduction avg", "options.reduction"},
+        {"mse_loss --input '[1,2]' --target '[1,2]' --input2 '[1]'", "input2: unknown argument"},
+        {"binary_cross_entropy --input '[1.5]' --target '[1]'", "input"},
+        {"no_such_loss --input 1", "unknown loss 'no_such_loss'"},
+        {"triplet_margin_loss --anchor '[[1]]' --positive '[[1]]' --negative '[[1]]' --p 0", "p must be"},
+        {"multi_margin_loss --input '[[1,2]]' --target '[1]' --p 3", "p must be 1 or 2"},
+        {"ctc_loss --log_probs '[[[0,0]]]' --targets '[[1]]' --input_lengths '[1]' --target_lengths '[1]' --blank 5",
+         "blank"},
+        {"huber_loss --input '[1]' --target '[1]' --delta x", "options.delta"},
+        {"kl_div --input '[1]' --target '[1]' --log-target maybe", "maybe: expected --ARGUMENT or --OPTION after --log-target"},
+        {"mse_loss --input '[1]' --target '[1]' --reduction", "--reduction: missing value"},
+        {"--frobnicate", "unknown flag"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run(cases[i].args, NULL);
+        cr_expect_neq(r.status, 0, "%s: exit 0:\n%s", cases[i].args, r.out);
+        cr_expect(strstr(r.out, cases[i].needle), "%s: no '%s' in:\n%s", cases[i].args, cases[i].needle, r.out);
+        cr_expect(r.status == 1 || r.status == 2, "%s: exit %d (crash?)", cases[i].args, r.status);
+        free(r.out);
+    }
+}
+
+Test(losslab, list_mentions_every_loss)
+{
+    run_result r = run("--list", NULL);
+    cr_assert_eq(r.status, 0);
+    const char *names[] = {"binary_cross_entropy(", "binary_cross_entropy_with_logits(", "cross_entropy(",
+                           "nll_loss(", "kl_div(", "mse_loss(", "l1_loss(", "smooth_l1_loss(", "huber_loss(",
+                           "soft_margin_loss(", "multilabel_soft_margin_loss(", "multi_margin_loss(",
+                           "multilabel_margin_loss(", "hinge_embedding_loss(", "cosine_embedding_loss(",
+                           "margin_ranking_loss(", "triplet_margin_loss(", "poisson_nll_loss(",
+                           "gaussian_nll_loss(", "ctc_loss(", "sigmoid_focal_loss(", "dice_loss(",
+                           "ignore_index=-100", "label_smoothing=0", "reduction=none"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        cr_expect(strstr(r.out, names[i]), "--list lacks %s", names[i]);
+    free(r.out);
+    run_result h = run("--help", NULL);
+    cr_expect_eq(h.status, 0);
+    cr_expect(strstr(h.out, "--jsonl"));
+    free(h.out);
 }

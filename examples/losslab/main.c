@@ -1,0 +1,211 @@
+/* losslab: the forward value and the gradient of any loss, for people studying
+ * backprop through losses.
+ *
+ *   losslab NAME --input '[[...]]' --target '[...]' [--OPTION VALUE ...] [--json]
+ *   losslab --jsonl < cases.jsonl      one JSON case per line -> one result line per case
+ *   losslab --list | --help
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "losslab.h"
+
+static const char *usage_text =
+    "usage:\n"
+    "  losslab NAME --input JSON --target JSON [--OPTION VALUE ...] [--json]\n"
+    "  losslab --jsonl          read cases from stdin, one JSON object per line\n"
+    "  losslab --list           the losses, their tensor arguments and options with defaults\n"
+    "  losslab --help\n"
+    "\n"
+    "NAME and argument names are torch.nn.functional's (cross_entropy, nll_loss, ...; input, target,\n"
+    "input1, input2, anchor, positive, negative, var, log_probs, targets, input_lengths,\n"
+    "target_lengths); options are PyTorch's keywords, with '-' or '_' (--ignore-index 255,\n"
+    "--label-smoothing 0.1, --reduction sum, --weight '[1,9]', --swap, --log-input false).\n"
+    "Tensors are nested JSON arrays; NaN, Infinity and -Infinity are accepted.\n"
+    "Output: the inputs, probabilities (sigmoid/softmax/log_softmax where the loss has them),\n"
+    "the per-element loss, the reduced loss and the gradient of the loss (of its sum if it is\n"
+    "not a scalar) with respect to every float input.\n"
+    "\n"
+    "A --jsonl case: {\"id\": 1, \"loss\": \"cross_entropy\", \"input\": [[1,2]], \"target\": [1],\n"
+    "                 \"options\": {\"reduction\": \"sum\"}}\n"
+    "result:        {\"id\": 1, \"loss\": 0.313261688, \"grad\": {\"input\": [[0.268941432, -0.268941432]]}}\n"
+    "or             {\"id\": 1, \"error\": \"...\"}\n";
+
+static bool is_bool_word(const char *s)
+{
+    return !strcmp(s, "true") || !strcmp(s, "false") || !strcmp(s, "True") || !strcmp(s, "False") ||
+           !strcmp(s, "1") || !strcmp(s, "0");
+}
+
+/* The CLI arguments as a JSON case; NULL and a message on a usage error. */
+static cJSON *case_from_argv(int argc, char **argv, bool *json_out, char *err, size_t n)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON *opts = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "loss", argv[1]);
+    cJSON_AddItemToObject(obj, "options", opts);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || !a[2]) {
+            snprintf(err, n, "%s: expected --ARGUMENT or --OPTION%s%s", a, i > 2 ? " after " : "", i > 2 ? argv[i - 1] : "");
+            goto bad;
+        }
+        char key[64];
+        snprintf(key, sizeof key, "%s", a + 2);
+        for (char *p = key; *p; p++)
+            if (*p == '-') *p = '_';
+        if (!strcmp(key, "json")) {
+            *json_out = true;
+            continue;
+        }
+        int id = ll_find_opt(key);
+        cJSON *value;
+        if (id >= 0 && ll_opt_infos[id].kind == LL_VAL_BOOL && !(i + 1 < argc && is_bool_word(argv[i + 1]))) {
+            value = cJSON_CreateTrue(); /* a bare flag */
+        } else {
+            if (i + 1 >= argc) {
+                snprintf(err, n, "--%s: missing value", a + 2);
+                goto bad;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(v, "True")) v = "true";
+            if (!strcmp(v, "False")) v = "false";
+            value = ll_json_parse(v);
+            if (!value) value = cJSON_CreateString(v); /* 'sum', 'None', or malformed (reported later) */
+        }
+        cJSON *dest = ll_is_any_arg_name(key) ? obj : opts;
+        if (cJSON_GetObjectItemCaseSensitive(dest, key)) {
+            cJSON_Delete(value);
+            snprintf(err, n, "--%s: given twice", a + 2);
+            goto bad;
+        }
+        cJSON_AddItemToObject(dest, key, value);
+    }
+    return obj;
+bad:
+    cJSON_Delete(obj);
+    return NULL;
+}
+
+/* One case -> one result (JSON text without braces' closing) in b. */
+static bool run_case(const cJSON *obj, bool details, ll_buf *b, ll_case *c, ll_result *r, char *err, size_t n)
+{
+    if (!ll_case_from_json(obj, c, err, n)) return false;
+    if (!ll_run(c, details, r, err, n)) return false;
+    ll_json_result(b, c, r, details);
+    return true;
+}
+
+static void write_id(ll_buf *b, const cJSON *obj)
+{
+    const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
+    char *s = id ? cJSON_PrintUnformatted(id) : NULL;
+    ll_buf_printf(b, "{\"id\": %s", s ? s : "null");
+    free(s);
+}
+
+static int run_jsonl(void)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        const char *p = line;
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (!*p) continue; /* blank lines are not cases */
+        char err[LL_ERR_LEN] = "";
+        ll_buf b = {0};
+        ll_case c;
+        ll_result r = {0};
+        cJSON *obj = ll_json_parse(line);
+        write_id(&b, obj);
+        size_t head = b.len;
+        bool ok;
+        if (!obj) {
+            snprintf(err, sizeof err, "malformed JSON line (expected one JSON object per line)");
+            ok = false;
+            c = (ll_case){0};
+        } else {
+            ll_buf_printf(&b, ", ");
+            ok = run_case(obj, false, &b, &c, &r, err, sizeof err);
+        }
+        if (!ok) {
+            b.len = head;
+            ll_buf_printf(&b, ", \"error\": ");
+            ll_buf_str(&b, err);
+        }
+        ll_buf_printf(&b, "}\n");
+        fputs(b.s, stdout);
+        fflush(stdout);
+        ll_buf_free(&b);
+        ll_result_free(&r);
+        ll_case_free(&c);
+        cJSON_Delete(obj);
+    }
+    free(line);
+    return ferror(stdin) ? 1 : 0;
+}
+
+static int run_single(int argc, char **argv)
+{
+    char err[LL_ERR_LEN] = "";
+    bool json = false;
+    cJSON *obj = case_from_argv(argc, argv, &json, err, sizeof err);
+    if (!obj) {
+        fprintf(stderr, "losslab: %s\n%s", err, usage_text);
+        return 2;
+    }
+    ll_case c;
+    ll_result r = {0};
+    ll_buf b = {0};
+    int status = 0;
+    ll_buf_printf(&b, "{");
+    if (!run_case(obj, true, &b, &c, &r, err, sizeof err)) {
+        fprintf(stderr, "losslab: %s\n", err);
+        if (json) {
+            b.len = 1;
+            ll_buf_printf(&b, "\"error\": ");
+            ll_buf_str(&b, err);
+            printf("%s}\n", b.s);
+        }
+        status = 1;
+    } else if (json) {
+        printf("%s}\n", b.s);
+    } else {
+        ll_print_breakdown(stdout, &c, &r);
+    }
+    ll_buf_free(&b);
+    ll_result_free(&r);
+    ll_case_free(&c);
+    cJSON_Delete(obj);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "losslab: give a loss name, --jsonl, --list or --help\n%s", usage_text);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--list")) {
+        ll_print_list(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--jsonl")) {
+        if (argc > 2) {
+            fprintf(stderr, "losslab: --jsonl takes no other arguments (cases come from stdin)\n");
+            return 2;
+        }
+        return run_jsonl();
+    }
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "losslab: unknown flag %s\n%s", argv[1], usage_text);
+        return 2;
+    }
+    return run_single(argc, argv);
+}
