@@ -50,7 +50,7 @@ def main():
     tt = torch_times(reps)
     res = subprocess.run([exe, str(reps)], capture_output=True, text=True, check=True).stdout.splitlines()
     print("OPENBLAS_CORETYPE=%s  torch %s (mkldnn %s)" % (os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
-                                                     torch.__version__, torch.backends.mkldnn.is_enabled()))
+                                                     torch.__version__, torch.backends.mkldnn.is_available()))
     print("%-30s %10s %10s %7s %9s %9s" % ("layer (fwd+bwd, batch 4)", "tapegrad", "pytorch", "tg/pt", "tg GF/s",
                                             "sgemm GF/s"))
     for line in res:
