@@ -1,0 +1,66 @@
+#!/usr/bin/python3
+"""The same layers as bench/conv.c in PyTorch (2 threads), then bench_conv, side by side.
+Usage: /usr/bin/python3 bench/conv_torch.py [build/bin/bench_conv] [reps]
+Run with and without OPENBLAS_CORETYPE=SkylakeX (it only changes tapegrad's BLAS)."""
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+B = 4
+LAYERS = [("conv3x3_3to16_256", 3, 16, 3, 256), ("conv3x3_16to16_256", 16, 16, 3, 256),
+          ("conv3x3_32to32_128", 32, 32, 3, 128), ("conv3x3_64to64_64", 64, 64, 3, 64),
+          ("conv3x3_128to128_32", 128, 128, 3, 32), ("conv3x3_256to64_32", 256, 64, 3, 32),
+          ("conv1x1_16to2_256", 16, 2, 1, 256)]
+
+
+def best_of(fn, reps):
+    fn()
+    best = 1e9
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
+def torch_times(reps):
+    out = {}
+    for (name, cin, cout, k, hw) in LAYERS:
+        x = torch.randn(B, cin, hw, hw, requires_grad=True)
+        w = torch.randn(cout, cin, k, k, requires_grad=True)
+        b = torch.randn(cout, requires_grad=True)
+        out[name] = best_of(lambda: F.conv2d(x, w, b, padding=k // 2).backward(torch.ones(B, cout, hw, hw)), reps)
+    x = torch.randn(B, 16, 256, 256, requires_grad=True)
+    out["maxpool2x2_16_256"] = best_of(lambda: F.max_pool2d(x, 2).backward(torch.ones(B, 16, 128, 128)), reps)
+    x = torch.randn(B, 16, 128, 128, requires_grad=True)
+    out["upsample_bilinear_x2_16_128"] = best_of(
+        lambda: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True).backward(
+            torch.ones(B, 16, 256, 256)), reps)
+    return out
+
+
+def main():
+    exe = sys.argv[1] if len(sys.argv) > 1 else "build/bin/bench_conv"
+    reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    tt = torch_times(reps)
+    res = subprocess.run([exe, str(reps)], capture_output=True, text=True, check=True).stdout.splitlines()
+    print("OPENBLAS_CORETYPE=%s  torch %s (mkldnn %s)" % (os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+                                                     torch.__version__, torch.backends.mkldnn.is_available()))
+    print("%-30s %10s %10s %7s %9s %9s" % ("layer (fwd+bwd, batch 4)", "tapegrad", "pytorch", "tg/pt", "tg GF/s",
+                                            "sgemm GF/s"))
+    for line in res:
+        if line.startswith("#"):
+            print(line)
+            continue
+        name, ms, gf, sg = line.split()
+        pt = tt[name]
+        print("%-30s %8.2fms %8.2fms %7.2f %9s %9s" % (name, float(ms), pt, float(ms) / pt, gf, sg))
+
+
+if __name__ == "__main__":
+    main()
