@@ -22,27 +22,9 @@ static void check_step(const char *name, const cJSON *s, tg_tensor *w, tg_tensor
     tg_tensor_zero_grad(w);
     tg_tensor_zero_grad(b);
     tg_tensor *y = tg_batch_norm(x, w, b, rm, rv, nbt, training, momentum, eps);
-    cr_assert_not_null(y, "%s: %s", name, tg_last_error());
-    char what[160];
-    tg_tensor *ey = tgt_json_tensor(cJSON_GetObjectItem(s, "y"), false);
-    snprintf(what, sizeof what, "%s y", name);
-    tgt_expect_tensor_close(what, y, ey, 1e-4, 1e-4);
-    tg_tensor *gy = tgt_json_tensor(cJSON_GetObjectItem(s, "gy"), false);
-    cr_assert_eq(tg_backward_with(y, gy), TG_OK, "%s: %s", name, tg_last_error());
-    const char *keys[3] = {"gx", "gw", "gb"};
-    tg_tensor *ins[3] = {x, w, b};
-    for (int k = 0; k < 3; k++) {
-        if (!ins[k]) continue;
-        tg_tensor *e = tgt_json_tensor(cJSON_GetObjectItem(s, keys[k]), false);
-        cr_assert_not_null(ins[k]->grad, "%s: no %s", name, keys[k]);
-        snprintf(what, sizeof what, "%s %s", name, keys[k]);
-        tgt_expect_close(what, ins[k]->grad, e->data, e->numel, 1e-4, 1e-4);
-        tg_tensor_free(e);
-    }
-    tg_tape_clear();
+    tgt_expect_fixture_case(name, s, y, (tg_tensor *const[]){x, w, b}, (const char *const[]){"gx", "gw", "gb"}, 3,
+                            1e-4, 1e-4, 1e-4);
     tg_tensor_free(x);
-    tg_tensor_free(ey);
-    tg_tensor_free(gy);
 }
 
 Test(batchnorm_fixture, train_two_steps_then_eval_match_torch)

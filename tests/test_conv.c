@@ -43,30 +43,11 @@ Test(conv_fixture, outputs_and_gradients_match_torch)
         const cJSON *jb = cJSON_GetObjectItem(c, "b");
         tg_tensor *b = cJSON_IsNull(jb) ? NULL : tg_tensor_set_requires_grad(tgt_json_tensor(jb, false), true);
         tg_tensor *y = tr ? tg_conv_transpose2d(x, w, b, o) : tg_conv2d(x, w, b, o);
-        cr_assert_not_null(y, "%s: %s", name, tg_last_error());
-        tg_tensor *ey = tgt_json_tensor(cJSON_GetObjectItem(c, "y"), false);
-        cr_expect(tg_tensor_same_shape(y, ey), "%s: output shape", name);
-        char what[128];
-        snprintf(what, sizeof what, "%s y", name);
-        tgt_expect_tensor_close(what, y, ey, 1e-4, 1e-4);
-        tg_tensor *gy = tgt_json_tensor(cJSON_GetObjectItem(c, "gy"), false);
-        cr_assert_eq(tg_backward_with(y, gy), TG_OK, "%s: %s", name, tg_last_error());
-        const char *keys[3] = {"gx", "gw", "gb"};
-        tg_tensor *ins[3] = {x, w, b};
-        for (int k = 0; k < 3; k++) {
-            if (!ins[k]) continue;
-            tg_tensor *e = tgt_json_tensor(cJSON_GetObjectItem(c, keys[k]), false);
-            cr_assert_not_null(ins[k]->grad, "%s: no %s", name, keys[k]);
-            snprintf(what, sizeof what, "%s %s", name, keys[k]);
-            tgt_expect_close(what, ins[k]->grad, e->data, e->numel, 1e-4, 1e-4);
-            tg_tensor_free(e);
-        }
-        tg_tape_clear();
+        tgt_expect_fixture_case(name, c, y, (tg_tensor *const[]){x, w, b}, (const char *const[]){"gx", "gw", "gb"},
+                                3, 1e-4, 1e-4, 1e-4);
         tg_tensor_free(x);
         tg_tensor_free(w);
         tg_tensor_free(b);
-        tg_tensor_free(ey);
-        tg_tensor_free(gy);
         n_cases++;
     }
     cr_expect_geq(n_cases, 15);

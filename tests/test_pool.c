@@ -42,24 +42,8 @@ Test(pool_fixture, outputs_and_gradients_match_torch)
             y = is_max ? tg_max_pool2d(x, o) : tg_avg_pool2d(x, o);
             counts[is_max ? 0 : 1]++;
         }
-        cr_assert_not_null(y, "%s: %s", name, tg_last_error());
-        tg_tensor *ey = tgt_json_tensor(cJSON_GetObjectItem(c, "y"), false);
-        char a[96], b[96], what[128];
-        cr_expect(tg_tensor_same_shape(y, ey), "%s: shape %s, expected %s", name, tg_shape_str(y, a, sizeof a),
-                  tg_shape_str(ey, b, sizeof b));
-        snprintf(what, sizeof what, "%s y", name);
-        tgt_expect_tensor_close(what, y, ey, 1e-5, 1e-5);
-        tg_tensor *gy = tgt_json_tensor(cJSON_GetObjectItem(c, "gy"), false);
-        cr_assert_eq(tg_backward_with(y, gy), TG_OK, "%s: %s", name, tg_last_error());
-        tg_tensor *gx = tgt_json_tensor(cJSON_GetObjectItem(c, "gx"), false);
-        snprintf(what, sizeof what, "%s gx", name);
-        cr_assert_not_null(x->grad, "%s: no gradient", name);
-        tgt_expect_close(what, x->grad, gx->data, gx->numel, 1e-5, 1e-5);
-        tg_tape_clear();
+        tgt_expect_fixture_case(name, c, y, &x, (const char *const[]){"gx"}, 1, 1e-5, 1e-5, 1e-5);
         tg_tensor_free(x);
-        tg_tensor_free(ey);
-        tg_tensor_free(gy);
-        tg_tensor_free(gx);
     }
     cr_expect_geq(counts[0], 10);
     cr_expect_geq(counts[1], 6);

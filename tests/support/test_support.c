@@ -149,3 +149,29 @@ void tgt_expect_tensor_close(const char *what, const tg_tensor *a, const tg_tens
                  tg_shape_str(e, se, sizeof se));
     tgt_expect_close(what, a->data, e->data, a->numel, rtol, atol);
 }
+
+void tgt_expect_fixture_case(const char *name, const cJSON *c, tg_tensor *y, tg_tensor *const *inputs,
+                             const char *const *grad_keys, int n, double y_rtol, double grad_rtol,
+                             double atol)
+{
+    cr_assert_not_null(y, "%s: %s", name, tg_last_error());
+    tg_tensor *ey = tgt_json_tensor(cJSON_GetObjectItem(c, "y"), false);
+    char a[96], b[96], what[160];
+    cr_expect(tg_tensor_same_shape(y, ey), "%s: shape %s, expected %s", name, tg_shape_str(y, a, sizeof a),
+              tg_shape_str(ey, b, sizeof b));
+    snprintf(what, sizeof what, "%s y", name);
+    tgt_expect_tensor_close(what, y, ey, y_rtol, atol);
+    tg_tensor *gy = tgt_json_tensor(cJSON_GetObjectItem(c, "gy"), false);
+    cr_assert_eq(tg_backward_with(y, gy), TG_OK, "%s: %s", name, tg_last_error());
+    for (int k = 0; k < n; k++) {
+        if (!inputs[k]) continue;
+        tg_tensor *e = tgt_json_tensor(cJSON_GetObjectItem(c, grad_keys[k]), false);
+        snprintf(what, sizeof what, "%s %s", name, grad_keys[k]);
+        cr_assert_not_null(inputs[k]->grad, "%s: no gradient", what);
+        tgt_expect_close(what, inputs[k]->grad, e->data, e->numel, grad_rtol, atol);
+        tg_tensor_free(e);
+    }
+    tg_tape_clear();
+    tg_tensor_free(ey);
+    tg_tensor_free(gy);
+}

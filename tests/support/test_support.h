@@ -37,4 +37,11 @@ void tgt_expect_close(const char *what, const float *actual, const float *expect
 void tgt_expect_tensor_close(const char *what, const tg_tensor *actual, const tg_tensor *expected, double rtol,
                              double atol);
 
+/* One PyTorch fixture case for an op whose output y was just computed from `inputs`:
+ * checks y's shape and values (y_rtol) against case["y"], runs backward with case["gy"], checks each
+ * non-NULL input's gradient against case[grad_keys[k]] (grad_rtol), then clears the tape. Inputs stay the caller's. */
+void tgt_expect_fixture_case(const char *name, const cJSON *c, tg_tensor *y, tg_tensor *const *inputs,
+                             const char *const *grad_keys, int n, double y_rtol, double grad_rtol,
+                             double atol);
+
 #endif
