@@ -10,6 +10,7 @@
 #include "ops/loss.h"
 #include "ops/loss_extra.h"
 #include "nn/nn.h"
+#include "nn/unet.h"
 #include "data/data.h"
 
 #endif

@@ -1,0 +1,121 @@
+/* The reference UNet (bilinear=True): construction in state_dict order, and its forward pass. */
+#include "unet.h"
+
+#include "../core/core_internal.h"
+#include "../ops/tensor_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* DoubleConv(in, out, mid): conv3x3(in->mid, no bias) "0", BN "1", ReLU, conv3x3(mid->out) "3", BN "4", ReLU. */
+static tg_status double_conv_init(tg_double_conv *d, tg_param_list *list, const char *prefix, int in, int out, int mid,
+                                  tg_rng *rng)
+{
+    const tg_conv2d_opts pad1 = {.padding = {1, 1}};
+    char name[TG_PARAM_NAME_LEN];
+    tg_status st = TG_OK;
+    if (st == TG_OK && !tg_param_name(name, prefix, "0")) st = tg_last_status();
+    if (st == TG_OK) st = tg_conv2d_layer_init(&d->conv1, list, name, in, mid, 3, 3, pad1, false, rng);
+    if (st == TG_OK && !tg_param_name(name, prefix, "1")) st = tg_last_status();
+    if (st == TG_OK) st = tg_batchnorm2d_layer_init(&d->bn1, list, name, mid, TG_BN_EPS, TG_BN_MOMENTUM);
+    if (st == TG_OK && !tg_param_name(name, prefix, "3")) st = tg_last_status();
+    if (st == TG_OK) st = tg_conv2d_layer_init(&d->conv2, list, name, mid, out, 3, 3, pad1, false, rng);
+    if (st == TG_OK && !tg_param_name(name, prefix, "4")) st = tg_last_status();
+    if (st == TG_OK) st = tg_batchnorm2d_layer_init(&d->bn2, list, name, out, TG_BN_EPS, TG_BN_MOMENTUM);
+    return st;
+}
+
+static tg_tensor *double_conv_forward(const tg_double_conv *d, tg_tensor *x)
+{
+    tg_tensor *h = tg_relu(tg_batchnorm2d_layer_forward(&d->bn1, tg_conv2d_layer_forward(&d->conv1, x)));
+    return tg_relu(tg_batchnorm2d_layer_forward(&d->bn2, tg_conv2d_layer_forward(&d->conv2, h)));
+}
+
+tg_unet *tg_unet_new(int in_channels, int num_classes, int base_c, tg_rng *rng)
+{
+    if (in_channels < 1 || num_classes < 1 || base_c < 1) {
+        tg_error(TG_ERR_ARG, "tg_unet_new: in_channels, num_classes and base_c must be >= 1, got %d, %d, %d",
+                 in_channels, num_classes, base_c);
+        return NULL;
+    }
+    if (base_c > (1 << 20) / 16) {
+        tg_error(TG_ERR_ARG, "tg_unet_new: base_c %d is too large", base_c);
+        return NULL;
+    }
+    tg_unet *m = calloc(1, sizeof *m);
+    if (!m || !(m->params = tg_param_list_new())) {
+        free(m);
+        tg_error(TG_ERR_NOMEM, "tg_unet_new: out of memory");
+        return NULL;
+    }
+    m->in_channels = in_channels;
+    m->num_classes = num_classes;
+    m->base_c = base_c;
+    const int c = base_c;
+    /* Channel plan of the reference with bilinear=True (factor 2). */
+    const int down_in[4] = {c, 2 * c, 4 * c, 8 * c}, down_out[4] = {2 * c, 4 * c, 8 * c, 8 * c};
+    const int up_in[4] = {16 * c, 8 * c, 4 * c, 2 * c}, up_out[4] = {4 * c, 2 * c, c, c};
+    tg_status st = double_conv_init(&m->in_conv, m->params, "in_conv", in_channels, c, c, rng);
+    for (int i = 0; i < 4 && st == TG_OK; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "down%d.1", i + 1);
+        st = double_conv_init(&m->down[i], m->params, prefix, down_in[i], down_out[i], down_out[i], rng);
+    }
+    for (int i = 0; i < 4 && st == TG_OK; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "up%d.conv", i + 1);
+        st = double_conv_init(&m->up[i], m->params, prefix, up_in[i], up_out[i], up_in[i] / 2, rng);
+    }
+    if (st == TG_OK)
+        st = tg_conv2d_layer_init(&m->out_conv, m->params, "out_conv.0", c, num_classes, 1, 1, (tg_conv2d_opts){0},
+                                  true, rng);
+    if (st != TG_OK) {
+        tg_unet_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void tg_unet_free(tg_unet *m)
+{
+    if (!m) return;
+    tg_param_list_free(m->params);
+    free(m);
+}
+
+/* Up block: upsample x2 (bilinear, align_corners), pad to skip's size, cat([skip, up]), DoubleConv. */
+static tg_tensor *up_forward(const tg_double_conv *d, tg_tensor *x, tg_tensor *skip)
+{
+    tg_tensor *u = tg_upsample_bilinear2d(x, (tg_upsample_opts){.scale = {2, 2}, .align_corners = true});
+    if (!u) return NULL;
+    const int64_t dy = skip->shape[2] - u->shape[2], dx = skip->shape[3] - u->shape[3];
+    if (dy || dx) {
+        const int64_t pads[4] = {dx / 2, dx - dx / 2, dy / 2, dy - dy / 2};
+        u = tg_pad(u, pads, 4, 0.0f);
+    }
+    tg_tensor *both[2] = {skip, u};
+    return double_conv_forward(d, tg_concat(both, 2, 1));
+}
+
+tg_tensor *tg_unet_forward(const tg_unet *m, tg_tensor *x)
+{
+    if (!m) {
+        tg_error(TG_ERR_ARG, "tg_unet_forward: model is NULL");
+        return NULL;
+    }
+    if (!tg_check_f32("tg_unet_forward", "x", x)) return NULL;
+    if (x->ndim != 4 || x->shape[1] != m->in_channels || x->shape[2] < 16 || x->shape[3] < 16) {
+        char s[96];
+        tg_error(TG_ERR_SHAPE,
+                 "tg_unet_forward: expected x of shape (N, %d, H, W) with H, W >= 16 (four 2x2 poolings), got %s",
+                 m->in_channels, tg_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    const tg_pool2d_opts pool = {.kernel = {2, 2}};
+    tg_tensor *skip[5];
+    skip[0] = double_conv_forward(&m->in_conv, x);
+    for (int i = 0; i < 4; i++) skip[i + 1] = double_conv_forward(&m->down[i], tg_max_pool2d(skip[i], pool));
+    tg_tensor *h = skip[4];
+    for (int i = 0; i < 4 && h; i++) h = up_forward(&m->up[i], h, skip[3 - i]);
+    return tg_conv2d_layer_forward(&m->out_conv, h);
+}
