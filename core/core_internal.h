@@ -39,6 +39,14 @@ struct tg_node {
 /* Step-arena memory, 64-byte aligned, released by tg_tape_clear. NULL (and an error) if out of memory. */
 void *tg_arena_alloc(size_t bytes);
 void *tg_arena_calloc(size_t bytes);
+/* Per-thread scratch memory for an op's temporary work that does not outlive the call (im2col
+ * columns...): slot k's buffer, 64-byte aligned, at least bytes long, valid until the next
+ * tg_scratch_alloc(k) on this thread. It grows and is reused by every op of every step (the
+ * arena would keep each call's copy until tg_tape_clear). Do not hold a slot across calls into
+ * other ops. NULL (and an error) if out of memory. Owned by core; tg_scratch_release frees all. */
+#define TG_SCRATCH_SLOTS 2
+void *tg_scratch_alloc(int slot, size_t bytes);
+void tg_scratch_release(void);
 /* A tape-owned output tensor (data uninitialised). */
 tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape);
 /* Same, zero-filled. */

@@ -32,6 +32,8 @@ typedef struct {
     int64_t n_tensors, cap_tensors;
     void **separate;       /* TG_ARENA_SEPARATE_DATA allocations */
     int64_t n_separate, cap_separate;
+    void *scratch[TG_SCRATCH_SLOTS]; /* per-op temporary work, reused by every op */
+    size_t scratch_size[TG_SCRATCH_SLOTS];
     uint32_t gen;
     bool walked;
     bool grad_disabled;
@@ -108,6 +110,29 @@ void *tg_arena_alloc(size_t bytes)
 #else
     return block_arena_alloc(bytes);
 #endif
+}
+
+void *tg_scratch_alloc(int slot, size_t bytes)
+{
+    assert(slot >= 0 && slot < TG_SCRATCH_SLOTS);
+    /* Under ASan every request gets a buffer of exactly its size, so overruns are reported. */
+    if (bytes > T.scratch_size[slot] || (TG_ARENA_SEPARATE_DATA && bytes != T.scratch_size[slot])) {
+        tg_free(T.scratch[slot]);
+        T.scratch_size[slot] = 0;
+        T.scratch[slot] = tg_aligned_alloc(bytes);
+        if (!T.scratch[slot]) return NULL;
+        T.scratch_size[slot] = bytes;
+    }
+    return T.scratch[slot];
+}
+
+void tg_scratch_release(void)
+{
+    for (int s = 0; s < TG_SCRATCH_SLOTS; s++) {
+        tg_free(T.scratch[s]);
+        T.scratch[s] = NULL;
+        T.scratch_size[s] = 0;
+    }
 }
 
 void *tg_arena_calloc(size_t bytes)

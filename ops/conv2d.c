@@ -210,7 +210,7 @@ static void conv2d_backward(tg_node *n)
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     if (!need_x && !need_w) return;
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
-    float *col = pointwise ? NULL : tg_arena_alloc((size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
+    float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
     if ((need_x && !dx) || (need_w && !dw) || (!pointwise && !col)) return; /* out of memory: error is set */
     for (int64_t i = 0; i < N; i++) {
         const float *xi = x->data + i * g->C * HW;
@@ -279,7 +279,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     if (!y) return NULL;
     const int64_t Cg = C / G, Og = O / G, K = Cg * kh * kw, L = g->Ho * g->Wo;
     const bool pointwise = geom_is_pointwise(g);
-    float *col = pointwise ? NULL : tg_arena_alloc((size_t)(C * kh * kw * L) * sizeof(float));
+    float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(C * kh * kw * L) * sizeof(float));
     if (!pointwise && !col) return NULL;
     for (int64_t i = 0; i < N; i++) {
         const float *xi = x->data + i * C * H * W, *c = xi;
@@ -315,7 +315,7 @@ static void conv_transpose2d_backward(tg_node *n)
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     if (!need_x && !need_w) return;
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
-    float *col = pointwise ? NULL : tg_arena_alloc((size_t)(O * g->kh * g->kw * L) * sizeof(float));
+    float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(O * g->kh * g->kw * L) * sizeof(float));
     if ((need_x && !dx) || (need_w && !dw) || (!pointwise && !col)) return;
     for (int64_t i = 0; i < N; i++) {
         const float *c = dy + i * OHW;
@@ -377,7 +377,7 @@ tg_tensor *tg_conv_transpose2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_c
     if (!y) return NULL;
     const int64_t Cg = C / G, Og = O / G, K = Og * kh * kw, L = H * W;
     const bool pointwise = geom_is_pointwise(g);
-    float *col = pointwise ? NULL : tg_arena_alloc((size_t)(O * kh * kw * L) * sizeof(float));
+    float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(O * kh * kw * L) * sizeof(float));
     if (!pointwise && !col) return NULL;
     for (int64_t i = 0; i < N; i++) {
         float *yi = y->data + i * O * Ho * Wo;

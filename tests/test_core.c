@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tapegrad.h"
+#include "core/core_internal.h"
 
 Test(core, zeros_shape_numel)
 {
@@ -197,6 +198,26 @@ Test(tape, arena_is_reused_across_steps)
     }
     cr_expect_eq(tg_tape_bytes_reserved(), reserved_after_warmup);
     tg_tensor_free(x);
+}
+
+Test(tape, scratch_slots_are_reused_and_independent)
+{
+    float *a = tg_scratch_alloc(0, 1000 * sizeof(float));
+    float *b = tg_scratch_alloc(1, 10 * sizeof(float));
+    cr_assert(a && b && a != b);
+    for (int i = 0; i < 1000; i++) a[i] = (float)i; /* the whole requested size is writable */
+    b[9] = -1.0f;
+    cr_expect_eq(((uintptr_t)a) % 64, 0, "scratch memory is 64-byte aligned");
+#if !defined(__SANITIZE_ADDRESS__)
+    cr_expect_eq(tg_scratch_alloc(0, 500 * sizeof(float)), a, "a smaller request reuses the buffer");
+#endif
+    float *c = tg_scratch_alloc(0, 5000 * sizeof(float));
+    cr_assert_not_null(c);
+    c[4999] = 1.0f;
+    cr_expect_eq(b[9], -1.0f, "growing slot 0 leaves slot 1 alone");
+    tg_scratch_release();
+    cr_expect_not_null(tg_scratch_alloc(1, 16), "usable again after release");
+    tg_scratch_release();
 }
 
 Test(blas, recommended_core_fixes_generic_fallback)
