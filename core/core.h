@@ -125,6 +125,12 @@ size_t tg_tape_bytes_reserved(void);
 size_t tg_tape_bytes_used(void);
 /* Prints the recorded operations with their shapes, in forward order. */
 void tg_tape_print(FILE *out);
+/* Op profiler (this thread): while enabled, wall time per op type is summed, forward (from the
+ * op's first output to its recording; an op built from other ops includes their time) and
+ * backward. tg_profile_print writes a table sorted by total time. Off by default; cheap when off. */
+void tg_profile_enable(bool on);
+void tg_profile_reset(void);
+void tg_profile_print(FILE *out);
 
 /* ---- RNG (xoshiro256**, seeded through splitmix64) --------------------- */
 

@@ -45,6 +45,12 @@ void *tg_arena_calloc(size_t bytes);
  * arena would keep each call's copy until tg_tape_clear). Do not hold a slot across calls into
  * other ops. NULL (and an error) if out of memory. Owned by core; tg_scratch_release frees all. */
 #define TG_SCRATCH_SLOTS 2
+/* Profiler hooks (core/profile.c), called by the tape. */
+bool tg_profile_enabled(void);
+double tg_profile_clock(void);
+void tg_profile_output_made(void);
+void tg_profile_recorded(const tg_op_def *op);
+void tg_profile_backward_done(const tg_op_def *op, double seconds);
 void *tg_scratch_alloc(int slot, size_t bytes);
 void tg_scratch_release(void);
 /* A tape-owned output tensor (data uninitialised). */

@@ -150,6 +150,7 @@ tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
         assert(shape[d] >= 0);
         numel *= shape[d];
     }
+    if (tg_profile_enabled()) tg_profile_output_made();
     tg_tensor *t = block_arena_alloc(sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
@@ -177,6 +178,7 @@ tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
 
 tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in)
 {
+    if (tg_profile_enabled()) tg_profile_recorded(op);
     if (T.grad_disabled || !out) return NULL;
     bool any = false;
     for (int k = 0; k < n_in; k++) any |= in[k] && in[k]->requires_grad;
@@ -285,7 +287,14 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
     if (!out->tape_owned) return TG_OK; /* a leaf: nothing to walk */
     for (int64_t k = T.n_nodes - 1; k >= 0; k--) {
         tg_node *n = T.nodes[k];
-        if (n->out->grad) n->op->backward(n);
+        if (!n->out->grad) continue;
+        if (tg_profile_enabled()) {
+            double t0 = tg_profile_clock();
+            n->op->backward(n);
+            tg_profile_backward_done(n->op, tg_profile_clock() - t0);
+        } else {
+            n->op->backward(n);
+        }
     }
     T.walked = true;
     return tg_last_status() == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_OK;

@@ -220,6 +220,38 @@ Test(tape, scratch_slots_are_reused_and_independent)
     tg_scratch_release();
 }
 
+Test(tape, profiler_counts_forward_and_backward_per_op)
+{
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(8, 8), NULL), true);
+    tg_profile_reset();
+    tg_profile_enable(true);
+    for (int step = 0; step < 3; step++) {
+        tg_tensor *y = tg_sum_all(tg_tanh(tg_matmul(x, x)));
+        cr_assert_eq(tg_backward(y), TG_OK, "%s", tg_last_error());
+        tg_tape_clear();
+    }
+    tg_profile_enable(false);
+    (void)tg_sum_all(tg_tanh(x)); /* not counted */
+    tg_tape_clear();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    tg_profile_print(f);
+    fclose(f);
+    long calls = -1, bwd_calls = -1;
+    const char *row = strstr(text, "\ntanh ");
+    cr_assert_not_null(row, "no tanh row in:\n%s", text);
+    double fwd_ms, bwd_ms;
+    cr_assert_eq(sscanf(row, " tanh %ld %lf %ld %lf", &calls, &fwd_ms, &bwd_calls, &bwd_ms), 4, "%s", text);
+    cr_expect_eq(calls, 3);
+    cr_expect_eq(bwd_calls, 3);
+    cr_expect(fwd_ms >= 0.0 && bwd_ms >= 0.0);
+    cr_expect_not_null(strstr(text, "\nmatmul "), "%s", text);
+    free(text);
+    tg_profile_reset();
+    tg_tensor_free(x);
+}
+
 Test(blas, recommended_core_fixes_generic_fallback)
 {
     cr_expect_str_eq(tg_blas_recommended_core("Prescott", true, true), "SkylakeX");
