@@ -180,6 +180,7 @@ typedef struct {
     uint64_t seed;
     int workers;      /* background threads preparing batches (0: prepared inside tg_loader_next) */
     int prefetch;     /* batches prepared ahead (at least workers + 1) */
+    int64_t start_epoch; /* first epoch to produce (resuming a run: the same batches as an uninterrupted one) */
 } tg_loader_options;
 
 /* batch_size as given, shuffle, keep the last batch, 1 worker, 2 batches ahead. */

@@ -142,7 +142,7 @@ struct tg_loader {
 
 tg_loader_options tg_loader_defaults(int64_t batch_size, uint64_t seed)
 {
-    tg_loader_options o = {batch_size, true, false, seed, 1, 2};
+    tg_loader_options o = {.batch_size = batch_size, .shuffle = true, .seed = seed, .workers = 1, .prefetch = 2};
     return o;
 }
 
@@ -288,9 +288,10 @@ tg_loader *tg_loader_new(const tg_dataset *ds, const tg_loader_options *opt)
         tg_error(TG_ERR_ARG, "%s: NULL dataset or options", who);
         return NULL;
     }
-    if (ds->length < 1 || opt->batch_size < 1 || opt->workers < 0 || opt->workers > 64) {
-        tg_error(TG_ERR_ARG, "%s: dataset length %lld, batch_size %lld, workers %d (need >= 1, >= 1, 0..64)", who,
-                 (long long)ds->length, (long long)opt->batch_size, opt->workers);
+    if (ds->length < 1 || opt->batch_size < 1 || opt->workers < 0 || opt->workers > 64 || opt->start_epoch < 0) {
+        tg_error(TG_ERR_ARG,
+                 "%s: dataset length %lld, batch_size %lld, workers %d, start_epoch %lld (need >= 1, >= 1, 0..64, >= 0)",
+                 who, (long long)ds->length, (long long)opt->batch_size, opt->workers, (long long)opt->start_epoch);
         return NULL;
     }
     int64_t per_epoch = opt->drop_last ? ds->length / opt->batch_size
@@ -306,6 +307,8 @@ tg_loader *tg_loader_new(const tg_dataset *ds, const tg_loader_options *opt)
     l->opt = *opt;
     if (l->opt.prefetch < l->opt.workers + 1) l->opt.prefetch = l->opt.workers + 1;
     l->per_epoch = per_epoch;
+    l->epoch = opt->start_epoch;
+    l->consumed = l->next_claim = opt->start_epoch * per_epoch;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->slots = tg_calloc((size_t)l->opt.prefetch, sizeof(slot));

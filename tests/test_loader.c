@@ -174,6 +174,40 @@ Test(loader, same_batches_whatever_the_workers)
     tg_dataset_free(ds);
 }
 
+Test(loader, start_epoch_resumes_with_the_same_batches)
+{
+    noisy_ctx c = {-1};
+    tg_dataset *ds = noisy_new(&c, 23);
+    enum { MAX = 23 * 3 };
+    float x0[MAX * 5];
+    int64_t y0[MAX], n0;
+    run_all(ds, 1, 2, 3, x0, y0, &n0);
+    for (int workers = 0; workers <= 2; workers++) {
+        tg_loader_options o = tg_loader_defaults(4, 2024);
+        o.workers = workers;
+        o.start_epoch = 2;
+        tg_loader *l = tg_loader_new(ds, &o);
+        cr_assert_not_null(l, "%s", tg_last_error());
+        int64_t n = 0;
+        tg_batch b;
+        while (tg_loader_next(l, &b) == TG_OK && b.x) {
+            cr_expect_eq(b.epoch, 2);
+            for (int64_t i = 0; i < b.y->numel; i++, n++) {
+                cr_expect_eq(b.y->idata[i], y0[46 + n], "%d workers: sample %lld", workers, (long long)n);
+                cr_expect_eq(memcmp(b.x->data + i * 5, x0 + (46 + n) * 5, 5 * sizeof(float)), 0);
+            }
+            tg_batch_free(&b);
+        }
+        cr_expect_eq(n, 23);
+        tg_loader_free(l);
+    }
+    tg_loader_options bad = tg_loader_defaults(4, 1);
+    bad.start_epoch = -1;
+    cr_expect_null(tg_loader_new(ds, &bad));
+    cr_expect_not_null(strstr(tg_last_error(), "start_epoch"), "%s", tg_last_error());
+    tg_dataset_free(ds);
+}
+
 Test(loader, errors_reach_the_consumer_and_shutdown_is_clean)
 {
     noisy_ctx c = {7};
