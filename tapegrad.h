@@ -11,6 +11,7 @@
 #include "ops/loss_extra.h"
 #include "nn/nn.h"
 #include "nn/unet.h"
+#include "nn/seg_metrics.h"
 #include "data/data.h"
 
 #endif

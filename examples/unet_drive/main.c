@@ -1,0 +1,777 @@
+/* unet_drive: the experiment of the cross-entropy article, section 4. A binary segmentation
+ * head can be 1 channel + sigmoid + BCE or 2 channels + softmax + CE; which is better? Trains
+ * the reference UNet (nn/unet.h) on the DRIVE retinal-vessel images both ways, with the same
+ * seed, batches and initial weights, evaluates each epoch on the 20 test images with the
+ * reference metrics (Dice, IoU, accuracy; outside the field of view ignored) and writes a
+ * side-by-side report with curves and overlays.
+ *
+ *   unet_drive [--head both|sigmoid|softmax] [--epochs N] [--out DIR] [--data DIR] ...  (--help)
+ *   unet_drive --eval CKPT [--data DIR]
+ *   unet_drive --report-only [--out DIR]
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "report.h"
+
+enum { HEAD_SIGMOID = 0, HEAD_SOFTMAX = 1 };
+static const char *const HEAD_NAME[2] = {"sigmoid", "softmax"};
+
+typedef struct {
+    const char *data, *out, *eval_ckpt;
+    bool head[2];
+    int epochs, batch, crop, base_c, warmup_epochs, threads, workers, eval_every, overlays;
+    double lr, momentum, weight_decay, class_weight[2];
+    uint64_t seed;
+    int64_t limit_train, limit_test;
+    bool resume, report_only;
+} config;
+
+static const char *USAGE =
+    "usage: unet_drive [options]          train and compare the two heads, then report\n"
+    "       unet_drive --eval CKPT        evaluate a checkpoint on the DRIVE test images\n"
+    "       unet_drive --report-only      rebuild the report from OUT's logs and checkpoints\n"
+    "options (defaults in brackets):\n"
+    "  --head both|sigmoid|softmax  which heads to train [both: sigmoid, then softmax]\n"
+    "  --epochs N          epochs per head [40]\n"
+    "  --batch-size N      [4]      --crop N   random crop side [480]\n"
+    "  --base-c N          UNet base width [16] (the reference uses 64 and 200 epochs on a GPU)\n"
+    "  --lr LR [0.01]  --momentum M [0.9]  --weight-decay WD [1e-4]  --warmup-epochs N [1]\n"
+    "  --class-weight W0,W1  background and vessel loss weights [1,2]\n"
+    "  --seed S [0]  --threads T [all cores]  --workers W  data-loading threads [1]\n"
+    "  --eval-every K      evaluate on the test images every K epochs (and after the last) [1]\n"
+    "  --overlays K        test images drawn in overlay PNGs by the report [3]\n"
+    "  --limit-train N / --limit-test N   use only the first N images (smoke tests)\n"
+    "  --resume            continue OUT/<head>/last.safetensors (model, optimizer, schedule, epoch)\n"
+    "  --data DIR          DRIVE root with training/ and test/ [$TG_DRIVE_DIR or ";
+
+static void print_usage(FILE *f) { fprintf(f, "%s%s]\n  --out DIR           [runs/unet_drive]\n", USAGE, tg_drive_default_root()); }
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "unet_drive: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(unet_drive --help lists the options)\n");
+    return 2;
+}
+
+static bool parse_long(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+/* 0 on success, else the exit code. */
+static int parse_args(int argc, char **argv, config *c)
+{
+    *c = (config){.out = "runs/unet_drive", .head = {true, true}, .epochs = 40, .batch = 4, .crop = 480,
+                  .base_c = 16, .warmup_epochs = 1, .workers = 1, .eval_every = 1, .overlays = 3, .lr = 0.01,
+                  .momentum = 0.9, .weight_decay = 1e-4, .class_weight = {1.0, 2.0}};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(a, "--resume")) {
+            c->resume = true;
+            continue;
+        }
+        if (!strcmp(a, "--report-only")) {
+            c->report_only = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2)) return usage_error("unexpected argument '%s'", a);
+        static const char *const WITH_VALUE[] = {
+            "--head", "--epochs", "--batch-size", "--crop", "--base-c", "--warmup-epochs", "--threads", "--workers",
+            "--eval-every", "--overlays", "--lr", "--momentum", "--weight-decay", "--class-weight", "--seed",
+            "--limit-train", "--limit-test", "--data", "--out", "--eval"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof WITH_VALUE / sizeof *WITH_VALUE; k++) known |= !strcmp(a, WITH_VALUE[k]);
+        if (!known) return usage_error("unknown option '%s'", a);
+        if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+        const char *v = argv[++i];
+        long long n;
+#define INT_OPT(name, field, lo, hi)                                                                                  \
+    else if (!strcmp(a, name)) {                                                                                       \
+        if (!parse_long(v, lo, hi, &n)) return usage_error(name " takes a whole number " #lo ".." #hi ", not '%s'", v); \
+        c->field = (int)n;                                                                                             \
+    }
+        if (!strcmp(a, "--head")) {
+            bool both = !strcmp(v, "both"), sig = !strcmp(v, "sigmoid"), soft = !strcmp(v, "softmax");
+            if (!both && !sig && !soft) return usage_error("--head must be both, sigmoid or softmax, not '%s'", v);
+            c->head[HEAD_SIGMOID] = both || sig;
+            c->head[HEAD_SOFTMAX] = both || soft;
+        }
+        INT_OPT("--epochs", epochs, 1, 100000)
+        INT_OPT("--batch-size", batch, 1, 1024)
+        INT_OPT("--crop", crop, 16, 4096)
+        INT_OPT("--base-c", base_c, 1, 512)
+        INT_OPT("--warmup-epochs", warmup_epochs, 0, 100000)
+        INT_OPT("--threads", threads, 1, 1024)
+        INT_OPT("--workers", workers, 0, 16)
+        INT_OPT("--eval-every", eval_every, 1, 100000)
+        INT_OPT("--overlays", overlays, 0, 20)
+        else if (!strcmp(a, "--lr")) {
+            if (!parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
+        } else if (!strcmp(a, "--momentum")) {
+            if (!parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
+                return usage_error("--momentum takes a number in [0, 1), not '%s'", v);
+        } else if (!strcmp(a, "--weight-decay")) {
+            if (!parse_double(v, &c->weight_decay) || c->weight_decay < 0)
+                return usage_error("--weight-decay takes a number >= 0, not '%s'", v);
+        } else if (!strcmp(a, "--class-weight")) {
+            char *end;
+            errno = 0;
+            c->class_weight[0] = strtod(v, &end);
+            bool ok = !errno && end != v && *end == ',';
+            if (ok) {
+                const char *second = end + 1;
+                c->class_weight[1] = strtod(second, &end);
+                ok = !errno && end != second && !*end;
+            }
+            if (!ok || !(c->class_weight[0] > 0) || !(c->class_weight[1] > 0) || !isfinite(c->class_weight[0]) ||
+                !isfinite(c->class_weight[1]))
+                return usage_error("--class-weight takes two positive numbers W0,W1 (e.g. 1,2), not '%s'", v);
+        } else if (!strcmp(a, "--seed")) {
+            if (!parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
+            c->seed = (uint64_t)n;
+        } else if (!strcmp(a, "--limit-train")) {
+            if (!parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-train takes a whole number >= 1, not '%s'", v);
+            c->limit_train = n;
+        } else if (!strcmp(a, "--limit-test")) {
+            if (!parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-test takes a whole number >= 1, not '%s'", v);
+            c->limit_test = n;
+        } else if (!strcmp(a, "--data")) c->data = v;
+        else if (!strcmp(a, "--out")) c->out = v;
+        else if (!strcmp(a, "--eval")) c->eval_ckpt = v;
+        else return usage_error("unknown option '%s'", a);
+#undef INT_OPT
+    }
+    if (c->eval_ckpt && c->report_only) return usage_error("%s", "--eval and --report-only are separate commands");
+    return 0;
+}
+
+static bool make_dirs(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) == 0 || errno == EEXIST;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "unet_drive: %s: %s\n", what, tg_last_error());
+    return 1;
+}
+
+/* ---- the two heads' losses ------------------------------------------------------------------ */
+
+/* Per-batch target tensors, remade only when the batch shape changes (the last batch). */
+typedef struct {
+    tg_tensor *class_weight;  /* (2) for cross-entropy */
+    tg_tensor *t, *w;         /* sigmoid head: (N,1,H,W) float target and per-pixel weight */
+} loss_buffers;
+
+static void loss_buffers_free(loss_buffers *b)
+{
+    tg_tensor_free(b->class_weight);
+    tg_tensor_free(b->t);
+    tg_tensor_free(b->w);
+    memset(b, 0, sizeof *b);
+}
+
+/* The same loss for both heads, as a function of z = z1 - z0 (sigmoid head: z is its logit):
+ *   sum over counted pixels of w_y * BCE(sigmoid(z), y) / sum of w_y,
+ * which is exactly PyTorch's weighted cross-entropy with ignore_index 255 (reduction 'mean'). */
+static tg_tensor *head_loss(int head, tg_tensor *logits, const tg_tensor *y, const double cw[2], loss_buffers *b)
+{
+    if (!b->class_weight) {
+        b->class_weight = tg_tensor_from_data(TG_SHAPE(2), (const float[]){(float)cw[0], (float)cw[1]});
+        if (!b->class_weight) return NULL;
+    }
+    if (head == HEAD_SOFTMAX)
+        return tg_cross_entropy(logits, (tg_tensor *)y,
+                                (tg_ce_opts){.weight = b->class_weight, .ignore_index = 255, .has_ignore_index = true});
+    const int64_t N = y->shape[0], H = y->shape[1], W = y->shape[2];
+    if (!b->t || b->t->shape[0] != N || b->t->shape[2] != H || b->t->shape[3] != W) {
+        tg_tensor_free(b->t);
+        tg_tensor_free(b->w);
+        b->t = tg_tensor_zeros(TG_SHAPE(N, 1, H, W));
+        b->w = tg_tensor_zeros(TG_SHAPE(N, 1, H, W));
+        if (!b->t || !b->w) return NULL;
+    }
+    double wsum = 0.0;
+    for (int64_t i = 0; i < y->numel; i++) {
+        const int64_t v = y->idata[i];
+        const bool counted = v == 0 || v == 1;
+        b->t->data[i] = v == 1 ? 1.0f : 0.0f;
+        b->w->data[i] = counted ? (float)cw[v] : 0.0f;
+        wsum += counted ? cw[v] : 0.0;
+    }
+    tg_tensor *sum = tg_binary_cross_entropy_with_logits(logits, b->t,
+                                                         (tg_bce_opts){.weight = b->w, .reduction = TG_REDUCTION_SUM});
+    return tg_mul_scalar(sum, (float)(1.0 / wsum)); /* no counted pixel: NaN, as cross-entropy */
+}
+
+/* ---- data ----------------------------------------------------------------------------------- */
+
+typedef struct {
+    tg_seg_dataset *train_seg, *test_seg;
+    tg_dataset *train, *test;
+    tg_seg_augment aug;
+} drive_data;
+
+static void drive_data_free(drive_data *d)
+{
+    tg_dataset_free(d->train);
+    tg_dataset_free(d->test);
+    tg_seg_dataset_free(d->train_seg);
+    tg_seg_dataset_free(d->test_seg);
+    memset(d, 0, sizeof *d);
+}
+
+static tg_status drive_data_open(const config *c, bool need_train, drive_data *d)
+{
+    memset(d, 0, sizeof *d);
+    const char *root = c->data ? c->data : tg_drive_default_root();
+    struct stat st;
+    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode))
+        return tg_error(TG_ERR_IO,
+                        "no DRIVE dataset at %s (expected %s/training/images/21_training.tif ... and "
+                        "%s/test/images/01_test.tif ...): download DRIVE, then pass --data DIR or set TG_DRIVE_DIR",
+                        root, root, root);
+    if (need_train && !(d->train_seg = tg_drive_open(root, TG_DRIVE_TRAINING))) return tg_last_status();
+    if (!(d->test_seg = tg_drive_open(root, TG_DRIVE_TEST))) return tg_last_status();
+    d->aug = tg_seg_augment_drive(565, c->crop);
+    if (need_train && !(d->train = tg_seg_dataset_train(d->train_seg, &d->aug))) return tg_last_status();
+    if (!(d->test = tg_seg_dataset_eval(d->test_seg, TG_DRIVE_MEAN, TG_DRIVE_STD))) return tg_last_status();
+    /* --limit-*: the first N samples (datasets read only indices below length) */
+    if (d->train && c->limit_train && c->limit_train < d->train->length) d->train->length = c->limit_train;
+    if (c->limit_test && c->limit_test < d->test->length) d->test->length = c->limit_test;
+    return TG_OK;
+}
+
+/* ---- evaluation ----------------------------------------------------------------------------- */
+
+/* Test metrics and loss of m over the test images (one at a time, full size, no gradients). */
+static tg_status evaluate(const tg_unet *m, int head, const config *c, const tg_dataset *test, unet_epoch *e)
+{
+    tg_loader_options lo = tg_loader_defaults(1, 0);
+    lo.shuffle = false;
+    lo.workers = 1;
+    tg_loader *l = tg_loader_new(test, &lo);
+    if (!l) return tg_last_status();
+    tg_seg_metrics sm;
+    tg_status st = tg_seg_metrics_init(&sm, 2, 255);
+    loss_buffers lb = {0};
+    bool prev_grad = tg_set_grad_enabled(false);
+    tg_param_list_train(m->params, false);
+    double loss_sum = 0, forward_seconds = 0, t_start = tg_now();
+    int64_t images = 0;
+    tg_batch b;
+    while (st == TG_OK && (st = tg_loader_next(l, &b)) == TG_OK && b.x) {
+        double t0 = tg_now();
+        tg_tensor *logits = tg_unet_forward(m, b.x);
+        forward_seconds += tg_now() - t0;
+        tg_tensor *loss = logits ? head_loss(head, logits, b.y, c->class_weight, &lb) : NULL;
+        if (!loss) st = tg_last_status();
+        else {
+            loss_sum += loss->data[0];
+            images++;
+            st = tg_seg_metrics_update(&sm, logits, b.y);
+        }
+        tg_tape_clear();
+        tg_batch_free(&b);
+    }
+    tg_set_grad_enabled(prev_grad);
+    tg_param_list_train(m->params, true);
+    if (st == TG_OK) {
+        tg_seg_scores s = tg_seg_metrics_compute(&sm);
+        e->evaluated = true;
+        e->test_loss = loss_sum / (double)images;
+        e->dice = s.dice;
+        e->miou = s.mean_iou;
+        e->global_acc = s.global_acc;
+        e->acc[0] = s.acc[0], e->acc[1] = s.acc[1];
+        e->iou[0] = s.iou[0], e->iou[1] = s.iou[1];
+        e->eval_seconds = tg_now() - t_start;
+        e->infer_ms = 1e3 * forward_seconds / (double)images;
+    }
+    loss_buffers_free(&lb);
+    tg_seg_metrics_free(&sm);
+    tg_loader_free(l);
+    return st;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+static void meta_int(tg_meta *m, const char *key, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    tg_meta_set(m, key, buf);
+}
+
+static void meta_double(tg_meta *m, const char *key, double v)
+{
+    char buf[48];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    tg_meta_set(m, key, buf);
+}
+
+static void fill_meta(tg_meta *meta, const config *c, int head, int epoch, const unet_epoch *best)
+{
+    tg_meta_set(meta, "head", HEAD_NAME[head]);
+    meta_int(meta, "num_classes", head == HEAD_SIGMOID ? 1 : 2);
+    meta_int(meta, "in_channels", 3);
+    meta_int(meta, "base_c", c->base_c);
+    meta_int(meta, "epoch", epoch);
+    meta_int(meta, "epochs", c->epochs);
+    meta_int(meta, "crop", c->crop);
+    meta_int(meta, "batch", c->batch);
+    meta_int(meta, "seed", (long long)c->seed);
+    meta_double(meta, "lr", c->lr);
+    meta_double(meta, "weight_decay", c->weight_decay);
+    meta_double(meta, "class_weight_0", c->class_weight[0]);
+    meta_double(meta, "class_weight_1", c->class_weight[1]);
+    if (best) {
+        meta_double(meta, "best_dice", best->dice);
+        meta_int(meta, "best_epoch", best->epoch);
+    }
+}
+
+static bool meta_get_int(const tg_meta *m, const char *key, long long lo, long long hi, long long *out)
+{
+    const char *v = tg_meta_get(m, key);
+    return v && parse_long(v, lo, hi, out);
+}
+
+/* A model for the checkpoint's metadata (head, base_c), with its weights. */
+static tg_unet *load_model(const char *path, int *head)
+{
+    tg_meta meta = {0};
+    tg_param_list *probe = tg_param_list_new();
+    tg_ckpt_opts opts = {.meta = &meta};
+    tg_status st = probe ? tg_checkpoint_load(path, probe, &opts, NULL) : TG_ERR_NOMEM;
+    tg_param_list_free(probe);
+    if (st != TG_OK) {
+        tg_meta_clear(&meta);
+        return NULL;
+    }
+    long long classes, base_c;
+    const char *h = tg_meta_get(&meta, "head");
+    if (!h || (strcmp(h, "sigmoid") && strcmp(h, "softmax")) || !meta_get_int(&meta, "num_classes", 1, 2, &classes) ||
+        !meta_get_int(&meta, "base_c", 1, 512, &base_c)) {
+        tg_error(TG_ERR_FORMAT, "%s: not a unet_drive checkpoint (needs \"head\", \"num_classes\" and \"base_c\" "
+                 "in its metadata)", path);
+        tg_meta_clear(&meta);
+        return NULL;
+    }
+    *head = strcmp(h, "sigmoid") ? HEAD_SOFTMAX : HEAD_SIGMOID;
+    tg_meta_clear(&meta);
+    tg_unet *m = tg_unet_new(3, (int)classes, (int)base_c, NULL);
+    if (!m) return NULL;
+    tg_ckpt_opts strict = {.strict = true};
+    if (tg_checkpoint_load(path, m->params, &strict, NULL) != TG_OK) {
+        tg_unet_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- training one head ---------------------------------------------------------------------- */
+
+static void epoch_line(const unet_run *run, const unet_epoch *e, FILE *log)
+{
+    char line[2048];
+    unet_epoch_json(run, e, line, sizeof line);
+    fprintf(log, "%s\n", line);
+    fflush(log);
+}
+
+/* Keeps the log lines of epochs <= last_epoch (a resumed run rewrites what came after). */
+static tg_status trim_log(const char *path, int last_epoch, unet_run *kept)
+{
+    unet_run old;
+    tg_status st = unet_run_load(path, &old);
+    memset(kept, 0, sizeof *kept);
+    if (st != TG_OK) return st;
+    for (int i = 0; i < old.n_epochs; i++)
+        if (old.epochs[i].epoch <= last_epoch && !unet_run_push(kept, &old.epochs[i])) {
+            unet_run_free(&old);
+            return tg_error(TG_ERR_NOMEM, "out of memory");
+        }
+    unet_run_free(&old);
+    return TG_OK;
+}
+
+static int train_head(const config *c, int head, const drive_data *d)
+{
+    char dir[1100], log_path[1200], last_path[1200], best_path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", c->out, HEAD_NAME[head]);
+    snprintf(log_path, sizeof log_path, "%s/log.jsonl", dir);
+    snprintf(last_path, sizeof last_path, "%s/last.safetensors", dir);
+    snprintf(best_path, sizeof best_path, "%s/best.safetensors", dir);
+    if (!make_dirs(dir)) {
+        fprintf(stderr, "unet_drive: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    const int classes = head == HEAD_SIGMOID ? 1 : 2;
+    tg_rng init_rng;
+    tg_rng_seed(&init_rng, c->seed); /* same draws for every layer but out_conv in both heads */
+    tg_unet *m = tg_unet_new(3, classes, c->base_c, &init_rng);
+    if (!m) return fail("cannot build the model");
+    tg_optimizer *opt = tg_sgd_new(m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum,
+                                                            .weight_decay = c->weight_decay});
+    tg_loader_options lo = tg_loader_defaults(c->batch, c->seed);
+    lo.workers = c->workers;
+    tg_loader *probe = opt ? tg_loader_new(d->train, &lo) : NULL;
+    if (!probe) {
+        tg_optimizer_free(opt);
+        tg_unet_free(m);
+        return fail("cannot set up training");
+    }
+    const int64_t steps_per_epoch = tg_loader_batches_per_epoch(probe);
+    tg_loader_free(probe);
+    tg_lr_sched sched;
+    if (tg_sched_warmup_poly(&sched, opt, c->warmup_epochs * steps_per_epoch, c->epochs * steps_per_epoch, 1e-3,
+                             0.9) != TG_OK) {
+        tg_optimizer_free(opt);
+        tg_unet_free(m);
+        return fail("cannot set up the learning-rate schedule");
+    }
+
+    unet_run run = {.num_classes = classes, .params = tg_param_list_numel(m->params, TG_KIND_PARAM),
+                    .base_c = c->base_c, .crop = c->crop, .batch = c->batch, .epochs_planned = c->epochs};
+    snprintf(run.head, sizeof run.head, "%s", HEAD_NAME[head]);
+    int start_epoch = 0;
+    FILE *log = NULL;
+    struct stat st_last;
+    if (c->resume && stat(last_path, &st_last) == 0) {
+        tg_meta meta = {0};
+        tg_ckpt_opts ro = {.optim = opt, .sched = &sched, .meta = &meta, .strict = true};
+        long long e = 0, base = 0, ep = 0;
+        if (tg_checkpoint_load(last_path, m->params, &ro, NULL) != TG_OK) {
+            tg_meta_clear(&meta);
+            tg_optimizer_free(opt);
+            tg_unet_free(m);
+            return fail("cannot resume");
+        }
+        bool same = meta_get_int(&meta, "epoch", 0, 100000, &e) && meta_get_int(&meta, "base_c", 1, 512, &base) &&
+                    meta_get_int(&meta, "epochs", 1, 100000, &ep) && base == c->base_c && ep == c->epochs;
+        tg_meta_clear(&meta);
+        if (!same) {
+            fprintf(stderr, "unet_drive: %s was written with other settings (base_c %lld, epochs %lld); resume with "
+                    "the same --base-c and --epochs, or start afresh without --resume\n", last_path, base, ep);
+            tg_optimizer_free(opt);
+            tg_unet_free(m);
+            return 2;
+        }
+        start_epoch = (int)e;
+        unet_run kept;
+        if (trim_log(log_path, start_epoch, &kept) == TG_OK) {
+            for (int i = 0; i < kept.n_epochs; i++) unet_run_push(&run, &kept.epochs[i]);
+            unet_run_free(&kept);
+        }
+        log = fopen(log_path, "w");
+        for (int i = 0; log && i < run.n_epochs; i++) epoch_line(&run, &run.epochs[i], log);
+        printf("%s head: resuming after epoch %d of %d from %s\n", HEAD_NAME[head], start_epoch, c->epochs, last_path);
+    } else {
+        log = fopen(log_path, "w");
+    }
+    if (!log) {
+        fprintf(stderr, "unet_drive: cannot write %s: %s\n", log_path, strerror(errno));
+        tg_optimizer_free(opt);
+        tg_unet_free(m);
+        unet_run_free(&run);
+        return 1;
+    }
+    lo.start_epoch = start_epoch;
+    tg_loader *loader = tg_loader_new(d->train, &lo);
+    if (!loader) {
+        fclose(log);
+        tg_optimizer_free(opt);
+        tg_unet_free(m);
+        unet_run_free(&run);
+        return fail("cannot start the data loader");
+    }
+    printf("%s head (%d output channel%s): %lld parameters, %lld training images, %lld test images, %lld steps per "
+           "epoch\n",
+           HEAD_NAME[head], classes, classes == 1 ? "" : "s", (long long)run.params, (long long)d->train->length,
+           (long long)d->test->length, (long long)steps_per_epoch);
+
+    loss_buffers lb = {0};
+    int rc = 0;
+    double best_dice = -1;
+    const unet_epoch *prev_best = unet_run_best(&run);
+    if (prev_best) best_dice = prev_best->dice;
+    tg_param_list_train(m->params, true);
+    for (int epoch = start_epoch + 1; epoch <= c->epochs && rc == 0; epoch++) {
+        char label[48], status[96] = "";
+        snprintf(label, sizeof label, "%s %d/%d", HEAD_NAME[head], epoch, c->epochs);
+        tg_progress bar;
+        tg_progress_begin(&bar, stderr, label, steps_per_epoch, c->batch, "img");
+        const double wait0 = tg_loader_get_stats(loader).wait_seconds;
+        double loss_sum = 0;
+        int64_t steps = 0, images = 0;
+        tg_batch b;
+        tg_status st;
+        while ((st = tg_loader_next(loader, &b)) == TG_OK && b.x) {
+            tg_tensor *loss = head_loss(head, tg_unet_forward(m, b.x), b.y, c->class_weight, &lb);
+            if (!loss || tg_backward(loss) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
+                st = tg_last_status();
+                tg_batch_free(&b);
+                break;
+            }
+            tg_lr_sched_step(&sched);
+            if (!isfinite(loss->data[0])) {
+                st = tg_error(TG_ERR_STATE, "the training loss became %g at epoch %d step %lld (try a lower --lr)",
+                              (double)loss->data[0], epoch, (long long)steps + 1);
+                tg_batch_free(&b);
+                break;
+            }
+            loss_sum += loss->data[0];
+            images += b.x->shape[0];
+            steps++;
+            tg_optimizer_zero_grad(opt);
+            tg_tape_clear();
+            tg_batch_free(&b);
+            snprintf(status, sizeof status, "loss %.4f lr %.2e", loss_sum / (double)steps, opt->lr);
+            tg_progress_update(&bar, steps, status);
+        }
+        tg_tape_clear();
+        if (st != TG_OK) {
+            fprintf(stderr, "\n");
+            rc = fail("training failed");
+            break;
+        }
+        unet_epoch e = {.epoch = epoch, .lr = opt->lr, .train_loss = loss_sum / (double)steps};
+        e.train_seconds = tg_progress_end(&bar, status);
+        e.images_per_second = (double)images / e.train_seconds;
+        e.wait_share = (tg_loader_get_stats(loader).wait_seconds - wait0) / e.train_seconds;
+        if (epoch % c->eval_every == 0 || epoch == c->epochs) {
+            if (evaluate(m, head, c, d->test, &e) != TG_OK) {
+                rc = fail("evaluation failed");
+                break;
+            }
+            printf("%s epoch %d/%d: train loss %.4f, test loss %.4f, Dice %.4f, mIoU %.4f, acc %.4f, %.1f s "
+                   "(%.2f img/s, data wait %.1f%%), eval %.1f s\n",
+                   HEAD_NAME[head], epoch, c->epochs, e.train_loss, e.test_loss, e.dice, e.miou, e.global_acc,
+                   e.train_seconds, e.images_per_second, 100 * e.wait_share, e.eval_seconds);
+        } else {
+            printf("%s epoch %d/%d: train loss %.4f, %.1f s (%.2f img/s, data wait %.1f%%)\n", HEAD_NAME[head], epoch,
+                   c->epochs, e.train_loss, e.train_seconds, e.images_per_second, 100 * e.wait_share);
+        }
+        run.peak_rss_mb = peak_rss_mb();
+        if (!unet_run_push(&run, &e)) {
+            rc = fail("out of memory");
+            break;
+        }
+        epoch_line(&run, &e, log);
+        tg_meta meta = {0};
+        fill_meta(&meta, c, head, epoch, unet_run_best(&run));
+        tg_ckpt_opts so = {.optim = opt, .sched = &sched, .meta = &meta};
+        if (tg_checkpoint_save(last_path, m->params, &so) != TG_OK) rc = fail("cannot save the checkpoint");
+        if (rc == 0 && e.evaluated && e.dice > best_dice) {
+            best_dice = e.dice;
+            tg_ckpt_opts bo = {.meta = &meta};
+            if (tg_checkpoint_save(best_path, m->params, &bo) != TG_OK) rc = fail("cannot save the best checkpoint");
+        }
+        tg_meta_clear(&meta);
+    }
+    if (rc == 0)
+        printf("%s head done: log %s, checkpoints %s and %s, peak memory %.0f MB\n", HEAD_NAME[head], log_path,
+               last_path, best_path, peak_rss_mb());
+    fclose(log);
+    loss_buffers_free(&lb);
+    tg_loader_free(loader);
+    tg_optimizer_free(opt);
+    tg_unet_free(m);
+    unet_run_free(&run);
+    return rc;
+}
+
+/* ---- report ---------------------------------------------------------------------------------- */
+
+/* Overlays of the first K test images with each head's best checkpoint. */
+static tg_status write_overlays(const config *c, const drive_data *d, int k_images)
+{
+    tg_unet *models[2] = {NULL, NULL};
+    int heads[2], n = 0;
+    for (int h = 0; h < 2; h++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s/best.safetensors", c->out, HEAD_NAME[h]);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        if (!(models[n] = load_model(path, &heads[n]))) {
+            for (int i = 0; i < n; i++) tg_unet_free(models[i]);
+            return tg_last_status();
+        }
+        n++;
+    }
+    if (!n) return TG_OK;
+    tg_status st = TG_OK;
+    const int64_t count = k_images < d->test->length ? k_images : d->test->length;
+    bool prev_grad = tg_set_grad_enabled(false);
+    for (int64_t i = 0; i < count && st == TG_OK; i++) {
+        tg_image *img = NULL, *tgt = NULL;
+        if ((st = tg_seg_dataset_get(d->test_seg, i, &img, &tgt)) != TG_OK) break;
+        const int64_t P = (int64_t)img->width * img->height;
+        tg_tensor *x = tg_tensor_zeros(TG_SHAPE(1, 3, img->height, img->width));
+        uint8_t *preds[2] = {malloc((size_t)P), malloc((size_t)P)};
+        if (!x || !preds[0] || !preds[1] ||
+            (st = tg_seg_to_tensor(img, NULL, TG_DRIVE_MEAN, TG_DRIVE_STD, x->data, NULL)) != TG_OK) {
+            if (st == TG_OK) st = tg_error(TG_ERR_NOMEM, "out of memory");
+        }
+        for (int k = 0; k < n && st == TG_OK; k++) {
+            tg_param_list_train(models[k]->params, false);
+            tg_tensor *logits = tg_unet_forward(models[k], x);
+            if (!logits) st = tg_last_status();
+            else tg_seg_predict(logits->data, logits->shape[1], P, preds[k]);
+            tg_tape_clear();
+        }
+        if (st == TG_OK) {
+            char path[1200];
+            snprintf(path, sizeof path, "%s/overlay_%02lld.png", c->out, (long long)i + 1);
+            st = unet_overlay_save(path, img, tgt->data, (const uint8_t *const *)preds, n);
+            if (st == TG_OK) {
+                printf("overlay %s: test image %lld; panels: image", path, (long long)i + 1);
+                for (int k = 0; k < n; k++) printf(", %s", HEAD_NAME[heads[k]]);
+                printf("\n");
+            }
+        }
+        free(preds[0]);
+        free(preds[1]);
+        tg_tensor_free(x);
+        tg_image_free(img);
+        tg_image_free(tgt);
+    }
+    tg_set_grad_enabled(prev_grad);
+    for (int k = 0; k < n; k++) tg_unet_free(models[k]);
+    return st;
+}
+
+static int report(const config *c, const drive_data *d)
+{
+    unet_run runs[2];
+    int n = 0;
+    for (int h = 0; h < 2; h++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s/log.jsonl", c->out, HEAD_NAME[h]);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        if (unet_run_load(path, &runs[n]) != TG_OK) {
+            for (int i = 0; i < n; i++) unet_run_free(&runs[i]);
+            return fail("cannot read the logs");
+        }
+        n++;
+    }
+    if (!n) {
+        fprintf(stderr, "unet_drive: no logs in %s/sigmoid or %s/softmax: train first (or pass --out DIR)\n", c->out,
+                c->out);
+        return 1;
+    }
+    int rc = 0;
+    printf("\n");
+    if (unet_report_write(c->out, runs, n) != TG_OK) rc = fail("cannot write the report");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/curves.png", c->out);
+    if (rc == 0) {
+        if (unet_plot_curves(path, runs, n) == TG_OK) printf("\ncurves: %s\n", path);
+        else fprintf(stderr, "unet_drive: no curves.png: %s\n", tg_last_error());
+    }
+    if (rc == 0 && d && c->overlays && write_overlays(c, d, c->overlays) != TG_OK) rc = fail("cannot draw the overlays");
+    if (rc == 0) printf("report: %s/report.md\n", c->out);
+    for (int i = 0; i < n; i++) unet_run_free(&runs[i]);
+    return rc;
+}
+
+static int run_eval(const config *c)
+{
+    int head;
+    tg_unet *m = load_model(c->eval_ckpt, &head);
+    if (!m) return fail("cannot load the checkpoint");
+    drive_data d;
+    if (drive_data_open(c, false, &d) != TG_OK) {
+        tg_unet_free(m);
+        drive_data_free(&d);
+        return fail("cannot open DRIVE");
+    }
+    unet_epoch e = {0};
+    int rc = 0;
+    if (evaluate(m, head, c, d.test, &e) != TG_OK) rc = fail("evaluation failed");
+    else
+        printf("%s (%s head): Dice %.4f, mIoU %.4f, global accuracy %.4f, vessel accuracy %.4f, vessel IoU %.4f, "
+               "test loss %.4f on %lld test images (%.0f ms per image)\n",
+               c->eval_ckpt, HEAD_NAME[head], e.dice, e.miou, e.global_acc, e.acc[1], e.iou[1], e.test_loss,
+               (long long)d.test->length, e.infer_ms);
+    drive_data_free(&d);
+    tg_unet_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    tg_blas_select_kernel(argc, argv);
+    config c;
+    int rc = parse_args(argc, argv, &c);
+    if (rc) return rc;
+    tg_set_num_threads(c.threads);
+    if (c.eval_ckpt) return run_eval(&c);
+    drive_data d;
+    if (drive_data_open(&c, !c.report_only, &d) != TG_OK) {
+        drive_data_free(&d);
+        return fail("cannot open DRIVE");
+    }
+    if (!c.report_only) {
+        if (!make_dirs(c.out)) {
+            fprintf(stderr, "unet_drive: cannot create the output directory %s: %s\n", c.out, strerror(errno));
+            drive_data_free(&d);
+            return 1;
+        }
+        printf("unet_drive: DRIVE at %s, output in %s; base width %d, crop %d, batch %d, %d epochs, lr %g, seed %llu, "
+               "%d threads\n",
+               c.data ? c.data : tg_drive_default_root(), c.out, c.base_c, c.crop, c.batch, c.epochs, c.lr,
+               (unsigned long long)c.seed, tg_get_num_threads());
+        printf("flush-to-zero: %s (denormal floats become 0, as torch.set_flush_denormal(True)); OpenBLAS kernels: "
+               "%s\n",
+               tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());
+        for (int h = 0; h < 2 && rc == 0; h++)
+            if (c.head[h]) rc = train_head(&c, h, &d);
+    }
+    if (rc == 0) rc = report(&c, &d);
+    drive_data_free(&d);
+    return rc;
+}
