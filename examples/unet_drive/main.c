@@ -745,6 +745,7 @@ static int run_eval(const config *c)
 int main(int argc, char **argv)
 {
     tg_blas_select_kernel(argc, argv);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* epoch lines appear at once in a log file too */
     config c;
     int rc = parse_args(argc, argv, &c);
     if (rc) return rc;
