@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
-      libopenblas-dev libcriterion-dev libcjson-dev libpng-dev libtiff-dev
+      libopenblas-dev libopenblas-openmp-dev libcriterion-dev libcjson-dev libpng-dev libtiff-dev
       libstb-dev zlib1g-dev
       libplplot-dev plplot-driver-cairo
       dataset-fashion-mnist)
