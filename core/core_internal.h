@@ -44,7 +44,7 @@ void *tg_arena_calloc(size_t bytes);
  * tg_scratch_alloc(k) on this thread. It grows and is reused by every op of every step (the
  * arena would keep each call's copy until tg_tape_clear). Do not hold a slot across calls into
  * other ops. NULL (and an error) if out of memory. Owned by core; tg_scratch_release frees all. */
-#define TG_SCRATCH_SLOTS 2
+#define TG_SCRATCH_SLOTS 4
 /* Profiler hooks (core/profile.c), called by the tape. */
 bool tg_profile_enabled(void);
 double tg_profile_clock(void);
