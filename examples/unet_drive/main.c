@@ -24,7 +24,7 @@ static const char *const HEAD_NAME[2] = {"sigmoid", "softmax"};
 typedef struct {
     const char *data, *out, *eval_ckpt;
     bool head[2];
-    int epochs, batch, crop, base_c, warmup_epochs, threads, workers, eval_every, overlays;
+    int epochs, batch, crop, base_c, warmup_epochs, threads, workers, eval_every, overlays, stop_after;
     double lr, momentum, weight_decay, class_weight[2];
     uint64_t seed;
     int64_t limit_train, limit_test;
@@ -47,6 +47,7 @@ static const char *USAGE =
     "  --overlays K        test images drawn in overlay PNGs by the report [3]\n"
     "  --limit-train N / --limit-test N   use only the first N images (smoke tests)\n"
     "  --resume            continue OUT/<head>/last.safetensors (model, optimizer, schedule, epoch)\n"
+    "  --stop-after K      stop each head after epoch K (the schedule still plans --epochs; --resume goes on)\n"
     "  --data DIR          DRIVE root with training/ and test/ [$TG_DRIVE_DIR or ";
 
 static void print_usage(FILE *f) { fprintf(f, "%s%s]\n  --out DIR           [runs/unet_drive]\n", USAGE, tg_drive_default_root()); }
@@ -103,7 +104,7 @@ static int parse_args(int argc, char **argv, config *c)
         static const char *const WITH_VALUE[] = {
             "--head", "--epochs", "--batch-size", "--crop", "--base-c", "--warmup-epochs", "--threads", "--workers",
             "--eval-every", "--overlays", "--lr", "--momentum", "--weight-decay", "--class-weight", "--seed",
-            "--limit-train", "--limit-test", "--data", "--out", "--eval"};
+            "--limit-train", "--limit-test", "--data", "--out", "--eval", "--stop-after"};
         bool known = false;
         for (size_t k = 0; k < sizeof WITH_VALUE / sizeof *WITH_VALUE; k++) known |= !strcmp(a, WITH_VALUE[k]);
         if (!known) return usage_error("unknown option '%s'", a);
@@ -130,6 +131,7 @@ static int parse_args(int argc, char **argv, config *c)
         INT_OPT("--workers", workers, 0, 16)
         INT_OPT("--eval-every", eval_every, 1, 100000)
         INT_OPT("--overlays", overlays, 0, 20)
+        INT_OPT("--stop-after", stop_after, 1, 100000)
         else if (!strcmp(a, "--lr")) {
             if (!parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
         } else if (!strcmp(a, "--momentum")) {
@@ -465,9 +467,14 @@ static int train_head(const config *c, int head, const drive_data *d)
     }
     const int64_t steps_per_epoch = tg_loader_batches_per_epoch(probe);
     tg_loader_free(probe);
+    /* Warmup needs at least one epoch after it (the reference's poly term divides by the rest). */
+    const int warmup = c->warmup_epochs < c->epochs ? c->warmup_epochs : c->epochs - 1;
+    if (warmup != c->warmup_epochs)
+        printf("%s head: warmup shortened to %d epoch%s (--epochs %d leaves no epoch after it)\n", HEAD_NAME[head],
+               warmup, warmup == 1 ? "" : "s", c->epochs);
     tg_lr_sched sched;
-    if (tg_sched_warmup_poly(&sched, opt, c->warmup_epochs * steps_per_epoch, c->epochs * steps_per_epoch, 1e-3,
-                             0.9) != TG_OK) {
+    if (tg_sched_warmup_poly(&sched, opt, warmup * steps_per_epoch, c->epochs * steps_per_epoch, 1e-3, 0.9) !=
+        TG_OK) {
         tg_optimizer_free(opt);
         tg_unet_free(m);
         return fail("cannot set up the learning-rate schedule");
@@ -538,7 +545,8 @@ static int train_head(const config *c, int head, const drive_data *d)
     const unet_epoch *prev_best = unet_run_best(&run);
     if (prev_best) best_dice = prev_best->dice;
     tg_param_list_train(m->params, true);
-    for (int epoch = start_epoch + 1; epoch <= c->epochs && rc == 0; epoch++) {
+    const int last_epoch = c->stop_after && c->stop_after < c->epochs ? c->stop_after : c->epochs;
+    for (int epoch = start_epoch + 1; epoch <= last_epoch && rc == 0; epoch++) {
         char label[48], status[96] = "";
         snprintf(label, sizeof label, "%s %d/%d", HEAD_NAME[head], epoch, c->epochs);
         tg_progress bar;
