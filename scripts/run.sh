@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs the main job. Until the UNet experiment on DRIVE lands,
-# the main job is a short tour of what works:
-#   1. losslab on the article's cross-entropy example (values and gradients),
-#   2. one epoch of the small CNN on Fashion-MNIST (progress bar, eval, checkpoint),
-#   3. the checkpoint's prediction for one test image.
+# Sets up, builds and runs the main job: the article's experiment. The reference UNet is
+# trained on DRIVE twice, 1 output channel + sigmoid + BCE and 2 channels + softmax + CE,
+# with the same seed, batches and initial weights; then a side-by-side report
+# (out/unet_drive/report.md, curves.png, overlay_NN.png).
+#   scripts/run.sh                 the experiment (40 epochs per head, ~25 min per head on 2 cores)
+#   scripts/run.sh --quick         a 2-minute version (small model, few epochs) to see it work
+#   scripts/run.sh --tour          losslab on the article's example and one MNIST epoch
+#   scripts/run.sh -- ARGS...      any unet_drive options (see build/bin/unet_drive --help)
+# DRIVE is read from ../shared/data/DRIVE or $TG_DRIVE_DIR (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
-echo; echo "== losslab: cross_entropy with class weights [1, 9] (the article's 1.1617)"
-build/bin/losslab cross_entropy --input '[[[1,2],[3,5]],[[4,7],[4,6]]]' --target '[[0,0],[1,1]]' --weight '[1,9]'
-echo; echo "== mnist: the small CNN, one epoch on Fashion-MNIST"
-build/bin/mnist --model cnn --epochs "${EPOCHS:-1}" --out out/mnist
-echo; echo "== mnist --predict: what the model sees in test image 0"
-build/bin/mnist --predict out/mnist/model.safetensors --index 0
+case "${1:-}" in
+  --quick)
+    build/bin/unet_drive --base-c 8 --crop 256 --epochs 6 --eval-every 2 --out out/unet_drive_quick ;;
+  --tour)
+    echo; echo "== losslab: cross_entropy with class weights [1, 9] (the article's 1.1617)"
+    build/bin/losslab cross_entropy --input '[[[1,2],[3,5]],[[4,7],[4,6]]]' --target '[[0,0],[1,1]]' --weight '[1,9]'
+    echo; echo "== mnist: the small CNN, one epoch on Fashion-MNIST"
+    build/bin/mnist --model cnn --epochs "${EPOCHS:-1}" --out out/mnist
+    echo; echo "== mnist --predict: what the model sees in test image 0"
+    build/bin/mnist --predict out/mnist/model.safetensors --index 0 ;;
+  --)
+    shift; build/bin/unet_drive "$@" ;;
+  "")
+    build/bin/unet_drive --out out/unet_drive ;;
+  *)
+    echo "scripts/run.sh: unknown option '$1' (use --quick, --tour, or -- followed by unet_drive options)" >&2
+    exit 2 ;;
+esac
