@@ -3,7 +3,7 @@
 # trained on DRIVE twice, 1 output channel + sigmoid + BCE and 2 channels + softmax + CE,
 # with the same seed, batches and initial weights; then a side-by-side report
 # (out/unet_drive/report.md, curves.png, overlay_NN.png).
-#   scripts/run.sh                 the experiment (40 epochs per head, ~25 min per head on 2 cores)
+#   scripts/run.sh                 the experiment (40 epochs per head, ~15 min per head on 2 cores)
 #   scripts/run.sh --quick         a 2-minute version (small model, few epochs) to see it work
 #   scripts/run.sh --tour          losslab on the article's example and one MNIST epoch
 #   scripts/run.sh -- ARGS...      any unet_drive options (see build/bin/unet_drive --help)
