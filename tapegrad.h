@@ -4,6 +4,7 @@
 
 #include "core/core.h"
 #include "core/progress.h"
+#include "core/cli.h"
 #include "ops/tensor_ops.h"
 #include "ops/nn_ops.h"
 #include "ops/loss_common.h"

@@ -10,21 +10,11 @@
 #include <unistd.h>
 
 #include "tapegrad.h"
+#include "test_support.h"
 
 #define MNIST_BIN TG_BIN_DIR "/mnist"
 
-/* Runs a shell command, captures stdout+stderr into out; returns the exit code. */
-static int run(const char *cmd, char *out, size_t n)
-{
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    cr_assert_not_null(p);
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+#define run tgt_run_capture
 
 static void need_data(void)
 {
@@ -34,18 +24,8 @@ static void need_data(void)
 
 static char tmpdir[256];
 
-static void make_tmp(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_mnist_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmp(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_expect_eq(system(cmd), 0);
-}
+static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "mnist_test"); }
+static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
 
 /* The accuracy printed after "key " in text. */
 static double number_after(const char *text, const char *key)

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "tapegrad.h"
+#include "test_support.h"
 
 #define UNET_BIN TG_BIN_DIR "/unet_drive"
 #define TINY "--limit-train 2 --limit-test 1 --base-c 4 --crop 64 --batch-size 2 --overlays 1 --threads 2"
@@ -26,13 +27,7 @@ static int run(const char *fmt, ...)
     int n = snprintf(cmd, sizeof cmd, "%s ", UNET_BIN);
     vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
     va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t k = fread(output, 1, sizeof output - 1, p);
-    output[k] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return tgt_run_capture(cmd, output, sizeof output);
 }
 
 static void need_drive(void)
@@ -43,18 +38,8 @@ static void need_drive(void)
     if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
 }
 
-static void make_tmp(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_unet_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmp(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_expect_eq(system(cmd), 0);
-}
+static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_test"); }
+static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
 
 static bool exists(const char *dir, const char *name)
 {

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "model.h"
@@ -45,26 +44,6 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-static bool parse_long(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
 /* Returns 0 on success, else the exit code (usage error). */
 static int parse_args(int argc, char **argv, config *c)
 {
@@ -82,32 +61,32 @@ static int parse_args(int argc, char **argv, config *c)
         if (!strcmp(a, "--model")) {
             if (!mnist_arch_parse(v, &c->arch)) return usage_error("--model must be mlp or cnn, not '%s'", v);
         } else if (!strcmp(a, "--epochs")) {
-            if (!parse_long(v, 1, 1000, &n)) return usage_error("--epochs takes a whole number 1..1000, not '%s'", v);
+            if (!tg_cli_parse_long(v, 1, 1000, &n)) return usage_error("--epochs takes a whole number 1..1000, not '%s'", v);
             c->epochs = (int)n;
         } else if (!strcmp(a, "--batch")) {
-            if (!parse_long(v, 1, 65536, &n)) return usage_error("--batch takes a whole number 1..65536, not '%s'", v);
+            if (!tg_cli_parse_long(v, 1, 65536, &n)) return usage_error("--batch takes a whole number 1..65536, not '%s'", v);
             c->batch = (int)n;
         } else if (!strcmp(a, "--optimizer")) {
             if (!strcmp(v, "sgd")) c->sgd = true;
             else if (!strcmp(v, "adam")) c->sgd = false;
             else return usage_error("--optimizer must be adam or sgd, not '%s'", v);
         } else if (!strcmp(a, "--lr")) {
-            if (!parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
+            if (!tg_cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
             c->lr_set = true;
         } else if (!strcmp(a, "--momentum")) {
-            if (!parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
+            if (!tg_cli_parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
                 return usage_error("--momentum takes a number in [0, 1), not '%s'", v);
         } else if (!strcmp(a, "--seed")) {
-            if (!parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
+            if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
             c->seed = (uint64_t)n;
         } else if (!strcmp(a, "--threads")) {
-            if (!parse_long(v, 1, 1024, &n)) return usage_error("--threads takes a whole number 1..1024, not '%s'", v);
+            if (!tg_cli_parse_long(v, 1, 1024, &n)) return usage_error("--threads takes a whole number 1..1024, not '%s'", v);
             c->threads = (int)n;
         } else if (!strcmp(a, "--limit")) {
-            if (!parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", v);
+            if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", v);
             c->limit = n;
         } else if (!strcmp(a, "--index")) {
-            if (!parse_long(v, 0, INT64_MAX, &n)) return usage_error("--index takes a whole number >= 0, not '%s'", v);
+            if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--index takes a whole number >= 0, not '%s'", v);
             c->index = n;
             c->index_set = true;
         } else if (!strcmp(a, "--data")) c->data = v;
@@ -182,26 +161,6 @@ static tg_status evaluate(const mnist_model *m, tg_tensor *x, tg_tensor *y, doub
     *acc = (double)correct / (double)n;
     *loss = loss_sum / (double)n;
     return st;
-}
-
-static bool make_dirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
-            *p = '/';
-        }
-    return mkdir(buf, 0777) == 0 || errno == EEXIST;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
 }
 
 /* Loads a checkpoint written by this program: the architecture comes from its metadata. */
@@ -320,7 +279,7 @@ static int run_train(const config *c)
     }
     int64_t n = xtr->shape[0];
     if (c->limit && c->limit < n) n = c->limit;
-    if (!make_dirs(c->out)) {
+    if (!tg_cli_make_dirs(c->out)) {
         fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
         return 1;
     }
@@ -400,7 +359,7 @@ static int run_train(const config *c)
                 "\"peak_rss_mb\": %.1f}\n",
                 epoch, mnist_arch_name(c->arch), c->sgd ? "sgd" : "adam", c->lr, c->batch,
                 (unsigned long long)c->seed, tg_get_num_threads(), (long long)n, loss_sum / (double)n, acc, test_loss,
-                train_seconds, eval_seconds, ips, peak_rss_mb());
+                train_seconds, eval_seconds, ips, tg_cli_peak_rss_mb());
         fflush(log);
         tg_meta meta = {0};
         char buf[64];
@@ -417,7 +376,7 @@ static int run_train(const config *c)
     }
     if (rc == 0)
         printf("saved %s (PyTorch state_dict names, see examples/mnist/model.h); log %s; peak memory %.0f MB\n",
-               ckpt_path, log_path, peak_rss_mb());
+               ckpt_path, log_path, tg_cli_peak_rss_mb());
     fclose(log);
     free(perm);
     tg_tensor_free(xb);

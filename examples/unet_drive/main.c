@@ -13,7 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "report.h"
@@ -60,26 +59,6 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-static bool parse_long(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
 /* 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, config *c)
 {
@@ -113,7 +92,7 @@ static int parse_args(int argc, char **argv, config *c)
         long long n;
 #define INT_OPT(name, field, lo, hi)                                                                                  \
     else if (!strcmp(a, name)) {                                                                                       \
-        if (!parse_long(v, lo, hi, &n)) return usage_error(name " takes a whole number " #lo ".." #hi ", not '%s'", v); \
+        if (!tg_cli_parse_long(v, lo, hi, &n)) return usage_error(name " takes a whole number " #lo ".." #hi ", not '%s'", v); \
         c->field = (int)n;                                                                                             \
     }
         if (!strcmp(a, "--head")) {
@@ -133,12 +112,12 @@ static int parse_args(int argc, char **argv, config *c)
         INT_OPT("--overlays", overlays, 0, 20)
         INT_OPT("--stop-after", stop_after, 1, 100000)
         else if (!strcmp(a, "--lr")) {
-            if (!parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
+            if (!tg_cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
         } else if (!strcmp(a, "--momentum")) {
-            if (!parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
+            if (!tg_cli_parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
                 return usage_error("--momentum takes a number in [0, 1), not '%s'", v);
         } else if (!strcmp(a, "--weight-decay")) {
-            if (!parse_double(v, &c->weight_decay) || c->weight_decay < 0)
+            if (!tg_cli_parse_double(v, &c->weight_decay) || c->weight_decay < 0)
                 return usage_error("--weight-decay takes a number >= 0, not '%s'", v);
         } else if (!strcmp(a, "--class-weight")) {
             char *end;
@@ -154,13 +133,13 @@ static int parse_args(int argc, char **argv, config *c)
                 !isfinite(c->class_weight[1]))
                 return usage_error("--class-weight takes two positive numbers W0,W1 (e.g. 1,2), not '%s'", v);
         } else if (!strcmp(a, "--seed")) {
-            if (!parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
+            if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
             c->seed = (uint64_t)n;
         } else if (!strcmp(a, "--limit-train")) {
-            if (!parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-train takes a whole number >= 1, not '%s'", v);
+            if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-train takes a whole number >= 1, not '%s'", v);
             c->limit_train = n;
         } else if (!strcmp(a, "--limit-test")) {
-            if (!parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-test takes a whole number >= 1, not '%s'", v);
+            if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-test takes a whole number >= 1, not '%s'", v);
             c->limit_test = n;
         } else if (!strcmp(a, "--data")) c->data = v;
         else if (!strcmp(a, "--out")) c->out = v;
@@ -170,26 +149,6 @@ static int parse_args(int argc, char **argv, config *c)
     }
     if (c->eval_ckpt && c->report_only) return usage_error("%s", "--eval and --report-only are separate commands");
     return 0;
-}
-
-static bool make_dirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
-            *p = '/';
-        }
-    return mkdir(buf, 0777) == 0 || errno == EEXIST;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
 }
 
 static int fail(const char *what)
@@ -377,7 +336,7 @@ static void fill_meta(tg_meta *meta, const config *c, int head, int epoch, const
 static bool meta_get_int(const tg_meta *m, const char *key, long long lo, long long hi, long long *out)
 {
     const char *v = tg_meta_get(m, key);
-    return v && parse_long(v, lo, hi, out);
+    return v && tg_cli_parse_long(v, lo, hi, out);
 }
 
 /* A model for the checkpoint's metadata (head, base_c), with its weights. */
@@ -446,7 +405,7 @@ static int train_head(const config *c, int head, const drive_data *d)
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", dir);
     snprintf(last_path, sizeof last_path, "%s/last.safetensors", dir);
     snprintf(best_path, sizeof best_path, "%s/best.safetensors", dir);
-    if (!make_dirs(dir)) {
+    if (!tg_cli_make_dirs(dir)) {
         fprintf(stderr, "unet_drive: cannot create %s: %s\n", dir, strerror(errno));
         return 1;
     }
@@ -602,7 +561,7 @@ static int train_head(const config *c, int head, const drive_data *d)
             printf("%s epoch %d/%d: train loss %.4f, %.1f s (%.2f img/s, data wait %.1f%%)\n", HEAD_NAME[head], epoch,
                    c->epochs, e.train_loss, e.train_seconds, e.images_per_second, 100 * e.wait_share);
         }
-        run.peak_rss_mb = peak_rss_mb();
+        run.peak_rss_mb = tg_cli_peak_rss_mb();
         if (!unet_run_push(&run, &e)) {
             rc = fail("out of memory");
             break;
@@ -621,7 +580,7 @@ static int train_head(const config *c, int head, const drive_data *d)
     }
     if (rc == 0)
         printf("%s head done: log %s, checkpoints %s and %s, peak memory %.0f MB\n", HEAD_NAME[head], log_path,
-               last_path, best_path, peak_rss_mb());
+               last_path, best_path, tg_cli_peak_rss_mb());
     fclose(log);
     loss_buffers_free(&lb);
     tg_loader_free(loader);
@@ -765,7 +724,7 @@ int main(int argc, char **argv)
         return fail("cannot open DRIVE");
     }
     if (!c.report_only) {
-        if (!make_dirs(c.out)) {
+        if (!tg_cli_make_dirs(c.out)) {
             fprintf(stderr, "unet_drive: cannot create the output directory %s: %s\n", c.out, strerror(errno));
             drive_data_free(&d);
             return 1;

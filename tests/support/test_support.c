@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "core/core_internal.h"
 
@@ -174,4 +175,31 @@ void tgt_expect_fixture_case(const char *name, const cJSON *c, tg_tensor *y, tg_
     tg_tape_clear();
     tg_tensor_free(ey);
     tg_tensor_free(gy);
+}
+
+/* ---- example programs ---- */
+
+int tgt_run_capture(const char *cmd, char *out, size_t n)
+{
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    cr_assert_not_null(p, "cannot run %s", cmd);
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+void tgt_make_tmpdir(char *dir, size_t size, const char *tag)
+{
+    snprintf(dir, size, "/tmp/tg_%s_XXXXXX", tag);
+    cr_assert_not_null(mkdtemp(dir), "cannot make a temporary directory %s", dir);
+}
+
+void tgt_remove_tree(const char *dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0, "cannot remove %s", dir);
 }

@@ -44,4 +44,12 @@ void tgt_expect_fixture_case(const char *name, const cJSON *c, tg_tensor *y, tg_
                              const char *const *grad_keys, int n, double y_rtol, double grad_rtol,
                              double atol);
 
+/* ---- example programs ---- */
+/* Runs a shell command with stdout and stderr captured into out (n bytes, NUL-terminated);
+ * returns its exit code (128 if it did not exit normally). */
+int tgt_run_capture(const char *cmd, char *out, size_t n);
+/* Makes a fresh directory /tmp/tg_<tag>_XXXXXX into dir (size bytes); tgt_remove_tree deletes it. */
+void tgt_make_tmpdir(char *dir, size_t size, const char *tag);
+void tgt_remove_tree(const char *dir);
+
 #endif
