@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""bench_unet_step's work in PyTorch 1.13 (2 threads): the reference UNet (bilinear, base 16), one
+training step (train-mode forward, CE weight [1, 2] ignore_index 255, backward, SGD momentum 0.9
+wd 1e-4, zero_grad) and one eval forward of a 584x565 image; then bench_unet_step; both tables.
+Usage: /usr/bin/python3 bench/unet_step_torch.py [build/bin/bench_unet_step] [reps] [batch] [crop]"""
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, i, o, m=None):
+        m = m or o
+        super().__init__(nn.Conv2d(i, m, 3, padding=1, bias=False), nn.BatchNorm2d(m), nn.ReLU(inplace=True),
+                         nn.Conv2d(m, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+
+class Down(nn.Sequential):
+    def __init__(self, i, o):
+        super().__init__(nn.MaxPool2d(2, stride=2), DoubleConv(i, o))
+
+
+class Up(nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        self.conv = DoubleConv(i, o, i // 2)
+
+    def forward(self, x1, x2):
+        x1 = self.up(x1)
+        dy, dx = x2.size(2) - x1.size(2), x2.size(3) - x1.size(3)
+        x1 = F.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([x2, x1], 1))
+
+
+class UNet(nn.Module):
+    def __init__(self, inc=3, nc=2, c=16):
+        super().__init__()
+        self.in_conv = DoubleConv(inc, c)
+        self.down1, self.down2, self.down3, self.down4 = Down(c, 2 * c), Down(2 * c, 4 * c), Down(4 * c, 8 * c), Down(8 * c, 8 * c)
+        self.up1, self.up2, self.up3, self.up4 = Up(16 * c, 4 * c), Up(8 * c, 2 * c), Up(4 * c, c), Up(2 * c, c)
+        self.out_conv = nn.Sequential(nn.Conv2d(c, nc, 1))
+
+    def forward(self, x):
+        x1 = self.in_conv(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x5 = self.down4(x4)
+        x = self.up4(self.up3(self.up2(self.up1(x5, x4), x3), x2), x1)
+        return self.out_conv(x)
+
+
+def torch_times(reps, batch, crop):
+    torch.manual_seed(0)
+    m = UNet()
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, crop, crop)
+    i = torch.arange(batch * crop * crop)
+    y = torch.where(i % 11 == 0, torch.tensor(255), (i % 7 == 0).long()).reshape(batch, crop, crop)
+    w = torch.tensor([1.0, 2.0])
+    img = torch.randn(1, 3, 584, 565)
+    steps, evals = [], []
+    for r in range(reps + 2):
+        t0 = time.perf_counter()
+        m.train()
+        loss = F.cross_entropy(m(x), y, weight=w, ignore_index=255)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        t1 = time.perf_counter()
+        m.eval()
+        with torch.no_grad():
+            m(img)
+        t2 = time.perf_counter()
+        if r >= 2:
+            steps.append(t1 - t0)
+            evals.append(t2 - t1)
+    return {"train_step": (min(steps) * 1e3, statistics.median(steps) * 1e3),
+            "eval_584x565": (min(evals) * 1e3, statistics.median(evals) * 1e3)}
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else "build/bin/bench_unet_step"
+    reps, batch, crop = (int(a) for a in (sys.argv[2:5] + ["5", "4", "480"][len(sys.argv[2:5]):]))
+    pt = torch_times(reps, batch, crop)
+    out = subprocess.run([binary, str(reps), str(batch), str(crop)], capture_output=True, text=True, check=True).stdout
+    tg = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in pt:
+            tg[parts[0]] = (float(parts[1]), float(parts[2]))
+    print("torch %s (mkldnn %s), batch %d, crop %d, base 16, %d reps" % (torch.__version__,
+          torch.backends.mkldnn.is_available(), batch, crop, reps))
+    print("%-16s %14s %14s %8s" % ("best (median) ms", "tapegrad", "pytorch", "tg/pt"))
+    for k in pt:
+        a, b = tg[k], pt[k]
+        print("%-16s %7.0f (%4.0f) %7.0f (%4.0f) %8.2f" % (k, a[0], a[1], b[0], b[1], a[0] / b[0]))
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
