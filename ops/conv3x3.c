@@ -13,26 +13,31 @@
 #include "../core/core_internal.h"
 #include "conv_internal.h"
 
+#include <immintrin.h>
 #include <omp.h>
 #include <string.h>
 
 #define K_NAME(x) x##_generic
 #define K_VL 4
 #define K_OB 4
+#define K_BCAST(p) ((K_NAME(vf)){0} + *(p))
 #include "conv3x3_kernels.inc"
 #undef K_NAME
 #undef K_VL
 #undef K_OB
+#undef K_BCAST
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define K_NAME(x) x##_avx2
 #define K_VL 8
 #define K_OB 4
+#define K_BCAST(p) ((K_NAME(vf))_mm256_broadcast_ss(p)) /* a load-port broadcast, not a shuffle */
 #include "conv3x3_kernels.inc"
 #undef K_NAME
 #undef K_VL
 #undef K_OB
+#undef K_BCAST
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -40,10 +45,12 @@
 #define K_NAME(x) x##_avx512
 #define K_VL 16
 #define K_OB 8
+#define K_BCAST(p) ((K_NAME(vf))_mm512_set1_ps(*(p)))
 #include "conv3x3_kernels.inc"
 #undef K_NAME
 #undef K_VL
 #undef K_OB
+#undef K_BCAST
 #pragma GCC pop_options
 
 typedef enum { ISA_GENERIC, ISA_AVX2, ISA_AVX512 } isa_kind;
