@@ -20,11 +20,13 @@
 #define K_NAME(x) x##_generic
 #define K_VL 4
 #define K_OB 4
+#define K_NV 2
 #define K_BCAST(p) ((K_NAME(vf)){0} + *(p))
 #include "conv3x3_kernels.inc"
 #undef K_NAME
 #undef K_VL
 #undef K_OB
+#undef K_NV
 #undef K_BCAST
 
 #pragma GCC push_options
@@ -32,11 +34,13 @@
 #define K_NAME(x) x##_avx2
 #define K_VL 8
 #define K_OB 4
+#define K_NV 2
 #define K_BCAST(p) ((K_NAME(vf))_mm256_broadcast_ss(p)) /* a load-port broadcast, not a shuffle */
 #include "conv3x3_kernels.inc"
 #undef K_NAME
 #undef K_VL
 #undef K_OB
+#undef K_NV
 #undef K_BCAST
 #pragma GCC pop_options
 
@@ -45,11 +49,13 @@
 #define K_NAME(x) x##_avx512
 #define K_VL 16
 #define K_OB 8
+#define K_NV 3 /* 24 accumulators + 3 inputs + 1 weight of 32 registers */
 #define K_BCAST(p) ((K_NAME(vf))_mm512_set1_ps(*(p)))
 #include "conv3x3_kernels.inc"
 #undef K_NAME
 #undef K_VL
 #undef K_OB
+#undef K_NV
 #undef K_BCAST
 #pragma GCC pop_options
 
@@ -77,6 +83,7 @@ int tg_conv3x3_isa_best(void)
 }
 
 static int isa_vl(isa_kind k) { return k == ISA_AVX512 ? 16 : k == ISA_AVX2 ? 8 : 4; }
+static int isa_block(isa_kind k) { return isa_vl(k) * (k == ISA_AVX512 ? 3 : 2); } /* K_VL * K_NV */
 static int isa_ob(isa_kind k) { return k == ISA_AVX512 ? 8 : 4; }
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
@@ -88,11 +95,11 @@ typedef struct {
     int64_t S;     /* input floats per channel: the taps of the last block stay inside */
 } layout;
 
-static layout make_layout(int64_t H, int64_t W, int vl)
+static layout make_layout(int64_t H, int64_t W, int block)
 {
     layout l;
     l.Wp = W + 2;
-    l.P_r = round_up(H * l.Wp, 2 * vl);
+    l.P_r = round_up(H * l.Wp, block);
     l.S = round_up(l.P_r + 2 * l.Wp + 2, 16);
     return l;
 }
@@ -152,8 +159,8 @@ bool tg_conv3x3_direct(const float *x, int64_t Ci, int64_t H, int64_t W, const f
                        bool transposed, float *y, bool accumulate)
 {
     const isa_kind k = isa();
-    const int vl = isa_vl(k), ob = isa_ob(k);
-    const layout l = make_layout(H, W, vl);
+    const int ob = isa_ob(k);
+    const layout l = make_layout(H, W, isa_block(k));
     const int64_t Co_r = round_up(Co, ob);
     float *xp = tg_scratch_alloc(1, (size_t)(Ci * l.S) * sizeof(float));
     float *wr = tg_scratch_alloc(2, (size_t)(Co_r * Ci * 9) * sizeof(float));
@@ -179,8 +186,7 @@ bool tg_conv3x3_direct(const float *x, int64_t Ci, int64_t H, int64_t W, const f
 bool tg_conv3x3_direct_dw(const float *x, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O, float *dw)
 {
     const isa_kind k = isa();
-    const int vl = isa_vl(k);
-    const layout l = make_layout(H, W, vl);
+    const layout l = make_layout(H, W, isa_block(k));
     const int64_t O_r = round_up(O, 2), part = O_r * C * 9;
     const int threads = omp_get_max_threads();
     float *xp = tg_scratch_alloc(1, (size_t)(C * l.S) * sizeof(float));
