@@ -166,16 +166,30 @@ static double total_train_seconds(const unet_run *r)
     return s;
 }
 
-static double mean_field(const unet_run *r, size_t offset, bool evaluated_only)
+static int cmp_double(const void *a, const void *b)
 {
-    double s = 0;
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of a per-epoch field over the epochs that have it (robust to a few epochs slowed
+ * by other work on a shared machine). */
+static double median_field(const unet_run *r, size_t offset, bool evaluated_only)
+{
+    double *v = malloc(sizeof(double) * (size_t)(r->n_epochs ? r->n_epochs : 1));
     int n = 0;
-    for (int i = 0; i < r->n_epochs; i++) {
+    for (int i = 0; v && i < r->n_epochs; i++) {
         const unet_epoch *e = &r->epochs[i];
-        double v = *(const double *)((const char *)e + offset);
-        if ((!evaluated_only || e->evaluated) && isfinite(v)) s += v, n++;
+        double x = *(const double *)((const char *)e + offset);
+        if ((!evaluated_only || e->evaluated) && isfinite(x)) v[n++] = x;
     }
-    return n ? s / n : NAN;
+    double m = NAN;
+    if (n) {
+        qsort(v, (size_t)n, sizeof *v, cmp_double);
+        m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    }
+    free(v);
+    return m;
 }
 
 /* One table row per metric, one column per run: written to both outputs. */
@@ -186,10 +200,12 @@ static void table(FILE *md, const unet_run *runs, int n)
         FILE *f = outs[o];
         if (!f) continue;
         bool isMd = o == 0;
-        fprintf(f, isMd ? "| | " : "%-30s", "");
-        for (int k = 0; k < n; k++)
-            fprintf(f, isMd ? "%s (%d channel%s) | " : "%22s", runs[k].head, runs[k].num_classes,
-                    runs[k].num_classes == 1 ? "" : "s");
+        fprintf(f, isMd ? "| | " : "%-32s", "");
+        for (int k = 0; k < n; k++) {
+            char head[48];
+            snprintf(head, sizeof head, "%s (%d ch)", runs[k].head, runs[k].num_classes);
+            fprintf(f, isMd ? "%s | " : "%22s", head);
+        }
         fprintf(f, "\n");
         if (isMd) {
             fprintf(f, "|---|");
@@ -198,7 +214,7 @@ static void table(FILE *md, const unet_run *runs, int n)
         }
 #define ROW(label, fmt, expr)                                                                                           \
     do {                                                                                                                \
-        fprintf(f, isMd ? "| %s | " : "%-30s", label);                                                                   \
+        fprintf(f, isMd ? "| %s | " : "%-32s", label);                                                                   \
         for (int k = 0; k < n; k++) {                                                                                   \
             const unet_run *r = &runs[k];                                                                               \
             const unet_epoch *best = unet_run_best(r), *last = unet_run_last_eval(r);                                   \
@@ -222,9 +238,9 @@ static void table(FILE *md, const unet_run *runs, int n)
         ROW("final test loss", "%.4f", V(last, test_loss));
         ROW("final train loss", "%.4f", r->n_epochs ? r->epochs[r->n_epochs - 1].train_loss : NAN);
         ROW("train time (min)", "%.1f", total_train_seconds(r) / 60.0);
-        ROW("train images/s", "%.2f", mean_field(r, offsetof(unet_epoch, images_per_second), false));
-        ROW("inference ms/test image", "%.0f", mean_field(r, offsetof(unet_epoch, infer_ms), true));
-        ROW("data-wait share of step time", "%.2f%%", 100.0 * mean_field(r, offsetof(unet_epoch, wait_share), false));
+        ROW("train images/s (median epoch)", "%.2f", median_field(r, offsetof(unet_epoch, images_per_second), false));
+        ROW("inference ms/test image", "%.0f", median_field(r, offsetof(unet_epoch, infer_ms), true));
+        ROW("data-wait share of step time", "%.2f%%", 100.0 * median_field(r, offsetof(unet_epoch, wait_share), false));
         ROW("peak memory (MB)", "%.0f", r->peak_rss_mb);
 #undef V
 #undef ROW
