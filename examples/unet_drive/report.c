@@ -326,7 +326,11 @@ static void panel(const unet_run *runs, int n_runs, bool dice, const int *colors
     if (!(ymin <= ymax)) ymin = 0, ymax = 1;
     double pad = (ymax - ymin) * 0.08 + 1e-3;
     plcol0(15);
-    plenv(0.5, xmax + 0.5, ymin - pad, ymax + pad, 0, 2);
+    plenv(0.5, xmax + 0.5, ymin - pad, ymax + pad, 0, 0);
+    plcol0(3); /* light grid under the curves */
+    plbox("g", 0, 0, "g", 0, 0);
+    plcol0(15);
+    plbox("bcnst", 0, 0, "bcnstv", 0, 0);
     pllab("epoch", dice ? "test Dice (vessel)" : "training loss", dice ? "Test Dice" : "Training loss");
     for (int k = 0; k < n_runs; k++) {
         PLFLT x[4096], y[4096];
@@ -342,7 +346,9 @@ static void panel(const unet_run *runs, int n_runs, bool dice, const int *colors
         plpoin(m, x, y, 17);
         char label[48];
         snprintf(label, sizeof label, "%s (%d ch)", runs[k].head, runs[k].num_classes);
-        plmtex("t", -1.5 - 1.3 * k, dice ? 0.05 : 0.95, dice ? 0.0 : 1.0, label);
+        /* legend in the corner the curves leave free: top right for the loss, bottom right for Dice */
+        if (dice) plmtex("b", -1.2 - 1.3 * (n_runs - 1 - k), 0.97, 1.0, label);
+        else plmtex("t", -1.5 - 1.3 * k, 0.97, 1.0, label);
     }
     plwidth(1.0);
 }
@@ -363,6 +369,7 @@ tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
     plscol0(15, 0, 0, 0);     /* axes and text: black */
     plscol0(1, 31, 119, 180); /* sigmoid: blue */
     plscol0(2, 214, 39, 40);  /* softmax: red */
+    plscol0(3, 215, 215, 215); /* grid */
     plssub(2, 1);
     plinit();
     if (!plot_failed) {
