@@ -66,6 +66,7 @@ int main(int argc, char **argv)
         tg_tape_clear();
         double t2 = tg_now();
         if (!out) return 1;
+        if (r == -2) printf("# cold (first) step %.0f ms, first eval %.0f ms\n", 1e3 * (t1 - t0), 1e3 * (t2 - t1));
         if (r >= 0) t_step[r] = t1 - t0, t_eval[r] = t2 - t1;
     }
     qsort(t_step, (size_t)reps, sizeof(double), cmp);

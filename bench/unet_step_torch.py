@@ -80,6 +80,8 @@ def torch_times(reps, batch, crop):
         with torch.no_grad():
             m(img)
         t2 = time.perf_counter()
+        if r == 0:
+            print("# torch cold (first) step %.0f ms, first eval %.0f ms" % ((t1 - t0) * 1e3, (t2 - t1) * 1e3))
         if r >= 2:
             steps.append(t1 - t0)
             evals.append(t2 - t1)
