@@ -2,7 +2,7 @@
 """bench_unet_step's work in PyTorch 1.13 (2 threads): the reference UNet (bilinear, base 16), one
 training step (train-mode forward, CE weight [1, 2] ignore_index 255, backward, SGD momentum 0.9
 wd 1e-4, zero_grad) and one eval forward of a 584x565 image; then bench_unet_step; both tables.
-Usage: /usr/bin/python3 bench/unet_step_torch.py [build/bin/bench_unet_step] [reps] [batch] [crop]"""
+Usage: /usr/bin/python3 bench/unet_step_torch.py [build/bin/bench_unet_step] [reps] [batch] [crop] [rounds]"""
 import statistics
 import subprocess
 import sys
@@ -80,6 +80,8 @@ def torch_times(reps, batch, crop):
         with torch.no_grad():
             m(img)
         t2 = time.perf_counter()
+        if r == 0:
+            print("# torch cold (first) step %.0f ms, first eval %.0f ms" % ((t1 - t0) * 1e3, (t2 - t1) * 1e3))
         if r >= 2:
             steps.append(t1 - t0)
             evals.append(t2 - t1)
@@ -89,19 +91,26 @@ def torch_times(reps, batch, crop):
 
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "build/bin/bench_unet_step"
-    reps, batch, crop = (int(a) for a in (sys.argv[2:5] + ["5", "4", "480"][len(sys.argv[2:5]):]))
-    pt = torch_times(reps, batch, crop)
-    out = subprocess.run([binary, str(reps), str(batch), str(crop)], capture_output=True, text=True, check=True).stdout
-    tg = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] in pt:
-            tg[parts[0]] = (float(parts[1]), float(parts[2]))
-    print("torch %s (mkldnn %s), batch %d, crop %d, base 16, %d reps" % (torch.__version__,
-          torch.backends.mkldnn.is_available(), batch, crop, reps))
+    reps, batch, crop, rounds = (int(a) for a in (sys.argv[2:6] + ["5", "4", "480", "2"][len(sys.argv[2:6]):]))
+    # alternate whole runs (torch, tapegrad, torch, tapegrad, ...) so load from other processes hits both;
+    # best = min over rounds, median = median of the rounds' medians
+    pts, tgs, out = [], [], ""
+    for _ in range(rounds):
+        pts.append(torch_times(reps, batch, crop))
+        out = subprocess.run([binary, str(reps), str(batch), str(crop)], capture_output=True, text=True,
+                             check=True).stdout
+        tg = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] in pts[-1]:
+                tg[parts[0]] = (float(parts[1]), float(parts[2]))
+        tgs.append(tg)
+    print("torch %s (mkldnn %s), batch %d, crop %d, base 16, %d reps x %d alternating rounds" % (
+          torch.__version__, torch.backends.mkldnn.is_available(), batch, crop, reps, rounds))
     print("%-16s %14s %14s %8s" % ("best (median) ms", "tapegrad", "pytorch", "tg/pt"))
-    for k in pt:
-        a, b = tg[k], pt[k]
+    for k in pts[0]:
+        a = (min(t[k][0] for t in tgs), statistics.median(t[k][1] for t in tgs))
+        b = (min(t[k][0] for t in pts), statistics.median(t[k][1] for t in pts))
         print("%-16s %7.0f (%4.0f) %7.0f (%4.0f) %8.2f" % (k, a[0], a[1], b[0], b[1], a[0] / b[0]))
     print(out)
 
