@@ -270,7 +270,7 @@ tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_run
             "The two losses are the same function of the logit difference: with z = z1 - z0, the 2-channel "
             "cross-entropy with class weights (w0, w1) and the 1-channel BCE-with-logits with per-pixel weights "
             "w_y, both divided by the sum of the weights of the counted pixels, give the same loss value and "
-            "the same gradient with respect to z (tests/test_unet_drive_example.c checks it). So any "
+            "the same gradient with respect to z (tests/test_loss_theory.c checks both, with weights and ignored pixels). So any "
             "difference between the columns comes from the parametrisation: the softmax head has one more "
             "1x1 output channel (its own weights, bias, initialisation and weight decay), and its gradient "
             "reaches the shared layers through z1 - z0, while the sigmoid head's single channel is z itself. "
