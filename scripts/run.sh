@@ -4,7 +4,7 @@
 # with the same seed, batches and initial weights; then a side-by-side report
 # (out/unet_drive/report.md, curves.png, overlay_NN.png).
 #   scripts/run.sh                 the experiment (40 epochs per head, ~15 min per head on 2 cores)
-#   scripts/run.sh --quick         a 2-minute version (small model, few epochs) to see it work
+#   scripts/run.sh --quick         a 2-minute version (base width 8, crop 256, 25 epochs: Dice ~0.65)
 #   scripts/run.sh --tour          losslab on the article's example and one MNIST epoch
 #   scripts/run.sh -- ARGS...      any unet_drive options (see build/bin/unet_drive --help)
 # DRIVE is read from ../shared/data/DRIVE or $TG_DRIVE_DIR (see README).
@@ -15,7 +15,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
 case "${1:-}" in
   --quick)
-    build/bin/unet_drive --base-c 8 --crop 256 --epochs 6 --eval-every 2 --out out/unet_drive_quick ;;
+    build/bin/unet_drive --base-c 8 --crop 256 --epochs 25 --eval-every 5 --out out/unet_drive_quick ;;
   --tour)
     echo; echo "== losslab: cross_entropy with class weights [1, 9] (the article's 1.1617)"
     build/bin/losslab cross_entropy --input '[[[1,2],[3,5]],[[4,7],[4,6]]]' --target '[[0,0],[1,1]]' --weight '[1,9]'
