@@ -1,7 +1,8 @@
 /* The tape: operations recorded in forward order, walked in reverse by
  * tg_backward. Everything an op creates lives in a per-thread step arena
- * (chained blocks, coalesced into one block at each clear so that after the
- * first steps a training loop allocates nothing from the system). */
+ * (a chain of blocks kept across steps: a step that makes the same requests as
+ * the last one fills the same blocks in the same order, so after the first step
+ * a training loop asks the system for nothing and touches no new pages). */
 #include "core_internal.h"
 
 #include <stdlib.h>
@@ -23,7 +24,8 @@ typedef struct block {
 } block;
 
 typedef struct {
-    block *blocks;         /* newest first */
+    block *blocks;         /* oldest first */
+    block *cur;            /* the block being filled this step */
     size_t reserved;       /* bytes in all blocks */
     size_t used;           /* bytes handed out this step */
     tg_node **nodes;       /* recorded ops, forward order */
@@ -63,17 +65,21 @@ static void *block_arena_alloc(size_t bytes)
 {
     bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (bytes == 0) bytes = ALIGN;
-    block *b = T.blocks;
-    if (!b || b->size - b->used < bytes) {
-        size_t size = b ? 2 * b->size : MIN_BLOCK;
+    block *b = T.cur;
+    /* the next kept block with room (a block too small for this request stays unused this step) */
+    while (b && b->size - b->used < bytes) b = b->next;
+    if (!b) {
+        block *last = T.cur;
+        while (last && last->next) last = last->next;
+        size_t size = last ? 2 * last->size : MIN_BLOCK;
         if (size < bytes) size = bytes;
-        block *nb = block_new(size);
-        if (!nb) return NULL;
-        nb->next = T.blocks;
-        T.blocks = nb;
+        b = block_new(size);
+        if (!b) return NULL;
+        if (last) last->next = b;
+        else T.blocks = b;
         T.reserved += size;
-        b = nb;
     }
+    T.cur = b;
     void *p = b->mem + b->used;
     b->used += bytes;
     T.used += bytes;
@@ -230,21 +236,8 @@ void tg_tape_clear(void)
     T.used = 0;
     T.walked = false;
     if (++T.gen == 0) T.gen = 1;
-    if (T.blocks && T.blocks->next) {
-        /* Coalesce: next step fits in one block of the size this step needed. */
-        size_t total = T.reserved;
-        while (T.blocks) {
-            block *b = T.blocks;
-            T.blocks = b->next;
-            tg_free(b->mem);
-            tg_free(b);
-        }
-        T.reserved = 0;
-        T.blocks = block_new(total);
-        if (T.blocks) T.reserved = total;
-    } else if (T.blocks) {
-        T.blocks->used = 0;
-    }
+    for (block *b = T.blocks; b; b = b->next) b->used = 0;
+    T.cur = T.blocks;
 }
 
 static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
