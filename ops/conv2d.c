@@ -222,9 +222,9 @@ static void conv2d_backward(tg_node *n)
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
     if ((need_x && !dx) || (need_w && !dw)) return;
     if (geom_is_3x3_same(g, G)) {
-        /* The direct weight gradient wins up to ~64x32 channels (bench_conv); above, one sgemm with
-         * K = H*W does better than the direct reduction. */
-        const bool dw_direct = g->C * O <= 2048;
+        /* The direct weight gradient wins up to ~64x32 channels (bench_conv: 64->32 yes, 32->64 no);
+         * above, one sgemm with K = H*W does better than the direct reduction. */
+        const bool dw_direct = g->C * O <= 1024 || (g->C * O <= 2048 && O <= g->C);
         float *col = need_w && !dw_direct ? tg_scratch_alloc(0, (size_t)(g->C * 9 * L) * sizeof(float)) : NULL;
         if (need_w && !dw_direct && !col) return;
         for (int64_t i = 0; i < N; i++) {
