@@ -14,7 +14,6 @@
 #include "conv_internal.h"
 
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #define K_NAME(x) x##_generic
@@ -188,25 +187,26 @@ bool tg_conv3x3_direct_dw(const float *x, int64_t C, int64_t H, int64_t W, const
     const isa_kind k = isa();
     const layout l = make_layout(H, W, isa_block(k));
     const int64_t O_r = round_up(O, 2), part = O_r * C * 9;
-    const int threads = omp_get_max_threads();
+    /* One partial sum per fixed chunk of pixels, added in chunk order: the result does not
+     * depend on the number of threads. */
+    const int64_t chunk = 2048, n_chunks = (l.P_r + chunk - 1) / chunk;
     float *xp = tg_scratch_alloc(1, (size_t)(C * l.S) * sizeof(float));
     float *dp = tg_scratch_alloc(3, (size_t)(O_r * l.P_r) * sizeof(float));
-    float *parts = tg_scratch_alloc(2, (size_t)(threads * part) * sizeof(float));
+    float *parts = tg_scratch_alloc(2, (size_t)(n_chunks * part) * sizeof(float));
     if (!xp || !dp || !parts) return false;
     pad_planes(x, C, H, W, &l, xp);
     spread_rows(dy, O, O_r, H, W, &l, dp);
-    memset(parts, 0, (size_t)(threads * part) * sizeof(float));
-    const int64_t chunk = 2048, n_chunks = (l.P_r + chunk - 1) / chunk;
     const bool parallel = O * C * H * W > 4 * TG_PARALLEL_MIN;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t ch = 0; ch < n_chunks; ch++) {
-        float *mine = parts + (int64_t)omp_get_thread_num() * part;
+        float *mine = parts + ch * part;
+        memset(mine, 0, (size_t)part * sizeof(float));
         const int64_t p0 = ch * chunk, p1 = p0 + chunk < l.P_r ? p0 + chunk : l.P_r;
         if (k == ISA_AVX512) dw_chunk_avx512(xp, l.S, C, l.Wp, dp, l.P_r, O_r, mine, p0, p1);
         else if (k == ISA_AVX2) dw_chunk_avx2(xp, l.S, C, l.Wp, dp, l.P_r, O_r, mine, p0, p1);
         else dw_chunk_generic(xp, l.S, C, l.Wp, dp, l.P_r, O_r, mine, p0, p1);
     }
-    for (int t = 0; t < threads; t++)
-        for (int64_t i = 0; i < O * C * 9; i++) dw[i] += parts[t * part + i];
+    for (int64_t ch = 0; ch < n_chunks; ch++)
+        for (int64_t i = 0; i < O * C * 9; i++) dw[i] += parts[ch * part + i];
     return true;
 }

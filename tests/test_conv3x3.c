@@ -5,10 +5,12 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/core_internal.h"
 #include "ops/conv_internal.h"
 #include "tapegrad.h"
+#include "test_support.h"
 
 /* y, dx, dw from the definitions, in double. */
 static void reference(const float *x, const float *w, const float *gy, int N, int C, int O, int H, int W, double *y,
@@ -105,4 +107,37 @@ Test(conv3x3, odd_drive_sizes_through_both_paths)
 {
     check_shape(1, 8, 8, 73, 70, false);
     check_shape(1, 8, 8, 73, 70, true);
+}
+
+/* Same numbers whatever the thread count: the weight gradient's partial sums are per fixed
+ * chunk of pixels (here 3 chunks), not per thread. */
+Test(conv3x3, results_do_not_depend_on_the_thread_count)
+{
+    tg_rng r;
+    tg_rng_seed(&r, 42);
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, 8, 64, 64), &r), true);
+    tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(8, 8, 3, 3), &r), true);
+    float *saved[2][3];
+    for (int run = 0; run < 2; run++) {
+        tg_set_num_threads(run == 0 ? 1 : 2);
+        tg_tensor_zero_grad(x), tg_tensor_zero_grad(w);
+        tg_tensor *y = tg_conv2d(x, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+        cr_assert_not_null(y, "%s", tg_last_error());
+        cr_assert_eq(tg_backward(tgt_weighted_sum(y, 7)), TG_OK, "%s", tg_last_error());
+        const float *data[3] = {y->data, x->grad, w->grad};
+        const int64_t n[3] = {y->numel, x->numel, w->numel};
+        for (int k = 0; k < 3; k++) {
+            saved[run][k] = malloc(sizeof(float) * (size_t)n[k]);
+            memcpy(saved[run][k], data[k], sizeof(float) * (size_t)n[k]);
+        }
+        tg_tape_clear();
+        if (run == 1)
+            for (int k = 0; k < 3; k++) {
+                cr_expect_eq(memcmp(saved[0][k], saved[1][k], sizeof(float) * (size_t)n[k]), 0,
+                             "%s differs between 1 and 2 threads", k == 0 ? "output" : k == 1 ? "dx" : "dw");
+                free(saved[0][k]), free(saved[1][k]);
+            }
+    }
+    tg_set_num_threads(0);
+    tg_tensor_free(x), tg_tensor_free(w);
 }
