@@ -3,59 +3,21 @@
 training step (train-mode forward, CE weight [1, 2] ignore_index 255, backward, SGD momentum 0.9
 wd 1e-4, zero_grad) and one eval forward of a 584x565 image; then bench_unet_step; both tables.
 Usage: /usr/bin/python3 bench/unet_step_torch.py [build/bin/bench_unet_step] [reps] [batch] [crop] [rounds]"""
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_num_threads(2)
 
 
-class DoubleConv(nn.Sequential):
-    def __init__(self, i, o, m=None):
-        m = m or o
-        super().__init__(nn.Conv2d(i, m, 3, padding=1, bias=False), nn.BatchNorm2d(m), nn.ReLU(inplace=True),
-                         nn.Conv2d(m, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
-
-
-class Down(nn.Sequential):
-    def __init__(self, i, o):
-        super().__init__(nn.MaxPool2d(2, stride=2), DoubleConv(i, o))
-
-
-class Up(nn.Module):
-    def __init__(self, i, o):
-        super().__init__()
-        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-        self.conv = DoubleConv(i, o, i // 2)
-
-    def forward(self, x1, x2):
-        x1 = self.up(x1)
-        dy, dx = x2.size(2) - x1.size(2), x2.size(3) - x1.size(3)
-        x1 = F.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
-        return self.conv(torch.cat([x2, x1], 1))
-
-
-class UNet(nn.Module):
-    def __init__(self, inc=3, nc=2, c=16):
-        super().__init__()
-        self.in_conv = DoubleConv(inc, c)
-        self.down1, self.down2, self.down3, self.down4 = Down(c, 2 * c), Down(2 * c, 4 * c), Down(4 * c, 8 * c), Down(8 * c, 8 * c)
-        self.up1, self.up2, self.up3, self.up4 = Up(16 * c, 4 * c), Up(8 * c, 2 * c), Up(4 * c, c), Up(2 * c, c)
-        self.out_conv = nn.Sequential(nn.Conv2d(c, nc, 1))
-
-    def forward(self, x):
-        x1 = self.in_conv(x)
-        x2 = self.down1(x1)
-        x3 = self.down2(x2)
-        x4 = self.down3(x3)
-        x5 = self.down4(x4)
-        x = self.up4(self.up3(self.up2(self.up1(x5, x4), x3), x2), x1)
-        return self.out_conv(x)
+# the reference UNet, defined once for the fixtures, the checks and this benchmark
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from gen_unet_fixtures import UNet  # noqa: E402
 
 
 def torch_times(reps, batch, crop):
