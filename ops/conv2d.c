@@ -222,22 +222,8 @@ static void conv2d_backward(tg_node *n)
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
     if ((need_x && !dx) || (need_w && !dw)) return;
     if (geom_is_3x3_same(g, G)) {
-        /* The direct weight gradient wins up to ~64x32 channels (bench_conv: 64->32 yes, 32->64 no);
-         * above, one sgemm with K = H*W does better than the direct reduction. */
-        const bool dw_direct = g->C * O <= 1024 || (g->C * O <= 2048 && O <= g->C);
-        float *col = need_w && !dw_direct ? tg_scratch_alloc(0, (size_t)(g->C * 9 * L) * sizeof(float)) : NULL;
-        if (need_w && !dw_direct && !col) return;
-        for (int64_t i = 0; i < N; i++) {
-            const float *dyi = dy + i * O * L, *xi = x->data + i * g->C * HW;
-            if (need_w && dw_direct && !tg_conv3x3_direct_dw(xi, g->C, g->H, g->W, dyi, O, dw)) return;
-            if (need_w && !dw_direct) {
-                im2col(xi, g, col);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)L, 1.0f, dyi, (int)L, col,
-                            (int)L, 1.0f, dw, (int)K);
-            }
-            if (need_x && !tg_conv3x3_direct(dyi, O, g->H, g->W, w->data, g->C, true, dx + i * g->C * HW, true))
-                return;
-        }
+        if (need_w && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw)) return;
+        if (need_x) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, true, NULL);
         return;
     }
     float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
@@ -311,9 +297,8 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     const bool pointwise = geom_is_pointwise(g), direct = geom_is_3x3_same(g, G);
     float *col = pointwise || direct ? NULL : tg_scratch_alloc(0, (size_t)(C * kh * kw * L) * sizeof(float));
     if (!pointwise && !direct && !col) return NULL;
-    for (int64_t i = 0; i < N && direct; i++)
-        if (!tg_conv3x3_direct(x->data + i * C * H * W, C, H, W, w->data, O, false, y->data + i * O * L, false))
-            return NULL;
+    if (direct && !tg_conv3x3_direct(x->data, N, C, H, W, w->data, O, false, y->data, false, bias ? bias->data : NULL))
+        return NULL;
     for (int64_t i = 0; i < N && !direct; i++) {
         const float *xi = x->data + i * C * H * W, *c = xi;
         if (!pointwise) {
@@ -324,7 +309,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)L, (int)K, 1.0f, w->data + gi * Og * K,
                         (int)K, c + gi * K * L, (int)L, 0.0f, y->data + (i * O + gi * Og) * L, (int)L);
     }
-    if (bias) add_bias(y->data, bias->data, N, O, L);
+    if (bias && !direct) add_bias(y->data, bias->data, N, O, L);
     tg_tensor *in[3] = {x, w, bias};
     tg_node *n = tg_record(&CONV2D_OP, y, bias ? 3 : 2, in);
     if (n) n->ctx = cx;

@@ -5,15 +5,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* 3x3, stride 1, padding 1, dilation 1, one group, one image (ops/conv3x3.c).
- * Forward: y (Co,H,W) = conv(x (Ci,H,W), w (Co,Ci,3,3)).
+/* 3x3, stride 1, padding 1, dilation 1, one group, N images (ops/conv3x3.c).
+ * Forward: y (N,Co,H,W) = conv(x (N,Ci,H,W), w (Co,Ci,3,3)).
  * transposed: w is (Ci,Co,3,3) used transposed and rotated, i.e. the input gradient
- * dx (Co,H,W) from dy (Ci,H,W). accumulate: y += instead of y =.
- * Uses scratch slots 1-3. false (and an error) if out of memory. */
-bool tg_conv3x3_direct(const float *x, int64_t Ci, int64_t H, int64_t W, const float *w, int64_t Co,
-                       bool transposed, float *y, bool accumulate);
-/* dw (O,C,3,3) += weight gradient from x (C,H,W) and dy (O,H,W). Scratch slots 1-3. */
-bool tg_conv3x3_direct_dw(const float *x, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O, float *dw);
+ * dx (N,Co,H,W) from dy (N,Ci,H,W). accumulate: y += instead of y =. bias (Co) or NULL: added to y.
+ * Uses scratch slots 0 (each thread) and 1-3. false (and an error) if out of memory. */
+bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w, int64_t Co,
+                       bool transposed, float *y, bool accumulate, const float *bias);
+/* dw (O,C,3,3) += weight gradient from x (N,C,H,W) and dy (N,O,H,W). The result does not depend
+ * on the number of threads. Scratch slots 0 (each thread) and 1-3. */
+bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
+                          float *dw);
 
 /* true: conv2d takes the im2col path even where the direct kernels apply (tests compare the two). */
 extern bool tg_conv_force_im2col;

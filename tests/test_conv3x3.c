@@ -13,10 +13,10 @@
 #include "test_support.h"
 
 /* y, dx, dw from the definitions, in double. */
-static void reference(const float *x, const float *w, const float *gy, int N, int C, int O, int H, int W, double *y,
-                      double *dx, double *dw)
+static void reference(const float *x, const float *w, const float *b, const float *gy, int N, int C, int O, int H,
+                      int W, double *y, double *dx, double *dw)
 {
-    for (int i = 0; i < N * O * H * W; i++) y[i] = 0;
+    for (int i = 0; i < N * O * H * W; i++) y[i] = b[i / (H * W) % O];
     for (int i = 0; i < N * C * H * W; i++) dx[i] = 0;
     for (int i = 0; i < O * C * 9; i++) dw[i] = 0;
     for (int n = 0; n < N; n++)
@@ -56,10 +56,11 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
     tg_rng_seed(&r, (uint64_t)(C * 1000 + O * 100 + H * 10 + W));
     tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(N, C, H, W), &r), true);
     tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O, C, 3, 3), &r), true);
+    tg_tensor *b = tg_tensor_randn(TG_SHAPE(O), &r);
     tg_tensor *gy = tg_tensor_randn(TG_SHAPE(N, O, H, W), &r);
     double *y = malloc(sizeof(double) * (size_t)(N * O * H * W)), *dx = malloc(sizeof(double) * (size_t)(N * C * H * W)),
            *dw = malloc(sizeof(double) * (size_t)(O * C * 9));
-    reference(x->data, w->data, gy->data, N, C, O, H, W, y, dx, dw);
+    reference(x->data, w->data, b->data, gy->data, N, C, O, H, W, y, dx, dw);
     const int best = tg_conv3x3_isa_best();
     for (int isa = force_im2col ? best : 0; isa <= best; isa++) {
         tg_conv3x3_isa_override = isa;
@@ -69,7 +70,7 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
         tg_tensor_zero_grad(w);
         cr_assert(x->grad && w->grad);
         for (int64_t i = 0; i < x->numel; i++) x->grad[i] = 1.0f;
-        tg_tensor *out = tg_conv2d(x, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+        tg_tensor *out = tg_conv2d(x, w, b, (tg_conv2d_opts){.padding = {1, 1}});
         cr_assert_not_null(out, "%s", tg_last_error());
         cr_assert_eq(tg_backward_with(out, gy), TG_OK, "%s", tg_last_error());
         const double sy = 3.0 * sqrt(C * 9.0), sg = 3.0 * sqrt(O * 9.0), sw = 3.0 * sqrt((double)N * H * W);
@@ -82,15 +83,18 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
     tg_conv3x3_isa_override = -1;
     tg_conv_force_im2col = false;
     free(y), free(dx), free(dw);
-    tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(gy);
+    tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(b), tg_tensor_free(gy);
 }
 
 Test(conv3x3, direct_kernels_match_the_definition)
 {
-    /* channel counts around the register blocks (4, 8), widths around the vectors (4, 8, 16, 32) */
-    static const int shapes[][5] = {{1, 1, 1, 1, 1},  {2, 3, 5, 7, 9},   {1, 4, 8, 16, 16}, {2, 9, 3, 13, 31},
-                                    {1, 16, 17, 6, 33}, {1, 5, 2, 1, 40}, {1, 2, 11, 37, 1}, {2, 7, 12, 20, 18},
-                                    {1, 33, 4, 9, 10}, {2, 48, 49, 5, 7} /* C*O > 2048: weight gradient by sgemm */};
+    /* channel counts around the register blocks (4, 8, 16) and the kernels' thresholds (channels
+     * in the lanes from 8 inputs and one vector of outputs), widths around the vectors and the
+     * in-register transposes (4, 8, 16, 32), row counts around the bands */
+    static const int shapes[][5] = {{1, 1, 1, 1, 1},    {2, 3, 5, 7, 9},    {1, 4, 8, 16, 16},  {2, 9, 3, 13, 31},
+                                    {1, 16, 17, 6, 33}, {1, 5, 2, 1, 40},   {1, 2, 11, 37, 1},  {2, 7, 12, 20, 18},
+                                    {1, 33, 4, 9, 10},  {2, 48, 49, 5, 7},  {2, 20, 40, 11, 45}, {1, 64, 32, 3, 17},
+                                    {1, 8, 16, 41, 2},  {3, 17, 8, 19, 64}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const int *s = shapes[k];
         check_shape(s[0], s[1], s[2], s[3], s[4], false);
@@ -109,14 +113,22 @@ Test(conv3x3, odd_drive_sizes_through_both_paths)
     check_shape(1, 8, 8, 73, 70, true);
 }
 
+static void check_thread_independence(tg_rng *r, int C);
+
 /* Same numbers whatever the thread count: the weight gradient's partial sums are per fixed
- * chunk of pixels (here 3 chunks), not per thread. */
+ * band of rows, not per thread (both weight-gradient kernels: 8 and 16 input channels). */
 Test(conv3x3, results_do_not_depend_on_the_thread_count)
 {
     tg_rng r;
     tg_rng_seed(&r, 42);
-    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, 8, 64, 64), &r), true);
-    tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(8, 8, 3, 3), &r), true);
+    for (int C = 4; C <= 16; C *= 4)
+        check_thread_independence(&r, C);
+}
+
+static void check_thread_independence(tg_rng *r, int C)
+{
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, C, 64, 64), r), true);
+    tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(24, C, 3, 3), r), true);
     float *saved[2][3];
     for (int run = 0; run < 2; run++) {
         tg_set_num_threads(run == 0 ? 1 : 2);
@@ -134,7 +146,8 @@ Test(conv3x3, results_do_not_depend_on_the_thread_count)
         if (run == 1)
             for (int k = 0; k < 3; k++) {
                 cr_expect_eq(memcmp(saved[0][k], saved[1][k], sizeof(float) * (size_t)n[k]), 0,
-                             "%s differs between 1 and 2 threads", k == 0 ? "output" : k == 1 ? "dx" : "dw");
+                             "%s differs between 1 and 2 threads (%d channels)", k == 0 ? "output" : k == 1 ? "dx" : "dw",
+                             C);
                 free(saved[0][k]), free(saved[1][k]);
             }
     }
