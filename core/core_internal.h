@@ -62,6 +62,9 @@ tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape);
 tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in);
 /* The gradient buffer of t, allocated zero-filled on first use (NULL if out of memory). */
 float *tg_grad(tg_tensor *t);
+/* Same, but a first-use buffer is left uninitialised and *fresh is set: the caller must then
+ * write every element (store instead of add, and skip a zero-fill pass). */
+float *tg_grad_fresh(tg_tensor *t, bool *fresh);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
 

@@ -211,6 +211,16 @@ float *tg_grad(tg_tensor *t)
     return t->grad;
 }
 
+float *tg_grad_fresh(tg_tensor *t, bool *fresh)
+{
+    *fresh = !t->grad;
+    if (!t->grad) {
+        size_t bytes = (size_t)t->numel * sizeof(float);
+        t->grad = t->tape_owned ? tg_arena_alloc(bytes) : tg_malloc(bytes);
+    }
+    return t->grad;
+}
+
 bool tg_set_grad_enabled(bool enabled)
 {
     bool prev = !T.grad_disabled;

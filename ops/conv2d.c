@@ -219,13 +219,17 @@ static void conv2d_backward(tg_node *n)
     if (b && tg_needs_grad(b)) bias_grad(tg_grad(b), dy, N, O, L);
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     if (!need_x && !need_w) return;
-    float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
-    if ((need_x && !dx) || (need_w && !dw)) return;
     if (geom_is_3x3_same(g, G)) {
+        /* the direct kernels write every element of dx: a new buffer needs no zero-fill */
+        bool fresh = false;
+        float *dx = need_x ? tg_grad_fresh(x, &fresh) : NULL, *dw = need_w ? tg_grad(w) : NULL;
+        if ((need_x && !dx) || (need_w && !dw)) return;
         if (need_w && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw)) return;
-        if (need_x) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, true, NULL);
+        if (need_x) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL);
         return;
     }
+    float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
+    if ((need_x && !dx) || (need_w && !dw)) return;
     float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
     if ((need_x && !dx) || (need_w && !dw) || (!pointwise && !col)) return; /* out of memory: error is set */
     for (int64_t i = 0; i < N; i++) {
