@@ -124,7 +124,7 @@ static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t L)
 }
 
 /* db (O) += Σ_{n,l} dy (N,O,L), summed in double per channel. */
-static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L)
+void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L)
 {
 #pragma omp parallel for if (N * O * L > TG_PARALLEL_MIN) schedule(static)
     for (int64_t o = 0; o < O; o++) {
@@ -216,15 +216,19 @@ static void conv2d_backward(tg_node *n)
     const int64_t N = x->shape[0], O = w->shape[0], G = cx->groups;
     const int64_t Cg = g->C / G, Og = O / G, K = Cg * g->kh * g->kw, L = g->Ho * g->Wo, HW = g->H * g->W;
     const bool pointwise = geom_is_pointwise(g);
-    if (b && tg_needs_grad(b)) bias_grad(tg_grad(b), dy, N, O, L);
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
+    /* the direct weight gradient sums the bias gradient from the same pass over dy */
+    const bool db_with_dw = need_w && geom_is_3x3_same(g, G);
+    if (b && tg_needs_grad(b) && !db_with_dw) tg_conv_bias_grad(tg_grad(b), dy, N, O, L);
     if (!need_x && !need_w) return;
     if (geom_is_3x3_same(g, G)) {
         /* the direct kernels write every element of dx: a new buffer needs no zero-fill */
         bool fresh = false;
         float *dx = need_x ? tg_grad_fresh(x, &fresh) : NULL, *dw = need_w ? tg_grad(w) : NULL;
         if ((need_x && !dx) || (need_w && !dw)) return;
-        if (need_w && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw)) return;
+        float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
+        if (b && tg_needs_grad(b) && !db) return;
+        if (need_w && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
         if (need_x) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL);
         return;
     }
@@ -333,7 +337,7 @@ static void conv_transpose2d_backward(tg_node *n)
     const int64_t N = x->shape[0], C = x->shape[1], G = cx->groups, O = g->C;
     const int64_t Cg = C / G, Og = O / G, K = Og * g->kh * g->kw, L = g->Ho * g->Wo, OHW = O * g->H * g->W;
     const bool pointwise = geom_is_pointwise(g);
-    if (b && tg_needs_grad(b)) bias_grad(tg_grad(b), dy, N, O, g->H * g->W);
+    if (b && tg_needs_grad(b)) tg_conv_bias_grad(tg_grad(b), dy, N, O, g->H * g->W);
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     if (!need_x && !need_w) return;
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;

@@ -333,7 +333,7 @@ static void transpose_rows(isa_kind k, const float *dy, int64_t ld, int64_t O, i
  * scratch, then every tile of dwt_chunk. Bands sum into their own partial dW, added in band order
  * at the end: the result does not depend on the number of threads. */
 static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
-                        float *dw)
+                     float *dw, float *db)
 {
     const isa_kind k = isa();
     const int vl = isa_vl(k);
@@ -344,28 +344,38 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
     int64_t nb = 16;
     while (nb > 2 && nb * part > (1 << 18)) nb /= 2;
     if (nb > H) nb = H;
-    float *parts = tg_scratch_alloc(1, (size_t)(nb * part) * sizeof(float));
+    /* partial dW per band, then the bias gradient's per-band sums (double) */
+    float *parts = tg_scratch_alloc(1, (size_t)(nb * part) * sizeof(float) + (size_t)(nb * O_r) * sizeof(double));
     if (!parts) return false;
+    double *bsums = (double *)(parts + nb * part);
     const int64_t S = round_up((rows + 2) * Wp + 2, 16);
     bool ok = true;
 #pragma omp parallel for schedule(static) if (N * O * C * HW > 4 * TG_PARALLEL_MIN)
     for (int64_t b = 0; b < nb; b++) {
         float *mine = parts + b * part;
         memset(mine, 0, (size_t)part * sizeof(float));
-        float *xl = tg_scratch_alloc(0, (size_t)((C + 1) * S + rows * W * O_r) * sizeof(float));
+        float *xl = tg_scratch_alloc(0, (size_t)((C + 1) * S + rows * W * O_r + O_r) * sizeof(float));
         if (!xl) {
 #pragma omp atomic write
             ok = false;
             continue;
         }
-        float *zero_plane = xl + C * S, *dyt = zero_plane + S;
+        float *zero_plane = xl + C * S, *dyt = zero_plane + S, *chunk_sum = dyt + rows * W * O_r;
+        double *bsum = bsums + b * O_r;
         memset(zero_plane, 0, (size_t)S * sizeof(float));
+        for (int64_t o = 0; o < O_r; o++) bsum[o] = 0.0;
         const int64_t hb0 = b * H / nb, hb1 = (b + 1) * H / nb;
         for (int64_t i = 0; i < N; i++)
             for (int64_t h0 = hb0; h0 < hb1; h0 += rows) {
                 const int64_t R = h0 + rows < hb1 ? rows : hb1 - h0;
                 pad_rows(x + i * C * HW, C, H, W, h0, h0 + R, Wp, S, xl);
                 transpose_rows(k, dy + i * O * HW + h0 * W, HW, O, O_r, R * W, dyt);
+                if (db) { /* the chunk's rows are in cache: sum them (float per chunk, double across) */
+                    memset(chunk_sum, 0, (size_t)O_r * sizeof(float));
+                    for (int64_t p = 0; p < R * W; p++)
+                        for (int64_t o = 0; o < O_r; o++) chunk_sum[o] += dyt[p * O_r + o];
+                    for (int64_t o = 0; o < O_r; o++) bsum[o] += chunk_sum[o];
+                }
                 if (k == ISA_AVX512) dwt_chunk_avx512(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
                 else if (k == ISA_AVX2) dwt_chunk_avx2(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
                 else dwt_chunk_generic(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
@@ -382,13 +392,19 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
     if (k == ISA_AVX512) transpose_avx512(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
     else if (k == ISA_AVX2) transpose_avx2(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
     else transpose_generic(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
+    for (int64_t o = 0; o < O && db; o++) {
+        double t = 0.0;
+        for (int64_t b = 0; b < nb; b++) t += bsums[b * O_r + o];
+        db[o] += (float)t;
+    }
     return true;
 }
 
 bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy,
-                          int64_t O, float *dw)
+                          int64_t O, float *dw, float *db)
 {
-    if (C >= 8) return dw_lanes(x, N, C, H, W, dy, O, dw);
+    if (C >= 8) return dw_lanes(x, N, C, H, W, dy, O, dw, db);
+    if (db) tg_conv_bias_grad(db, dy, N, O, H * W);
     for (int64_t i = 0; i < N; i++)
         if (!dw_pixels(x + i * C * H * W, C, H, W, dy + i * O * H * W, O, dw)) return false;
     return true;

@@ -12,10 +12,14 @@
  * Uses scratch slots 0 (each thread) and 1-3. false (and an error) if out of memory. */
 bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w, int64_t Co,
                        bool transposed, float *y, bool accumulate, const float *bias);
-/* dw (O,C,3,3) += weight gradient from x (N,C,H,W) and dy (N,O,H,W). The result does not depend
- * on the number of threads. Scratch slots 0 (each thread) and 1-3. */
+/* dw (O,C,3,3) += weight gradient from x (N,C,H,W) and dy (N,O,H,W); db (O) += the bias gradient
+ * unless NULL. The result does not depend on the number of threads. Scratch slots 0 (each
+ * thread) and 1-3. */
 bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
-                          float *dw);
+                          float *dw, float *db);
+
+/* db (O) += sum over n and l of dy (N,O,L), in double per channel (ops/conv2d.c). */
+void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L);
 
 /* true: conv2d takes the im2col path even where the direct kernels apply (tests compare the two). */
 extern bool tg_conv_force_im2col;

@@ -56,7 +56,7 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
     tg_rng_seed(&r, (uint64_t)(C * 1000 + O * 100 + H * 10 + W));
     tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(N, C, H, W), &r), true);
     tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O, C, 3, 3), &r), true);
-    tg_tensor *b = tg_tensor_randn(TG_SHAPE(O), &r);
+    tg_tensor *b = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O), &r), true);
     tg_tensor *gy = tg_tensor_randn(TG_SHAPE(N, O, H, W), &r);
     double *y = malloc(sizeof(double) * (size_t)(N * O * H * W)), *dx = malloc(sizeof(double) * (size_t)(N * C * H * W)),
            *dw = malloc(sizeof(double) * (size_t)(O * C * 9));
@@ -68,8 +68,8 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
         /* dx starts non-zero: backward must add to it; on the best instruction set also from no
          * buffer at all (the kernels write a fresh gradient instead of adding to zeros) */
         const bool fresh = isa == best && !force_im2col;
-        tg_grad(x), tg_grad(w); /* allocates the leaf gradients */
-        tg_tensor_zero_grad(w);
+        tg_grad(x), tg_grad(w), tg_grad(b); /* allocates the leaf gradients */
+        tg_tensor_zero_grad(w), tg_tensor_zero_grad(b);
         cr_assert(x->grad && w->grad);
         for (int64_t i = 0; i < x->numel; i++) x->grad[i] = 1.0f;
         if (fresh) {
@@ -85,6 +85,10 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
         for (int64_t i = 0; i < x->numel && !fresh; i++) x->grad[i] -= 1.0f;
         expect_close("input gradient", x->grad, dx, N * C * H * W, sg, isa, C, O, H, W);
         expect_close("weight gradient", w->grad, dw, O * C * 9, sw, isa, C, O, H, W);
+        double *db = calloc((size_t)O, sizeof(double));
+        for (int i = 0; i < N * O * H * W; i++) db[i / (H * W) % O] += gy->data[i];
+        expect_close("bias gradient", b->grad, db, O, sw, isa, C, O, H, W);
+        free(db);
         tg_tape_clear();
     }
     tg_conv3x3_isa_override = -1;
