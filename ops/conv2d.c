@@ -218,17 +218,25 @@ static void conv2d_backward(tg_node *n)
     const bool pointwise = geom_is_pointwise(g);
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
-    const bool db_with_dw = need_w && geom_is_3x3_same(g, G);
+    const bool direct = geom_is_3x3_same(g, G), dw_gemm = direct && need_w && tg_conv3x3_dw_by_gemm(g->C, O);
+    const bool db_with_dw = direct && need_w && !dw_gemm;
     if (b && tg_needs_grad(b) && !db_with_dw) tg_conv_bias_grad(tg_grad(b), dy, N, O, L);
     if (!need_x && !need_w) return;
-    if (geom_is_3x3_same(g, G)) {
+    if (direct) {
         /* the direct kernels write every element of dx: a new buffer needs no zero-fill */
         bool fresh = false;
         float *dx = need_x ? tg_grad_fresh(x, &fresh) : NULL, *dw = need_w ? tg_grad(w) : NULL;
         if ((need_x && !dx) || (need_w && !dw)) return;
         float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
         if (b && tg_needs_grad(b) && !db) return;
-        if (need_w && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
+        if (need_w && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
+        float *col = dw_gemm ? tg_scratch_alloc(0, (size_t)(g->C * 9 * L) * sizeof(float)) : NULL;
+        if (dw_gemm && !col) return;
+        for (int64_t i = 0; i < N && dw_gemm; i++) {
+            im2col(x->data + i * g->C * HW, g, col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)L, 1.0f, dy + i * O * L, (int)L,
+                        col, (int)L, 1.0f, dw, (int)K);
+        }
         if (need_x) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL);
         return;
     }

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #define K_NAME(x) x##_generic
+#define K_LANES 0
 #define K_VL 4
 #define K_OB 4
 #define K_NV 2
@@ -41,10 +42,12 @@
 #undef K_NV
 #undef K_BCAST
 #undef K_ACC
+#undef K_LANES
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define K_NAME(x) x##_avx2
+#define K_LANES 1
 #define K_VL 8
 #define K_OB 4
 #define K_NV 2
@@ -57,11 +60,13 @@
 #undef K_NV
 #undef K_BCAST
 #undef K_ACC
+#undef K_LANES
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
 #define K_NAME(x) x##_avx512
+#define K_LANES 1
 #define K_VL 16
 #define K_OB 8
 #define K_NV 3 /* 24 accumulators + 3 inputs + 1 weight of 32 registers */
@@ -74,6 +79,7 @@
 #undef K_NV
 #undef K_BCAST
 #undef K_ACC
+#undef K_LANES
 #pragma GCC pop_options
 
 typedef enum { ISA_GENERIC, ISA_AVX2, ISA_AVX512 } isa_kind;
@@ -232,14 +238,12 @@ static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int6
         pad_rows(x + i * Ci * HW, Ci, H, W, h0, h1, Wp, S, xl);
         const int64_t P = round_up((h1 - h0) * Wp, px);
         if (k == ISA_AVX512) fwdt_avx512(xl, S, Ci, Wp, wt, Co_r, yt, P);
-        else if (k == ISA_AVX2) fwdt_avx2(xl, S, Ci, Wp, wt, Co_r, yt, P);
-        else fwdt_generic(xl, S, Ci, Wp, wt, Co_r, yt, P);
+        else fwdt_avx2(xl, S, Ci, Wp, wt, Co_r, yt, P);
         for (int64_t h = h0; h < h1; h++) {
             const float *src = yt + (h - h0) * Wp * Co_r;
             float *dst = y + i * Co * HW + h * W;
             if (k == ISA_AVX512) transpose_avx512(src, Co_r, W, Co, dst, HW, accumulate, bias);
-            else if (k == ISA_AVX2) transpose_avx2(src, Co_r, W, Co, dst, HW, accumulate, bias);
-            else transpose_generic(src, Co_r, W, Co, dst, HW, accumulate, bias);
+            else transpose_avx2(src, Co_r, W, Co, dst, HW, accumulate, bias);
         }
     }
     return ok;
@@ -280,14 +284,14 @@ bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t
                        bool transposed, float *y, bool accumulate, const float *bias)
 {
     const isa_kind k = isa();
-    if (Co >= isa_vl(k) && Ci >= 8) return direct_lanes(k, x, N, Ci, H, W, w, Co, transposed, y, accumulate, bias);
+    if (k != ISA_GENERIC && Co >= isa_vl(k) && Ci >= 8) return direct_lanes(k, x, N, Ci, H, W, w, Co, transposed, y, accumulate, bias);
     for (int64_t i = 0; i < N; i++)
         if (!direct_pixels(x + i * Ci * H * W, Ci, H, W, w, Co, transposed, y + i * Co * H * W, accumulate, bias))
             return false;
     return true;
 }
 
-/* The p-lanes weight gradient of one image (fewer than 8 input channels). */
+/* The p-lanes weight gradient of one image (fewer than 8 input channels, or no AVX2). */
 static bool dw_pixels(const float *x, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O, float *dw)
 {
     const isa_kind k = isa();
@@ -321,8 +325,7 @@ static bool dw_pixels(const float *x, int64_t C, int64_t H, int64_t W, const flo
 static void transpose_rows(isa_kind k, const float *dy, int64_t ld, int64_t O, int64_t O_r, int64_t P, float *dyt)
 {
     if (k == ISA_AVX512) transpose_avx512(dy, ld, O, P, dyt, O_r, false, NULL);
-    else if (k == ISA_AVX2) transpose_avx2(dy, ld, O, P, dyt, O_r, false, NULL);
-    else transpose_generic(dy, ld, O, P, dyt, O_r, false, NULL);
+    else transpose_avx2(dy, ld, O, P, dyt, O_r, false, NULL);
     if (O_r > O)
         for (int64_t p = 0; p < P; p++) memset(dyt + p * O_r + O, 0, (size_t)(O_r - O) * sizeof(float));
 }
@@ -377,8 +380,7 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                     for (int64_t o = 0; o < O_r; o++) bsum[o] += chunk_sum[o];
                 }
                 if (k == ISA_AVX512) dwt_chunk_avx512(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
-                else if (k == ISA_AVX2) dwt_chunk_avx2(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
-                else dwt_chunk_generic(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
+                else dwt_chunk_avx2(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
             }
     }
     if (!ok) return false;
@@ -390,8 +392,7 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
             for (int64_t q = q0; q < q1; q++) parts[q] += parts[b * part + q];
     }
     if (k == ISA_AVX512) transpose_avx512(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
-    else if (k == ISA_AVX2) transpose_avx2(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
-    else transpose_generic(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
+    else transpose_avx2(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
     for (int64_t o = 0; o < O && db; o++) {
         double t = 0.0;
         for (int64_t b = 0; b < nb; b++) t += bsums[b * O_r + o];
@@ -403,9 +404,16 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
 bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy,
                           int64_t O, float *dw, float *db)
 {
-    if (C >= 8) return dw_lanes(x, N, C, H, W, dy, O, dw, db);
+    if (isa() != ISA_GENERIC && C >= 8) return dw_lanes(x, N, C, H, W, dy, O, dw, db);
     if (db) tg_conv_bias_grad(db, dy, N, O, H * W);
     for (int64_t i = 0; i < N; i++)
         if (!dw_pixels(x + i * C * H * W, C, H, W, dy + i * O * H * W, O, dw)) return false;
     return true;
+}
+
+bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O)
+{
+    /* without AVX2 the pixel kernel's reduction wins up to ~64x32 channels (bench_conv: 64->32
+     * yes, 32->64 no); above, one sgemm with K = H*W does better */
+    return isa() == ISA_GENERIC && !(C * O <= 1024 || (C * O <= 2048 && O <= C));
 }

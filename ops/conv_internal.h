@@ -18,6 +18,10 @@ bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t
 bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
                           float *dw, float *db);
 
+/* Should the weight gradient of this 3x3 layer go through im2col + sgemm instead (only without
+ * AVX2, for many channels)? */
+bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O);
+
 /* db (O) += sum over n and l of dy (N,O,L), in double per channel (ops/conv2d.c). */
 void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L);
 
