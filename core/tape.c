@@ -45,6 +45,7 @@ static _Thread_local tape_state T = {.gen = 1};
 
 #define ALIGN 64
 #define MIN_BLOCK (1u << 20)
+#define MAX_BLOCK ((size_t)256 << 20) /* growth stops doubling here: bounds the last block's unused tail */
 
 static block *block_new(size_t size)
 {
@@ -58,14 +59,6 @@ static block *block_new(size_t size)
     b->size = size;
     b->used = 0;
     b->next = NULL;
-    /* Touch the pages of a big new block on all threads: the first training step otherwise takes
-     * its page faults one by one inside the ops (bench_unet_step, batch 4 crop 480: cold step
-     * 3.5-8.3 s -> 2.7-3.3 s; peak memory +9%, the block's unused tail). Blocks are kept. */
-    if (size >= (16u << 20)) {
-        volatile char *m = b->mem;
-#pragma omp parallel for schedule(static)
-        for (size_t off = 0; off < size; off += 4096) m[off] = 0;
-    }
     return b;
 }
 
@@ -79,7 +72,7 @@ static void *block_arena_alloc(size_t bytes)
     if (!b) {
         block *last = T.cur;
         while (last && last->next) last = last->next;
-        size_t size = last ? 2 * last->size : MIN_BLOCK;
+        size_t size = !last ? MIN_BLOCK : 2 * last->size < MAX_BLOCK ? 2 * last->size : MAX_BLOCK;
         if (size < bytes) size = bytes;
         b = block_new(size);
         if (!b) return NULL;

@@ -246,6 +246,8 @@ static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int6
             else transpose_avx2(src, Co_r, W, Co, dst, HW, accumulate, bias);
         }
     }
+    /* a worker's error message is its own thread's: say it again on this one */
+    if (!ok) tg_error(TG_ERR_NOMEM, "conv2d: out of memory for the 3x3 kernel's band buffers");
     return ok;
 }
 
@@ -383,7 +385,10 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                 else dwt_chunk_avx2(xl, S, C, zero_plane, Wp, W, dyt, O_r, R, mine);
             }
     }
-    if (!ok) return false;
+    if (!ok) {
+        tg_error(TG_ERR_NOMEM, "conv2d: out of memory for the 3x3 weight gradient's band buffers");
+        return false;
+    }
     /* parts[0] += parts[1..nb) in band order, then dw (O, C*9) += parts[0] (C*9, O_r) transposed */
 #pragma omp parallel for schedule(static) if (part * nb > TG_PARALLEL_MIN)
     for (int64_t q0 = 0; q0 < part; q0 += 4096) {
