@@ -215,7 +215,9 @@ static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int6
                          int64_t Co, bool transposed, float *y, bool accumulate, const float *bias)
 {
     const int vl = isa_vl(k), px = acc_count(k);
-    const int64_t Co_r = round_up(Co, vl), Wp = W + 2, HW = H * W;
+    /* row stride W + 1: one zero column is the right border of a row and the left border of the
+     * next, so only 1 junk output per row is computed (W = 32: 3% of the work, not 6%) */
+    const int64_t Co_r = round_up(Co, vl), Wp = W + 1, HW = H * W;
     /* bands of ~1024 pixels (measured best of 256-2048): input rows and output in L2 */
     int64_t R = 1024 / W < 1 ? 1 : 1024 / W;
     if (R > H) R = H;
