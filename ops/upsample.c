@@ -165,6 +165,12 @@ static void upsample_bilinear2d_backward(tg_node *n)
 
 static const tg_op_def UPSAMPLE_BILINEAR2D_OP = {"upsample_bilinear2d", upsample_bilinear2d_backward};
 
+/* out[ow] = l0[ow]*r[i0[ow]] + l1[ow]*r[i1[ow]]: one input row interpolated along w. */
+static void interp_row(const float *r, const axis_table *tw, int64_t Wo, float *out)
+{
+    for (int64_t ow = 0; ow < Wo; ow++) out[ow] = tw->l0[ow] * r[tw->i0[ow]] + tw->l1[ow] * r[tw->i1[ow]];
+}
+
 tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
 {
     upsample_ctx *cx = upsample_setup("tg_upsample_bilinear2d", x, opts, true);
@@ -173,19 +179,47 @@ tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
     if (!y) return NULL;
     const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
     const axis_table *th = &cx->th, *tw = &cx->tw;
-#pragma omp parallel for if (cx->planes * L > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t p = 0; p < cx->planes; p++) {
-        const float *xp = x->data + p * HW;
-        float *yp = y->data + p * L;
-        for (int64_t oh = 0; oh < cx->Ho; oh++) {
-            const float *r0 = xp + th->i0[oh] * W, *r1 = xp + th->i1[oh] * W;
-            const float h0 = th->l0[oh], h1 = th->l1[oh];
-            float *o = yp + oh * Wo;
-            for (int64_t ow = 0; ow < Wo; ow++) {
-                const int64_t a = tw->i0[ow], b = tw->i1[ow];
-                o[ow] = h0 * (tw->l0[ow] * r0[a] + tw->l1[ow] * r0[b]) + h1 * (tw->l0[ow] * r1[a] + tw->l1[ow] * r1[b]);
+    /* Separable: each input row is interpolated along w once (into one of two cached rows), then
+     * output rows blend two of them; the same float operations as the direct formula
+     * h0*(l0*r0[a] + l1*r0[b]) + h1*(l0*r1[a] + l1*r1[b]), with half the gathers for x2. */
+    bool ok = true;
+#pragma omp parallel if (cx->planes * L > TG_PARALLEL_MIN)
+    {
+        float *rows = tg_scratch_alloc(0, (size_t)(2 * Wo) * sizeof(float));
+        if (!rows) {
+#pragma omp atomic write
+            ok = false;
+        }
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < cx->planes; p++) {
+            if (!rows) continue;
+            const float *xp = x->data + p * HW;
+            float *yp = y->data + p * L;
+            int64_t cached[2] = {-1, -1}; /* the input row held by each buffer */
+            for (int64_t oh = 0; oh < cx->Ho; oh++) {
+                const int64_t i0 = th->i0[oh], i1 = th->i1[oh];
+                int s0 = cached[0] == i0 ? 0 : cached[1] == i0 ? 1 : -1;
+                if (s0 < 0) {
+                    s0 = cached[0] == i1 ? 1 : 0; /* keep the buffer holding i1 */
+                    interp_row(xp + i0 * W, tw, Wo, rows + s0 * Wo);
+                    cached[s0] = i0;
+                }
+                int s1 = cached[s0] == i1 ? s0 : cached[s0 ^ 1] == i1 ? s0 ^ 1 : -1;
+                if (s1 < 0) {
+                    s1 = s0 ^ 1;
+                    interp_row(xp + i1 * W, tw, Wo, rows + s1 * Wo);
+                    cached[s1] = i1;
+                }
+                const float *t[2] = {rows + s0 * Wo, rows + s1 * Wo};
+                const float h0 = th->l0[oh], h1 = th->l1[oh];
+                float *o = yp + oh * Wo;
+                for (int64_t ow = 0; ow < Wo; ow++) o[ow] = h0 * t[0][ow] + h1 * t[1][ow];
             }
         }
+    }
+    if (!ok) {
+        tg_error(TG_ERR_NOMEM, "tg_upsample_bilinear2d: out of memory for %lld-float row buffers", (long long)(2 * Wo));
+        return NULL;
     }
     tg_node *n = tg_record(&UPSAMPLE_BILINEAR2D_OP, y, 1, &x);
     if (n) n->ctx = cx;
