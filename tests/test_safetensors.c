@@ -389,3 +389,156 @@ Test(safetensors, corrupt_files_give_clear_errors)
     }
     tg_param_list_free(a.l);
 }
+
+/* ---- random corruptions ------------------------------------------------- */
+
+/* Everything a load may write: model values, the int64 buffer, optimizer state, schedule, RNG. */
+typedef struct {
+    float data[256], rm[4], buf[256], sq[256], max_sq[256];
+    int64_t n, step_count, last_epoch;
+    double lr;
+    tg_rng rng;
+} train_state;
+
+static void snapshot(const small *s, const tg_optimizer *o, const tg_lr_sched *sc, const tg_rng *r, train_state *t)
+{
+    cr_assert_leq(s->l->block_numel, 256);
+    memset(t, 0, sizeof *t);
+    memcpy(t->data, s->l->data, (size_t)s->l->block_numel * sizeof(float));
+    memcpy(t->rm, s->rm->data, sizeof t->rm);
+    memcpy(t->buf, o->buf, (size_t)o->numel * sizeof(float));
+    memcpy(t->sq, o->sq, (size_t)o->numel * sizeof(float));
+    memcpy(t->max_sq, o->max_sq, (size_t)o->numel * sizeof(float));
+    t->n = *s->n->idata;
+    t->step_count = o->step_count;
+    t->last_epoch = sc->last_epoch;
+    t->lr = o->lr;
+    t->rng = *r;
+}
+
+static void restore(small *s, tg_optimizer *o, tg_lr_sched *sc, tg_rng *r, const train_state *t)
+{
+    memcpy(s->l->data, t->data, (size_t)s->l->block_numel * sizeof(float));
+    memcpy(s->rm->data, t->rm, sizeof t->rm);
+    memcpy(o->buf, t->buf, (size_t)o->numel * sizeof(float));
+    memcpy(o->sq, t->sq, (size_t)o->numel * sizeof(float));
+    memcpy(o->max_sq, t->max_sq, (size_t)o->numel * sizeof(float));
+    *s->n->idata = t->n;
+    o->step_count = t->step_count;
+    sc->last_epoch = t->last_epoch;
+    o->lr = t->lr;
+    *r = t->rng;
+}
+
+/* 3000 seeded corruptions of a full checkpoint (model, Adam state, schedule, RNG, metadata):
+ * bit flips, JSON punctuation and digits written over the header, bytes deleted or inserted, a
+ * changed header length. Every load succeeds or fails with a message, never crashes (the
+ * sanitizer build runs this too), and a failed load leaves the model, the optimizer, the
+ * schedule and the RNG exactly as they were. */
+Test(safetensors, random_corruptions_fail_cleanly_and_change_nothing)
+{
+    small a = small_new(5);
+    tg_rng ra;
+    tg_rng_seed(&ra, 77);
+    tg_optimizer *oa = make_opt(&a, 2);
+    tg_lr_sched sa;
+    tg_sched_warmup_poly(&sa, oa, 3, 10, 1e-3, 0.9);
+    train(&a, oa, &sa, &ra, 3);
+    tg_meta meta = {0};
+    cr_assert_eq(tg_meta_set(&meta, "epoch", "3"), TG_OK);
+    cr_assert_eq(tg_meta_set(&meta, "config", "{\"lr\": 0.01, \"head\": \"softmax\"}"), TG_OK);
+    const char *src = tmp_path("fuzz_src.st");
+    tg_ckpt_opts save = {.optim = oa, .sched = &sa, .rngs = {&ra}, .rng_names = {"data"}, .n_rngs = 1, .meta = &meta};
+    cr_assert_eq(tg_checkpoint_save(src, a.l, &save), TG_OK, "%s", tg_last_error());
+    static char good[16384], bad[16384 + 64];
+    const long n = file_bytes(src, good, sizeof good);
+    cr_assert(n > 8 && n < (long)sizeof good);
+    uint64_t hlen;
+    memcpy(&hlen, good, 8);
+
+    small b = small_new(9); /* the loading side, one step in so its optimizer has state */
+    tg_rng rb;
+    tg_rng_seed(&rb, 1);
+    tg_optimizer *ob = make_opt(&b, 2);
+    tg_lr_sched sb;
+    tg_sched_warmup_poly(&sb, ob, 3, 10, 1e-3, 0.9);
+    train(&b, ob, &sb, &rb, 1);
+    static train_state before, after;
+    snapshot(&b, ob, &sb, &rb, &before);
+    tg_meta got = {0};
+    tg_ckpt_opts load = {.optim = ob, .sched = &sb, .rngs = {&rb}, .rng_names = {"data"}, .n_rngs = 1,
+                         .meta = &got, .strict = true};
+
+    static const char punct[] = "{}[]\":,0123456789-+eE. \\\x00\xff";
+    tg_rng r;
+    tg_rng_seed(&r, 2024);
+    int loaded = 0, refused = 0;
+    const char *dst = tmp_path("fuzz.st");
+    for (int it = 0; it < 3000; it++) {
+        memcpy(bad, good, (size_t)n);
+        long m = n;
+        const int edits = 1 + (int)(tg_rng_uniform(&r) * 3);
+        for (int e = 0; e < edits; e++) {
+            /* mostly inside the JSON header, where the parsing is */
+            const bool in_header = tg_rng_uniform(&r) < 0.8f && (long)hlen + 8 <= m;
+            long pos = in_header ? 8 + (long)(tg_rng_uniform(&r) * (float)hlen) : (long)(tg_rng_uniform(&r) * (float)m);
+            if (pos >= m) pos = m - 1;
+            const int k = 1 + (int)(tg_rng_uniform(&r) * 8);
+            switch ((it + e) % 6) {
+            case 0: bad[pos] ^= (char)(1u << (int)(tg_rng_uniform(&r) * 8)); break;
+            case 5: /* a digit of the header for another: valid JSON, other shapes and offsets */
+                for (long q = 0; q < (long)hlen && in_header; q++) {
+                    char *c = bad + 8 + (pos - 8 + q) % (long)hlen;
+                    if (*c >= '0' && *c <= '9') {
+                        *c = (char)('0' + (int)(tg_rng_uniform(&r) * 10));
+                        break;
+                    }
+                }
+                break;
+            case 1: bad[pos] = punct[(int)(tg_rng_uniform(&r) * (float)(sizeof punct - 1))]; break;
+            case 2: /* delete k bytes */
+                if (pos + k <= m) {
+                    memmove(bad + pos, bad + pos + k, (size_t)(m - pos - k));
+                    m -= k;
+                }
+                break;
+            case 3: /* insert k bytes */
+                memmove(bad + pos + k, bad + pos, (size_t)(m - pos));
+                for (int i = 0; i < k; i++) bad[pos + i] = punct[(int)(tg_rng_uniform(&r) * (float)(sizeof punct - 1))];
+                m += k;
+                break;
+            case 4: { /* header length off by a little */
+                uint64_t h;
+                memcpy(&h, bad, 8);
+                h += (uint64_t)(int64_t)(k - 4);
+                memcpy(bad, &h, 8);
+            }
+            }
+            if (m + 8 > (long)sizeof bad) break;
+        }
+        FILE *f = fopen(dst, "wb");
+        cr_assert_not_null(f);
+        fwrite(bad, 1, (size_t)m, f);
+        fclose(f);
+        const tg_status s = tg_checkpoint_load(dst, b.l, &load, NULL);
+        if (s == TG_OK) { /* e.g. a flipped bit in a float: fine, but put the state back */
+            loaded++;
+            restore(&b, ob, &sb, &rb, &before);
+            continue;
+        }
+        refused++;
+        cr_expect_gt(strlen(tg_last_error()), 10, "iteration %d: status %d with no message", it, (int)s);
+        snapshot(&b, ob, &sb, &rb, &after);
+        if (memcmp(&before, &after, sizeof before) != 0) {
+            cr_expect_fail("iteration %d: a failed load (%s) changed the training state", it, tg_last_error());
+            restore(&b, ob, &sb, &rb, &before);
+        }
+    }
+    cr_expect_gt(refused, 2000, "only %d of 3000 corruptions refused (%d loaded)", refused, loaded);
+    tg_meta_clear(&meta);
+    tg_meta_clear(&got);
+    tg_optimizer_free(oa);
+    tg_optimizer_free(ob);
+    tg_param_list_free(a.l);
+    tg_param_list_free(b.l);
+}
