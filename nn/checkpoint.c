@@ -279,7 +279,10 @@ tg_status tg_checkpoint_load(const char *path, tg_param_list *list, const tg_ckp
     tg_meta meta = {0};
     tg_st_file st;
     tg_status s = tg_st_open(path, &st, opts && opts->meta ? &meta : NULL);
-    if (s) return s;
+    if (s) { /* the header may have failed after its __metadata__ was read */
+        tg_meta_clear(&meta);
+        return s;
+    }
     int max_jobs = list->count * 4 + 8 + 3 * TG_CKPT_MAX_RNGS;
     copy_job *jobs = tg_malloc((size_t)max_jobs * sizeof *jobs);
     if (!jobs) s = tg_last_status();

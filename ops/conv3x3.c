@@ -44,8 +44,12 @@
 #undef K_ACC
 #undef K_LANES
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 #define K_NAME(x) x##_avx2
 #define K_LANES 1
 #define K_VL 8
@@ -61,10 +65,18 @@
 #undef K_BCAST
 #undef K_ACC
 #undef K_LANES
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
+#endif
 #define K_NAME(x) x##_avx512
 #define K_LANES 1
 #define K_VL 16
@@ -80,7 +92,11 @@
 #undef K_BCAST
 #undef K_ACC
 #undef K_LANES
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 typedef enum { ISA_GENERIC, ISA_AVX2, ISA_AVX512 } isa_kind;
 
