@@ -29,6 +29,7 @@
 #include <string.h>
 
 #define K_NAME(x) x##_generic
+#define K_OBV 1
 #define K_LANES 0
 #define K_VL 4
 #define K_OB 4
@@ -43,6 +44,7 @@
 #undef K_BCAST
 #undef K_ACC
 #undef K_LANES
+#undef K_OBV
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
@@ -51,6 +53,7 @@
 #pragma GCC target("avx2,fma")
 #endif
 #define K_NAME(x) x##_avx2
+#define K_OBV 2
 #define K_LANES 1
 #define K_VL 8
 #define K_OB 4
@@ -65,6 +68,7 @@
 #undef K_BCAST
 #undef K_ACC
 #undef K_LANES
+#undef K_OBV
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -78,6 +82,7 @@
 #pragma GCC target("avx512f,fma")
 #endif
 #define K_NAME(x) x##_avx512
+#define K_OBV 1
 #define K_LANES 1
 #define K_VL 16
 #define K_OB 8
@@ -92,6 +97,7 @@
 #undef K_BCAST
 #undef K_ACC
 #undef K_LANES
+#undef K_OBV
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -230,10 +236,10 @@ static void pad_rows(const float *x, int64_t C, int64_t H, int64_t W, int64_t h0
 static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w,
                          int64_t Co, bool transposed, float *y, bool accumulate, const float *bias)
 {
-    const int vl = isa_vl(k), px = acc_count(k);
+    const int obv = k == ISA_AVX512 ? 1 : 2, vl = isa_vl(k), px = acc_count(k) / obv; /* K_OBV, K_PX */
     /* row stride W + 1: one zero column is the right border of a row and the left border of the
      * next, so only 1 junk output per row is computed (W = 32: 3% of the work, not 6%) */
-    const int64_t Co_r = round_up(Co, vl), Wp = W + 1, HW = H * W;
+    const int64_t Co_r = round_up(Co, (int64_t)vl * obv), Wp = W + 1, HW = H * W;
     /* bands of ~1024 pixels (measured best of 256-2048): input rows and output in L2 */
     int64_t R = 1024 / W < 1 ? 1 : 1024 / W;
     if (R > H) R = H;
