@@ -122,18 +122,28 @@ tg_status tg_batchnorm2d_layer_init(tg_batchnorm2d_layer *l, tg_param_list *list
     return TG_OK;
 }
 
-tg_tensor *tg_batchnorm2d_layer_forward(const tg_batchnorm2d_layer *l, tg_tensor *x)
+static tg_tensor *batchnorm2d_forward(const char *op, const tg_batchnorm2d_layer *l, tg_tensor *x, bool relu)
 {
     if (!l || !l->training) {
-        tg_error(TG_ERR_ARG, "tg_batchnorm2d_layer_forward: layer is NULL or not initialised");
+        tg_error(TG_ERR_ARG, "%s: layer is NULL or not initialised", op);
         return NULL;
     }
     if (x && x->ndim != 4) {
         char b[96];
-        tg_error(TG_ERR_SHAPE, "tg_batchnorm2d_layer_forward: expected a 4-D (N, C, H, W) input, got %s",
-                 tg_shape_str(x, b, sizeof b));
+        tg_error(TG_ERR_SHAPE, "%s: expected a 4-D (N, C, H, W) input, got %s", op, tg_shape_str(x, b, sizeof b));
         return NULL;
     }
-    return tg_batch_norm(x, l->weight, l->bias, l->running_mean, l->running_var, l->num_batches_tracked->idata,
-                         *l->training, l->momentum, l->eps);
+    return (relu ? tg_batch_norm_relu : tg_batch_norm)(x, l->weight, l->bias, l->running_mean, l->running_var,
+                                                       l->num_batches_tracked->idata, *l->training, l->momentum,
+                                                       l->eps);
+}
+
+tg_tensor *tg_batchnorm2d_layer_forward(const tg_batchnorm2d_layer *l, tg_tensor *x)
+{
+    return batchnorm2d_forward("tg_batchnorm2d_layer_forward", l, x, false);
+}
+
+tg_tensor *tg_batchnorm2d_layer_forward_relu(const tg_batchnorm2d_layer *l, tg_tensor *x)
+{
+    return batchnorm2d_forward("tg_batchnorm2d_layer_forward_relu", l, x, true);
 }

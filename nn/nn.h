@@ -98,6 +98,8 @@ typedef struct {
 tg_status tg_batchnorm2d_layer_init(tg_batchnorm2d_layer *l, tg_param_list *list, const char *prefix,
                                     int64_t num_features, float eps, float momentum);
 tg_tensor *tg_batchnorm2d_layer_forward(const tg_batchnorm2d_layer *l, tg_tensor *x);
+/* tg_relu(tg_batchnorm2d_layer_forward(l, x)), bit for bit, as one op (tg_batch_norm_relu). */
+tg_tensor *tg_batchnorm2d_layer_forward_relu(const tg_batchnorm2d_layer *l, tg_tensor *x);
 
 /* Fills t with U(-bound, bound) from rng (NULL: global). */
 void tg_init_uniform(tg_tensor *t, float bound, tg_rng *rng);

@@ -7,67 +7,98 @@
  * eval:     running statistics: y = (x - rmean) * rinvstd * gamma + beta; dx = gamma * rinvstd * g.
  * Both:     dgamma = Σ g xhat, dbeta = Σ g.
  * Channels are independent: every loop runs channels in parallel with OpenMP.
+ * tg_batch_norm_relu is tg_relu(tg_batch_norm(...)) bit for bit in one op: relu applied as the
+ * output is written, and backward masks the incoming gradient by that output (one pass over
+ * memory less each way; the UNet's DoubleConv uses it).
  */
 #include "../core/core_internal.h"
 #include "nn_ops.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct {
     int64_t N, C, S; /* x viewed as (N, C, S) */
     float *mean, *invstd;
-    bool training;
+    bool training, relu;
 } bn_ctx;
+
+/* The gradient reaching the normalisation: g itself, or with relu the value relu's backward
+ * would leave in a zeroed buffer (0 + (y > 0 ? g : 0)). Loaded unconditionally: a select. */
+static inline float bn_grad_in(bool relu, const float *g, const float *y, int64_t i)
+{
+    const float gi = g[i];
+    if (!relu) return gi;
+    /* the select as a bit mask: GCC otherwise emits a branch, mispredicted on half the pixels */
+    uint32_t u;
+    memcpy(&u, &gi, sizeof u);
+    u &= -(uint32_t)(y[i] > 0.0f);
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return 0.0f + r;
+}
+
+/* One channel's backward; relu is a constant after inlining (both loops stay vectorized). */
+static inline __attribute__((always_inline)) void bn_backward_channel(const bn_ctx *cx, const bool relu, int64_t c,
+                                                                      const float *x, const float *dy,
+                                                                      const float *out, const float *w, float *dx,
+                                                                      float *dw, float *db)
+{
+    const int64_t N = cx->N, C = cx->C, S = cx->S;
+    const double M = (double)(N * S);
+    const float mu = cx->mean[c], inv = cx->invstd[c];
+    double sg = 0.0, sgx = 0.0; /* Σg and Σ g (x - mean) */
+    for (int64_t i = 0; i < N; i++) {
+        const float *xr = x + (i * C + c) * S, *gr = dy + (i * C + c) * S, *yr = out + (i * C + c) * S;
+        float a = 0.0f, bsum = 0.0f;
+        for (int64_t s = 0; s < S; s++) {
+            const float g = bn_grad_in(relu, gr, yr, s);
+            a += g;
+            bsum += g * (xr[s] - mu);
+        }
+        sg += a;
+        sgx += bsum;
+    }
+    const double sgxhat = sgx * inv; /* Σ g xhat */
+    if (dw) dw[c] += (float)sgxhat;
+    if (db) db[c] += (float)sg;
+    if (!dx) return;
+    const float gamma = w ? w[c] : 1.0f;
+    if (cx->training) {
+        /* dx = k * (g - Σg/M - xhat * Σ(g xhat)/M), k = gamma * invstd */
+        const float k = gamma * inv, mg = (float)(sg / M), mgx = (float)(sgxhat / M) * inv;
+        for (int64_t i = 0; i < N; i++) {
+            const float *xr = x + (i * C + c) * S, *gr = dy + (i * C + c) * S, *yr = out + (i * C + c) * S;
+            float *dr = dx + (i * C + c) * S;
+            for (int64_t s = 0; s < S; s++) dr[s] += k * (bn_grad_in(relu, gr, yr, s) - mg - (xr[s] - mu) * mgx);
+        }
+    } else {
+        const float k = gamma * inv;
+        for (int64_t i = 0; i < N; i++) {
+            const float *gr = dy + (i * C + c) * S, *yr = out + (i * C + c) * S;
+            float *dr = dx + (i * C + c) * S;
+            for (int64_t s = 0; s < S; s++) dr[s] += k * bn_grad_in(relu, gr, yr, s);
+        }
+    }
+}
 
 static void batch_norm_backward(tg_node *n)
 {
     const bn_ctx *cx = n->ctx;
     tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    const float *dy = n->out->grad;
-    const int64_t N = cx->N, C = cx->C, S = cx->S;
-    const double M = (double)(N * S);
+    const float *dy = n->out->grad, *out = n->out->data, *wd = w ? w->data : NULL;
     float *dx = tg_needs_grad(x) ? tg_grad(x) : NULL;
     float *dw = w && tg_needs_grad(w) ? tg_grad(w) : NULL;
     float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        const float mu = cx->mean[c], inv = cx->invstd[c];
-        double sg = 0.0, sgx = 0.0; /* Σg and Σ g (x - mean) */
-        for (int64_t i = 0; i < N; i++) {
-            const float *xr = x->data + (i * C + c) * S, *gr = dy + (i * C + c) * S;
-            float a = 0.0f, bsum = 0.0f;
-            for (int64_t s = 0; s < S; s++) {
-                a += gr[s];
-                bsum += gr[s] * (xr[s] - mu);
-            }
-            sg += a;
-            sgx += bsum;
-        }
-        const double sgxhat = sgx * inv; /* Σ g xhat */
-        if (dw) dw[c] += (float)sgxhat;
-        if (db) db[c] += (float)sg;
-        if (!dx) continue;
-        const float gamma = w ? w->data[c] : 1.0f;
-        if (cx->training) {
-            /* dx = k * (g - Σg/M - xhat * Σ(g xhat)/M), k = gamma * invstd */
-            const float k = gamma * inv, mg = (float)(sg / M), mgx = (float)(sgxhat / M) * inv;
-            for (int64_t i = 0; i < N; i++) {
-                const float *xr = x->data + (i * C + c) * S, *gr = dy + (i * C + c) * S;
-                float *dr = dx + (i * C + c) * S;
-                for (int64_t s = 0; s < S; s++) dr[s] += k * (gr[s] - mg - (xr[s] - mu) * mgx);
-            }
-        } else {
-            const float k = gamma * inv;
-            for (int64_t i = 0; i < N; i++) {
-                const float *gr = dy + (i * C + c) * S;
-                float *dr = dx + (i * C + c) * S;
-                for (int64_t s = 0; s < S; s++) dr[s] += k * gr[s];
-            }
-        }
+    for (int64_t c = 0; c < cx->C; c++) {
+        if (cx->relu) bn_backward_channel(cx, true, c, x->data, dy, out, wd, dx, dw, db);
+        else bn_backward_channel(cx, false, c, x->data, dy, out, wd, dx, dw, db);
     }
 }
 
 static const tg_op_def BATCH_NORM_OP = {"batch_norm", batch_norm_backward};
+static const tg_op_def BATCH_NORM_RELU_OP = {"batch_norm_relu", batch_norm_backward};
 
 static bool check_channel_vec(const char *op, const char *arg, const tg_tensor *t, int64_t C, const tg_tensor *x)
 {
@@ -82,11 +113,10 @@ static bool check_channel_vec(const char *op, const char *arg, const tg_tensor *
     return true;
 }
 
-tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
-                         tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
-                         float eps)
+static tg_tensor *batch_norm(const char *op, bool relu, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
+                             tg_tensor *running_mean, tg_tensor *running_var, int64_t *num_batches_tracked,
+                             bool training, float momentum, float eps)
 {
-    const char *op = "tg_batch_norm";
     if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 2, TG_MAX_DIMS)) return NULL;
     const int64_t N = x->shape[0], C = x->shape[1], S = C > 0 && N > 0 ? x->numel / (N * C) : 0;
     if (!check_channel_vec(op, "weight", weight, C, x) || !check_channel_vec(op, "bias", bias, C, x) ||
@@ -122,7 +152,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_te
     bn_ctx *cx = tg_arena_alloc(sizeof *cx);
     tg_tensor *y = tg_output_new(TG_F32, x->ndim, x->shape);
     if (!cx || !y) return NULL;
-    *cx = (bn_ctx){.N = N, .C = C, .S = S, .training = training};
+    *cx = (bn_ctx){.N = N, .C = C, .S = S, .training = training, .relu = relu};
     cx->mean = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
     cx->invstd = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
     if (!cx->mean || !cx->invstd) return NULL;
@@ -173,11 +203,33 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_te
         for (int64_t i = 0; i < N; i++) {
             const float *xr = x->data + (i * C + c) * S;
             float *yr = y->data + (i * C + c) * S;
-            for (int64_t k = 0; k < S; k++) yr[k] = xr[k] * a + b;
+            if (relu)
+                for (int64_t k = 0; k < S; k++) {
+                    const float v = xr[k] * a + b;
+                    yr[k] = v < 0.0f ? 0.0f : v; /* as tg_relu: NaN stays NaN */
+                }
+            else
+                for (int64_t k = 0; k < S; k++) yr[k] = xr[k] * a + b;
         }
     }
     tg_tensor *in[3] = {x, weight, bias};
-    tg_node *n = tg_record(&BATCH_NORM_OP, y, 3, in);
+    tg_node *n = tg_record(relu ? &BATCH_NORM_RELU_OP : &BATCH_NORM_OP, y, 3, in);
     if (n) n->ctx = cx;
     return y;
+}
+
+tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
+                         tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
+                         float eps)
+{
+    return batch_norm("tg_batch_norm", false, x, weight, bias, running_mean, running_var, num_batches_tracked,
+                      training, momentum, eps);
+}
+
+tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
+                              tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
+                              float eps)
+{
+    return batch_norm("tg_batch_norm_relu", true, x, weight, bias, running_mean, running_var, num_batches_tracked,
+                      training, momentum, eps);
 }

@@ -52,6 +52,10 @@ tg_tensor *tg_upsample_nearest2d(tg_tensor *x, tg_upsample_opts opts);
 tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
                          tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
                          float eps);
+/* tg_relu(tg_batch_norm(...)) bit for bit, in one op (one pass over memory less each way). */
+tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
+                              tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
+                              float eps);
 
 /* Inverted dropout: zeroes with probability p, scales the rest by 1/(1-p); identity in eval. rng NULL = global. */
 tg_tensor *tg_dropout(tg_tensor *x, float p, bool training, tg_rng *rng);

@@ -3,6 +3,7 @@
  * in both modes; errors. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tapegrad.h"
@@ -79,19 +80,20 @@ Test(batchnorm_fixture, train_two_steps_then_eval_match_torch)
 }
 
 typedef struct {
-    bool training;
+    bool training, relu;
     tg_tensor *rm, *rv;
 } bn_case;
 
 static tg_tensor *bn_probe(tg_tensor *const *in, int n, void *ctx)
 {
     const bn_case *bc = ctx;
-    tg_tensor *y = tg_batch_norm(in[0], n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, bc->training ? NULL : bc->rm,
-                                 bc->training ? NULL : bc->rv, NULL, bc->training, 0.1f, 1e-5f);
+    tg_tensor *y = (bc->relu ? tg_batch_norm_relu : tg_batch_norm)(
+        in[0], n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, bc->training ? NULL : bc->rm, bc->training ? NULL : bc->rv,
+        NULL, bc->training, 0.1f, 1e-5f);
     return tgt_weighted_sum(y, 8);
 }
 
-static void check_bn(const char *what, bool training, int ndim, const int64_t *shape, bool affine)
+static void check_bn(const char *what, bool training, int ndim, const int64_t *shape, bool affine, bool relu)
 {
     tg_rng r;
     tg_rng_seed(&r, 13);
@@ -101,7 +103,7 @@ static void check_bn(const char *what, bool training, int ndim, const int64_t *s
         in[1] = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(C), &r), true);
         in[2] = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(C), &r), true);
     }
-    bn_case bc = {training, tg_tensor_randn(TG_SHAPE(C), &r), tg_tensor_full(TG_SHAPE(C), 0.7f)};
+    bn_case bc = {training, relu, tg_tensor_randn(TG_SHAPE(C), &r), tg_tensor_full(TG_SHAPE(C), 0.7f)};
     tgt_expect_gradcheck(what, bn_probe, &bc, in, affine ? 3 : 1, 1e-2, 2e-3, 2e-2);
     for (int k = 0; k < 3; k++) tg_tensor_free(in[k]);
     tg_tensor_free(bc.rm);
@@ -110,10 +112,63 @@ static void check_bn(const char *what, bool training, int ndim, const int64_t *s
 
 Test(batchnorm_gradcheck, train_and_eval)
 {
-    check_bn("train nchw affine", true, TG_SHAPE(2, 3, 3, 2), true);
-    check_bn("train nc", true, TG_SHAPE(5, 3), true);
-    check_bn("train no affine", true, TG_SHAPE(3, 2, 4), false);
-    check_bn("eval nchw affine", false, TG_SHAPE(2, 3, 2, 2), true);
+    check_bn("train nchw affine", true, TG_SHAPE(2, 3, 3, 2), true, false);
+    check_bn("train nc", true, TG_SHAPE(5, 3), true, false);
+    check_bn("train no affine", true, TG_SHAPE(3, 2, 4), false, false);
+    check_bn("eval nchw affine", false, TG_SHAPE(2, 3, 2, 2), true, false);
+    check_bn("train nchw affine, fused relu", true, TG_SHAPE(2, 3, 3, 2), true, true);
+    check_bn("eval nchw affine, fused relu", false, TG_SHAPE(2, 3, 2, 2), true, true);
+}
+
+/* tg_batch_norm_relu against tg_relu(tg_batch_norm(...)), bit for bit: output, running stats and
+ * every gradient, in training and eval, with an output that is exactly 0 where beta cancels. */
+static void expect_same_bits(const char *what, const tg_tensor *a, const tg_tensor *b, bool grad)
+{
+    const float *p = grad ? a->grad : a->data, *q = grad ? b->grad : b->data;
+    cr_assert(p && q, "%s: missing", what);
+    cr_expect_eq(memcmp(p, q, sizeof(float) * (size_t)a->numel), 0, "%s differs", what);
+}
+
+Test(batchnorm_relu, fused_equals_batch_norm_then_relu_bit_for_bit)
+{
+    for (int training = 1; training >= 0; training--) {
+        tg_tensor *x[2], *w[2], *b[2], *rm[2], *rv[2], *y[2];
+        float *yd[2];
+        int64_t nbt[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            tg_rng r;
+            tg_rng_seed(&r, 77);
+            x[k] = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(3, 4, 9, 7), &r), true);
+            x[k]->data[5] = x[k]->data[6] = 0.0f;
+            w[k] = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(4), &r), true);
+            b[k] = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(4), &r), true);
+            rm[k] = tg_tensor_randn(TG_SHAPE(4), &r);
+            rv[k] = tg_tensor_full(TG_SHAPE(4), 0.7f);
+            if (!training) b[k]->data[0] = rm[k]->data[0] * w[k]->data[0] / sqrtf(0.7f + 1e-5f); /* y = 0 at x = 0 */
+            y[k] = k == 0 ? tg_relu(tg_batch_norm(x[k], w[k], b[k], rm[k], rv[k], &nbt[k], training, 0.1f, 1e-5f))
+                          : tg_batch_norm_relu(x[k], w[k], b[k], rm[k], rv[k], &nbt[k], training, 0.1f, 1e-5f);
+            cr_assert_not_null(y[k], "%s", tg_last_error());
+            cr_assert_eq(tg_backward(tgt_weighted_sum(y[k], 9)), TG_OK, "%s", tg_last_error());
+            yd[k] = malloc(sizeof(float) * (size_t)y[k]->numel);
+            memcpy(yd[k], y[k]->data, sizeof(float) * (size_t)y[k]->numel);
+            tg_tape_clear(); /* the outputs live on the tape: kept in yd */
+        }
+        const int64_t ny = x[0]->numel;
+        cr_expect_eq(memcmp(yd[0], yd[1], sizeof(float) * (size_t)ny), 0, "output differs");
+        expect_same_bits("running mean", rm[0], rm[1], false);
+        expect_same_bits("running var", rv[0], rv[1], false);
+        expect_same_bits("dx", x[0], x[1], true);
+        expect_same_bits("dgamma", w[0], w[1], true);
+        expect_same_bits("dbeta", b[0], b[1], true);
+        int zeros = 0;
+        for (int64_t i = 0; i < ny; i++) zeros += yd[1][i] == 0.0f;
+        cr_expect_gt(zeros, ny / 4, "relu should clip about half the outputs");
+        for (int k = 0; k < 2; k++) {
+            free(yd[k]);
+            tg_tensor_free(x[k]), tg_tensor_free(w[k]), tg_tensor_free(b[k]);
+            tg_tensor_free(rm[k]), tg_tensor_free(rv[k]);
+        }
+    }
 }
 
 Test(batchnorm_errors, clear_messages)
