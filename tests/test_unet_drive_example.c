@@ -1,6 +1,7 @@
 /* examples/unet_drive end to end on the real DRIVE images (a tiny model and crop, a few images):
  * both heads train and the report, logs, checkpoints and overlay appear; an interrupted run
- * resumed with --resume ends exactly like an uninterrupted one; --eval reproduces the logged Dice;
+ * resumed with --resume ends exactly like an uninterrupted one; 1 and 2 threads train the same
+ * bits; --eval reproduces the logged Dice;
  * bad flags and a missing dataset fail clearly. Skips without DRIVE (see README). */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -138,6 +139,31 @@ Test(unet_drive_example, resume_continues_exactly)
     /* resuming with other settings is refused */
     cr_expect_eq(run(TINY " --head sigmoid --epochs 5 --resume --out %s/b", tmpdir), 2, "%s", output);
     cr_expect_neq(strstr(output, "other settings"), NULL, "%s", output);
+}
+
+/* Whole file contents (static buffer per call site via out). */
+static long slurp(const char *path, char *out, long cap)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot read %s", path);
+    long n = (long)fread(out, 1, (size_t)cap, f);
+    cr_assert(feof(f), "%s is larger than %ld bytes", path, cap);
+    fclose(f);
+    return n;
+}
+
+Test(unet_drive_example, one_and_two_threads_train_the_same_bits)
+{
+    need_drive();
+    cr_assert_eq(run(TINY " --head softmax --epochs 2 --overlays 0 --out %s/t2", tmpdir), 0, "%s", output);
+    cr_assert_eq(run(TINY " --head softmax --epochs 2 --overlays 0 --threads 1 --out %s/t1", tmpdir), 0, "%s", output);
+    static char a[1 << 20], b[1 << 20];
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/t2/softmax/last.safetensors", tmpdir);
+    snprintf(pb, sizeof pb, "%s/t1/softmax/last.safetensors", tmpdir);
+    const long na = slurp(pa, a, sizeof a), nb = slurp(pb, b, sizeof b);
+    cr_assert_gt(na, 1000);
+    cr_expect(na == nb && memcmp(a, b, (size_t)na) == 0, "checkpoints differ between 2 threads and 1 thread");
 }
 
 Test(unet_drive_example, eval_reproduces_the_logged_dice)

@@ -305,9 +305,11 @@ static int run_train(const config *c)
     }
     if (!opt) return fail("cannot build the optimizer");
 
-    printf("mnist: %s, %lld training images, %lld test images, batch %d, %s lr %g%s, seed %llu, %d threads\n",
+    const int threads = tg_get_num_threads();
+    printf("mnist: %s, %lld training images, %lld test images, batch %d, %s lr %g%s, seed %llu, %d thread%s\n",
            mnist_arch_name(c->arch), (long long)n, (long long)xte->shape[0], c->batch, c->sgd ? "sgd" : "adam",
-           c->lr, c->sgd && c->momentum > 0 ? " (momentum)" : "", (unsigned long long)c->seed, tg_get_num_threads());
+           c->lr, c->sgd && c->momentum > 0 ? " (momentum)" : "", (unsigned long long)c->seed, threads,
+           threads == 1 ? "" : "s");
     printf("flush-to-zero: %s (denormal floats become 0, as torch.set_flush_denormal(True): decayed momentum on\n"
            "always-zero border pixels would otherwise slow x86 arithmetic badly); OpenBLAS kernels: %s\n",
            tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());

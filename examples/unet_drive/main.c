@@ -729,10 +729,11 @@ int main(int argc, char **argv)
             drive_data_free(&d);
             return 1;
         }
-        printf("unet_drive: DRIVE at %s, output in %s; base width %d, crop %d, batch %d, %d epochs, lr %g, seed %llu, "
-               "%d threads\n",
-               c.data ? c.data : tg_drive_default_root(), c.out, c.base_c, c.crop, c.batch, c.epochs, c.lr,
-               (unsigned long long)c.seed, tg_get_num_threads());
+        const int threads = tg_get_num_threads();
+        printf("unet_drive: DRIVE at %s, output in %s; base width %d, crop %d, batch %d, %d epoch%s, lr %g, seed %llu, "
+               "%d thread%s\n",
+               c.data ? c.data : tg_drive_default_root(), c.out, c.base_c, c.crop, c.batch, c.epochs,
+               c.epochs == 1 ? "" : "s", c.lr, (unsigned long long)c.seed, threads, threads == 1 ? "" : "s");
         printf("flush-to-zero: %s (denormal floats become 0, as torch.set_flush_denormal(True)); OpenBLAS kernels: "
                "%s\n",
                tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());
