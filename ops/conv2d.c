@@ -241,7 +241,6 @@ static void conv2d_backward(tg_node *n)
         return;
     }
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
-    if ((need_x && !dx) || (need_w && !dw)) return;
     float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
     if ((need_x && !dx) || (need_w && !dw) || (!pointwise && !col)) return; /* out of memory: error is set */
     for (int64_t i = 0; i < N; i++) {

@@ -28,6 +28,17 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* Kernels compiled for one instruction set: clang and GCC spell "these functions target ISA"
+ * differently. */
+#define K_STR(x) #x
+#if defined(__clang__)
+#define K_TARGET_BEGIN(isa) _Pragma(K_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define K_TARGET_END _Pragma("clang attribute pop")
+#else
+#define K_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(K_STR(GCC target(isa)))
+#define K_TARGET_END _Pragma("GCC pop_options")
+#endif
+
 #define K_NAME(x) x##_generic
 #define K_OBV 1
 #define K_LANES 0
@@ -37,21 +48,8 @@
 #define K_BCAST(p) ((K_NAME(vf)){0} + *(p))
 #define K_ACC 12
 #include "conv3x3_kernels.inc"
-#undef K_NAME
-#undef K_VL
-#undef K_OB
-#undef K_NV
-#undef K_BCAST
-#undef K_ACC
-#undef K_LANES
-#undef K_OBV
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+K_TARGET_BEGIN("avx2,fma")
 #define K_NAME(x) x##_avx2
 #define K_OBV 2
 #define K_LANES 1
@@ -61,26 +59,9 @@
 #define K_BCAST(p) ((K_NAME(vf))_mm256_broadcast_ss(p)) /* a load-port broadcast, not a shuffle */
 #define K_ACC 12
 #include "conv3x3_kernels.inc"
-#undef K_NAME
-#undef K_VL
-#undef K_OB
-#undef K_NV
-#undef K_BCAST
-#undef K_ACC
-#undef K_LANES
-#undef K_OBV
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+K_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,fma")
-#endif
+K_TARGET_BEGIN("avx512f,fma")
 #define K_NAME(x) x##_avx512
 #define K_OBV 1
 #define K_LANES 1
@@ -90,19 +71,7 @@
 #define K_BCAST(p) ((K_NAME(vf))_mm512_set1_ps(*(p)))
 #define K_ACC 24
 #include "conv3x3_kernels.inc"
-#undef K_NAME
-#undef K_VL
-#undef K_OB
-#undef K_NV
-#undef K_BCAST
-#undef K_ACC
-#undef K_LANES
-#undef K_OBV
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+K_TARGET_END
 
 typedef enum { ISA_GENERIC, ISA_AVX2, ISA_AVX512 } isa_kind;
 
@@ -185,10 +154,12 @@ static void spread_rows(const float *dy, int64_t O, int64_t O_r, int64_t H, int6
     }
 }
 
-/* wr[b][ci][k][j] = weight of output channel b*OB+j from input channel ci, tap k (0 past the end).
+/* wr[b][ci][k][j] = weight of output channel b*ob+j from input channel ci, tap k (0 past Co); ob
+ * is the pixel kernels' register block, or all Co_r for the lane kernels (wr[ci][k][co]).
  * Forward: w is (Co, Ci, 3, 3). Transposed: w is (Ci, Co, 3, 3) and taps are rotated (k -> 8-k). */
 static void repack(const float *w, int64_t Ci, int64_t Co, int64_t Co_r, int ob, bool transposed, float *wr)
 {
+#pragma omp parallel for collapse(2) schedule(static) if (Ci * Co * 9 > TG_PARALLEL_MIN)
     for (int64_t b = 0; b < Co_r / ob; b++)
         for (int64_t ci = 0; ci < Ci; ci++)
             for (int k = 0; k < 9; k++)
@@ -199,21 +170,6 @@ static void repack(const float *w, int64_t Ci, int64_t Co, int64_t Co_r, int ob,
                     wr[((b * Ci + ci) * 9 + k) * ob + j] = v;
                 }
 }
-
-/* wt[ci][k][co] = weight of output channel co from input channel ci, tap k (0 for co >= Co).
- * Forward: w is (Co, Ci, 3, 3). Transposed: w is (Ci, Co, 3, 3) and taps are rotated (k -> 8-k). */
-static void repack_lanes(const float *w, int64_t Ci, int64_t Co, int64_t Co_r, bool transposed, float *wt)
-{
-#pragma omp parallel for schedule(static) if (Ci * Co * 9 > TG_PARALLEL_MIN)
-    for (int64_t ci = 0; ci < Ci; ci++)
-        for (int k = 0; k < 9; k++) {
-            float *d = wt + (ci * 9 + k) * Co_r;
-            for (int64_t co = 0; co < Co_r; co++)
-                d[co] = co >= Co ? 0.0f : transposed ? w[(ci * Co + co) * 9 + (8 - k)] : w[(co * Ci + ci) * 9 + k];
-        }
-}
-
-static int acc_count(isa_kind k) { return k == ISA_AVX512 ? 24 : 12; }
 
 /* xl[c] = rows [h0 - 1, h1 + 1) of x[c] with zero borders, row stride Wp, S floats per plane. */
 static void pad_rows(const float *x, int64_t C, int64_t H, int64_t W, int64_t h0, int64_t h1, int64_t Wp, int64_t S,
@@ -236,10 +192,10 @@ static void pad_rows(const float *x, int64_t C, int64_t H, int64_t W, int64_t h0
 static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w,
                          int64_t Co, bool transposed, float *y, bool accumulate, const float *bias)
 {
-    const int obv = k == ISA_AVX512 ? 1 : 2, vl = isa_vl(k), px = acc_count(k) / obv; /* K_OBV, K_PX */
+    const int px = k == ISA_AVX512 ? FWDT_PX_avx512 : FWDT_PX_avx2;
     /* row stride W + 1: one zero column is the right border of a row and the left border of the
      * next, so only 1 junk output per row is computed (W = 32: 3% of the work, not 6%) */
-    const int64_t Co_r = round_up(Co, (int64_t)vl * obv), Wp = W + 1, HW = H * W;
+    const int64_t Co_r = round_up(Co, k == ISA_AVX512 ? FWDT_CH_avx512 : FWDT_CH_avx2), Wp = W + 1, HW = H * W;
     /* bands of ~1024 pixels (measured best of 256-2048): input rows and output in L2 */
     int64_t R = 1024 / W < 1 ? 1 : 1024 / W;
     if (R > H) R = H;
@@ -247,7 +203,7 @@ static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int6
     const int64_t S = round_up((R + 2) * Wp + px + 2, 16), P_max = round_up(R * Wp, px);
     float *wt = tg_scratch_alloc(2, (size_t)(Ci * 9 * Co_r) * sizeof(float));
     if (!wt) return false;
-    repack_lanes(w, Ci, Co, Co_r, transposed, wt);
+    repack(w, Ci, Co, Co_r, (int)Co_r, transposed, wt); /* one block of all Co_r: wt[ci][tap][co] */
     bool ok = true;
 #pragma omp parallel for schedule(static) if (N * Ci * Co * HW > TG_PARALLEL_MIN)
     for (int64_t t = 0; t < N * n_b; t++) {
@@ -310,7 +266,8 @@ bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t
                        bool transposed, float *y, bool accumulate, const float *bias)
 {
     const isa_kind k = isa();
-    if (k != ISA_GENERIC && Co >= isa_vl(k) && Ci >= 8) return direct_lanes(k, x, N, Ci, H, W, w, Co, transposed, y, accumulate, bias);
+    if (k != ISA_GENERIC && Co >= isa_vl(k) && Ci >= 8)
+        return direct_lanes(k, x, N, Ci, H, W, w, Co, transposed, y, accumulate, bias);
     for (int64_t i = 0; i < N; i++)
         if (!direct_pixels(x + i * Ci * H * W, Ci, H, W, w, Co, transposed, y + i * Co * H * W, accumulate, bias))
             return false;
