@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
-command -v clang >/dev/null || { echo "fuzz.sh: clang is needed (apt-get install clang)" >&2; exit 1; }
+bash scripts/setup.sh --fuzz
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DTG_FUZZ=ON >/dev/null
 cmake --build build-fuzz --target fuzz_safetensors -j "$(nproc)"
 corpus=build-fuzz/corpus_safetensors

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tapegrad needs to build, test and run its examples.
-# Usage: scripts/setup.sh [--torch]   (--torch also installs python3-torch, used only
-# by the fixture generators and the PyTorch side of the benchmarks).
+# Usage: scripts/setup.sh [--torch] [--fuzz]   (--torch also installs python3-torch, used only
+# by the fixture generators and the PyTorch side of the benchmarks; --fuzz clang, libFuzzer and
+# clang's OpenMP runtime, for scripts/fuzz.sh).
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
@@ -9,7 +10,13 @@ pkgs=(build-essential cmake pkg-config
       libstb-dev zlib1g-dev
       libplplot-dev plplot-driver-cairo
       dataset-fashion-mnist)
-if [ "${1:-}" = "--torch" ]; then pkgs+=(python3-torch python3-numpy); fi
+for arg in "$@"; do
+  case "$arg" in
+    --torch) pkgs+=(python3-torch python3-numpy) ;;
+    --fuzz) pkgs+=(clang libclang-rt-dev libomp-dev) ;;
+    *) echo "setup: unknown option $arg (use --torch, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -435,38 +435,51 @@ static void restore(small *s, tg_optimizer *o, tg_lr_sched *sc, tg_rng *r, const
  * changed header length. Every load succeeds or fails with a message, never crashes (the
  * sanitizer build runs this too), and a failed load leaves the model, the optimizer, the
  * schedule and the RNG exactly as they were. */
+/* A small model with an amsgrad Adam, a warmup+poly schedule and an RNG, trained `steps` steps. */
+typedef struct {
+    small m;
+    tg_rng rng;
+    tg_optimizer *opt;
+    tg_lr_sched sched;
+} trained;
+
+static void trained_new(trained *t, uint64_t model_seed, uint64_t rng_seed, int steps)
+{
+    t->m = small_new(model_seed);
+    tg_rng_seed(&t->rng, rng_seed);
+    t->opt = make_opt(&t->m, 2);
+    tg_sched_warmup_poly(&t->sched, t->opt, 3, 10, 1e-3, 0.9);
+    train(&t->m, t->opt, &t->sched, &t->rng, steps);
+}
+
+static void trained_free(trained *t)
+{
+    tg_optimizer_free(t->opt);
+    tg_param_list_free(t->m.l);
+}
+
 Test(safetensors, random_corruptions_fail_cleanly_and_change_nothing)
 {
-    small a = small_new(5);
-    tg_rng ra;
-    tg_rng_seed(&ra, 77);
-    tg_optimizer *oa = make_opt(&a, 2);
-    tg_lr_sched sa;
-    tg_sched_warmup_poly(&sa, oa, 3, 10, 1e-3, 0.9);
-    train(&a, oa, &sa, &ra, 3);
+    static trained ta, tb;
+    trained_new(&ta, 5, 77, 3);
     tg_meta meta = {0};
     cr_assert_eq(tg_meta_set(&meta, "epoch", "3"), TG_OK);
     cr_assert_eq(tg_meta_set(&meta, "config", "{\"lr\": 0.01, \"head\": \"softmax\"}"), TG_OK);
     const char *src = tmp_path("fuzz_src.st");
-    tg_ckpt_opts save = {.optim = oa, .sched = &sa, .rngs = {&ra}, .rng_names = {"data"}, .n_rngs = 1, .meta = &meta};
-    cr_assert_eq(tg_checkpoint_save(src, a.l, &save), TG_OK, "%s", tg_last_error());
+    tg_ckpt_opts save = {.optim = ta.opt, .sched = &ta.sched, .rngs = {&ta.rng}, .rng_names = {"data"}, .n_rngs = 1,
+                         .meta = &meta};
+    cr_assert_eq(tg_checkpoint_save(src, ta.m.l, &save), TG_OK, "%s", tg_last_error());
     static char good[16384], bad[16384 + 64];
     const long n = file_bytes(src, good, sizeof good);
     cr_assert(n > 8 && n < (long)sizeof good);
     uint64_t hlen;
     memcpy(&hlen, good, 8);
 
-    small b = small_new(9); /* the loading side, one step in so its optimizer has state */
-    tg_rng rb;
-    tg_rng_seed(&rb, 1);
-    tg_optimizer *ob = make_opt(&b, 2);
-    tg_lr_sched sb;
-    tg_sched_warmup_poly(&sb, ob, 3, 10, 1e-3, 0.9);
-    train(&b, ob, &sb, &rb, 1);
+    trained_new(&tb, 9, 1, 1); /* the loading side, one step in so its optimizer has state */
     static train_state before, after;
-    snapshot(&b, ob, &sb, &rb, &before);
+    snapshot(&tb.m, tb.opt, &tb.sched, &tb.rng, &before);
     tg_meta got = {0};
-    tg_ckpt_opts load = {.optim = ob, .sched = &sb, .rngs = {&rb}, .rng_names = {"data"}, .n_rngs = 1,
+    tg_ckpt_opts load = {.optim = tb.opt, .sched = &tb.sched, .rngs = {&tb.rng}, .rng_names = {"data"}, .n_rngs = 1,
                          .meta = &got, .strict = true};
 
     static const char punct[] = "{}[]\":,0123456789-+eE. \\\x00\xff";
@@ -520,25 +533,23 @@ Test(safetensors, random_corruptions_fail_cleanly_and_change_nothing)
         cr_assert_not_null(f);
         fwrite(bad, 1, (size_t)m, f);
         fclose(f);
-        const tg_status s = tg_checkpoint_load(dst, b.l, &load, NULL);
+        const tg_status s = tg_checkpoint_load(dst, tb.m.l, &load, NULL);
         if (s == TG_OK) { /* e.g. a flipped bit in a float: fine, but put the state back */
             loaded++;
-            restore(&b, ob, &sb, &rb, &before);
+            restore(&tb.m, tb.opt, &tb.sched, &tb.rng, &before);
             continue;
         }
         refused++;
         cr_expect_gt(strlen(tg_last_error()), 10, "iteration %d: status %d with no message", it, (int)s);
-        snapshot(&b, ob, &sb, &rb, &after);
+        snapshot(&tb.m, tb.opt, &tb.sched, &tb.rng, &after);
         if (memcmp(&before, &after, sizeof before) != 0) {
             cr_expect_fail("iteration %d: a failed load (%s) changed the training state", it, tg_last_error());
-            restore(&b, ob, &sb, &rb, &before);
+            restore(&tb.m, tb.opt, &tb.sched, &tb.rng, &before);
         }
     }
     cr_expect_gt(refused, 2000, "only %d of 3000 corruptions refused (%d loaded)", refused, loaded);
     tg_meta_clear(&meta);
     tg_meta_clear(&got);
-    tg_optimizer_free(oa);
-    tg_optimizer_free(ob);
-    tg_param_list_free(a.l);
-    tg_param_list_free(b.l);
+    trained_free(&ta);
+    trained_free(&tb);
 }
