@@ -80,7 +80,28 @@ TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, f
         }
         return;
     }
-    const float *w = c->w + i0, *pw = c->pw + i0; /* both expanded (ones where not given) */
+    const float *w = c->w + i0;
+    if (!c->pw) { /* weight only: PyTorch's formula has no pos_weight term (1 + 0*y would be NaN for an
+                   * infinite target) */
+        for (int64_t k = 0; k < n; k++) {
+            float xv = x[k], yv = y[k];
+            float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
+            float sp = tgl_maxf(-xv, 0.0f) + tgl_logf(u);
+            l[k] = w[k] * ((1.0f - yv) * xv + sp);
+        }
+        if (d)
+            for (int64_t k = 0; k < n; k++) {
+                float xv = x[k], yv = y[k];
+                float t = tgl_expf(-fabsf(xv)), sig = (xv >= 0.0f ? 1.0f : t) / (1.0f + t);
+                /* (y + 1 - y) is the pos_weight-1 formula's factor (1 up to rounding; kept for the same
+                 * bits as before); it is NaN only for an infinite (or NaN) y, where PyTorch's sig - y applies */
+                float f = yv + 1.0f - yv;
+                f = f == f ? f : 1.0f;
+                d[k] = w[k] * (f * sig - yv);
+            }
+        return;
+    }
+    const float *pw = c->pw + i0; /* expanded; w expanded too (ones where not given) */
     for (int64_t k = 0; k < n; k++) {
         float xv = x[k], yv = y[k];
         float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
@@ -114,7 +135,6 @@ tg_tensor *tg_binary_cross_entropy_with_logits(tg_tensor *input, tg_tensor *targ
     bin_ctx c = {input->data, target->data, NULL, NULL};
     if (opts.weight && !(c.w = tgl_expand(op, "weight", opts.weight, target))) return NULL;
     if (opts.pos_weight && !(c.pw = tgl_expand(op, "pos_weight", opts.pos_weight, target))) return NULL;
-    if (c.w && !c.pw && !(c.pw = ones_like(target))) return NULL;
     if (c.pw && !c.w && !(c.w = ones_like(target))) return NULL;
     return tgl_ew_run(&BCE_LOGITS_OP, input, target, opts.reduction, 0, bce_logits_block, &c);
 }
@@ -238,6 +258,9 @@ tg_tensor *tg_multilabel_soft_margin_loss(tg_tensor *input, tg_tensor *target, t
             s += wv * -(yv * ls_pos + (1.0f - yv) * ls_neg);
             float t = expf(-fabsf(xv)), sig = (xv >= 0 ? 1.0f : t) / (1.0f + t);
             d[i] = wv * (sig - yv) / (float)C;
+            /* PyTorch's autograd differentiates w*y*logsigmoid(x) + w*(1-y)*logsigmoid(-x) term by term:
+             * an infinite weight gives inf*0 or inf - inf there, NaN */
+            if (isinf(wv)) d[i] = NAN;
         }
         float lr = (float)(s / (double)C);
         if (none) out->data[r] = lr;

@@ -133,7 +133,9 @@ TGL_KERNEL static bool ce_forward_block(const ce_args *a, int64_t b, float *none
         ok = ce_block_labels(a, a->t + n * S + p0, L, y);
         float xy[CE_BLK], wy[CE_BLK];
         ce_block_pick(a, xb, y, L, xy, wy);
-        for (int64_t p = 0; p < L; p++) lv[p] = keep * wy[p] * (lse[p] - xy[p]); /* 0 where ignored */
+        /* 0 where ignored, by a select, so that an ignored pixel's NaN/Inf logits (lse NaN) do not count, as
+         * PyTorch. (The zero keeps the sign that keep*0*lse gave before, for the same bits in 'none' outputs.) */
+        for (int64_t p = 0; p < L; p++) lv[p] = y[p] >= 0 ? keep * wy[p] * (lse[p] - xy[p]) : copysignf(0.0f, lse[p]);
         sw = tgl_sum_block(wy, L);
         if (eps > 0) {
             float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
@@ -144,7 +146,7 @@ TGL_KERNEL static bool ce_forward_block(const ce_args *a, int64_t b, float *none
             }
             for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
         }
-        if (db) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
+        if (db && eps > 0) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
             float A[CE_BLK], B[CE_BLK], E[CE_BLK];
             for (int64_t p = 0; p < L; p++) {
                 B[p] = keep * wy[p];
@@ -155,6 +157,20 @@ TGL_KERNEL static bool ce_forward_block(const ce_args *a, int64_t b, float *none
                 float *restrict dc = db + c * S, wc = a->w[c];
                 int32_t ci = (int32_t)c;
                 for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f) - E[p] * wc;
+            }
+        } else if (db) { /* no smoothing: d_c = w_y*(p_c - [c == y]). Only the target's weight enters (the
+                          * sum of the weights W and the other w_c do not), so a NaN/Inf weight of a class no
+                          * target uses leaves the gradient finite, as PyTorch's. Same bits as the general
+                          * formula with eps = 0 for finite non-negative weights. */
+            float A[CE_BLK], B[CE_BLK];
+            for (int64_t p = 0; p < L; p++) {
+                B[p] = keep * wy[p];
+                A[p] = B[p] * inv[p];
+            }
+            for (int64_t c = 0; c < C; c++) {
+                float *restrict dc = db + c * S;
+                int32_t ci = (int32_t)c;
+                for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f);
             }
         }
     } else {

@@ -30,6 +30,7 @@ static void cosine_embedding_backward(tg_node *n)
         double dcos; /* dl/dcos */
         if (y == 1.0f) dcos = -1.0;
         else if (y == -1.0f && (float)r->cos - margin >= 0) dcos = 1.0;
+        else if (isnan(r->cos)) dcos = 0.0; /* a NaN/Inf row: PyTorch's zero through cos = P/sqrt(..) gives NaN */
         else continue;
         dcos *= lx_up(&up, s);
         const float *a = x1->data + s * D, *b = x2->data + s * D;
@@ -90,7 +91,7 @@ tg_tensor *tg_cosine_embedding_loss(tg_tensor *input1, tg_tensor *input2, tg_ten
         rows[s] = (cosine_row){c, denom, m1, m2};
         float y = lx_target_at(target, s), cf = (float)c, l = 0.0f;
         if (y == 1.0f) l = 1.0f - cf;
-        else if (y == -1.0f) l = cf - o.margin > 0 ? cf - o.margin : 0.0f;
+        else if (y == -1.0f) l = lx_clamp_min0(cf - o.margin);
         if (o.reduction == TG_REDUCTION_NONE) out->data[s] = l;
         total += l;
     }
@@ -139,7 +140,7 @@ static double pnorm_row(const float *u, const float *v, int64_t D, float eps, do
 static void pnorm_row_backward(const float *u, const float *v, float *gu, float *gv, int64_t D, float eps,
                                double p, double dist, double g)
 {
-    if (g == 0.0) return;
+    if (g == 0.0 && isfinite(dist)) return; /* (a zero g still makes NaN from a NaN/Inf row, as PyTorch) */
     if (p != 1.0 && dist == 0.0) return; /* PyTorch masks norm == 0 to a zero gradient */
     double scale = p == 1.0 ? g : p == 2.0 ? g / dist : g / pow(dist, p - 1.0);
     for (int64_t d = 0; d < D; d++) {
@@ -167,8 +168,9 @@ static void triplet_margin_backward(tg_node *n)
     lx_upstream up = lx_upstream_of(n->out, (tg_reduction)n->i[2], R);
     for (int64_t s = 0; s < R; s++) {
         const triplet_row *r = &rows[s];
-        if (!(r->z >= 0)) continue; /* clamp_min backward passes at 0 */
-        double g = lx_up(&up, s);
+        bool finite = isfinite(r->dpos) && isfinite(r->dneg) && (!swap || isfinite(r->dswap));
+        if (!(r->z >= 0) && finite) continue; /* clamp_min backward passes at 0 */
+        double g = r->z >= 0 ? lx_up(&up, s) : 0.0; /* 0 times a NaN/Inf row's norm gradient is NaN */
         int64_t o = s * D;
         double g_neg = -g, g_swap = 0.0;
         if (swap) {
@@ -220,11 +222,11 @@ tg_tensor *tg_triplet_margin_loss(tg_tensor *anchor, tg_tensor *positive, tg_ten
         double dneg = r.dneg;
         if (o.swap) {
             r.dswap = pnorm_row(positive->data + off, negative->data + off, D, eps, pn);
-            if (r.dswap < dneg) dneg = r.dswap;
+            if (r.dswap < dneg || isnan(r.dswap)) dneg = r.dswap; /* at::min keeps NaN */
         }
         r.z = margin + (float)r.dpos - (float)dneg;
         rows[s] = r;
-        float l = r.z > 0 ? r.z : 0.0f;
+        float l = lx_clamp_min0(r.z);
         if (o.reduction == TG_REDUCTION_NONE) out->data[s] = l;
         total += l;
     }

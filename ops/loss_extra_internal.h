@@ -55,6 +55,9 @@ static inline lx_upstream lx_upstream_of(const tg_tensor *out, tg_reduction r, i
 
 static inline float lx_up(const lx_upstream *u, int64_t i) { return u->g[i * u->step] * u->scale; }
 
+/* max(z, 0) that keeps NaN, as PyTorch's clamp_min (z > 0 ? z : 0 would turn NaN into 0). */
+static inline float lx_clamp_min0(float z) { return z > 0 || z != z ? z : 0.0f; }
+
 /* Reads element i of a float or int64 target as float. */
 static inline float lx_target_at(const tg_tensor *t, int64_t i)
 {

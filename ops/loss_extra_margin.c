@@ -223,7 +223,7 @@ tg_tensor *tg_multilabel_margin_loss(tg_tensor *input, tg_tensor *target, tg_mul
 
 /* ---- hinge_embedding_loss -----------------------------------------------
  * Shapes: input any, target the same. l = [y != 1] max(0, m - x) + [y != -1] x.
- * Grad of the clamp passes at m - x == 0 (PyTorch's clamp_min backward uses >=). */
+ * Grad of the clamp passes at m - x == 0 (PyTorch's clamp_min backward uses >=); the clamp keeps NaN. */
 
 static void hinge_embedding_backward(tg_node *n)
 {
@@ -255,7 +255,7 @@ tg_tensor *tg_hinge_embedding_loss(tg_tensor *input, tg_tensor *target, tg_hinge
     double total = 0.0;
     for (int64_t i = 0; i < input->numel; i++) {
         float x = input->data[i], y = lx_target_at(target, i);
-        float hinge = margin - x > 0 ? margin - x : 0.0f;
+        float hinge = lx_clamp_min0(margin - x);
         float l = (y != 1.0f ? hinge : 0.0f) + (y != -1.0f ? x : 0.0f);
         if (o.reduction == TG_REDUCTION_NONE) out->data[i] = l;
         total += l;
@@ -271,7 +271,7 @@ tg_tensor *tg_hinge_embedding_loss(tg_tensor *input, tg_tensor *target, tg_hinge
 }
 
 /* ---- margin_ranking_loss ------------------------------------------------
- * Shapes: input1, input2, target one shape. l = max(0, -y (x1 - x2) + m); grad passes at 0. */
+ * Shapes: input1, input2, target one shape. l = max(0, -y (x1 - x2) + m) (NaN kept); grad passes at 0. */
 
 static void margin_ranking_backward(tg_node *n)
 {
@@ -283,8 +283,10 @@ static void margin_ranking_backward(tg_node *n)
     for (int64_t i = 0; i < x1->numel; i++) {
         float y = lx_target_at(t, i);
         float z = -y * (x1->data[i] - x2->data[i]) + margin;
-        if (!(z >= 0)) continue;
-        float g = lx_up(&up, i);
+        /* clamp_min's backward passes where z >= 0, else 0; PyTorch then multiplies that 0 by -y,
+         * so a NaN or infinite target still gives NaN */
+        if (!(z >= 0) && isfinite(y)) continue;
+        float g = z >= 0 ? lx_up(&up, i) : 0.0f;
         if (g1) g1[i] -= y * g;
         if (g2) g2[i] += y * g;
     }
@@ -307,7 +309,7 @@ tg_tensor *tg_margin_ranking_loss(tg_tensor *input1, tg_tensor *input2, tg_tenso
     for (int64_t i = 0; i < input1->numel; i++) {
         float y = lx_target_at(target, i);
         float z = -y * (input1->data[i] - input2->data[i]) + o.margin;
-        float l = z > 0 ? z : 0.0f;
+        float l = lx_clamp_min0(z);
         if (o.reduction == TG_REDUCTION_NONE) out->data[i] = l;
         total += l;
     }

@@ -104,7 +104,7 @@ static void huber_block(const void *vc, int64_t i0, int64_t n, float *l, float *
     for (int64_t k = 0; k < n; k++) {
         float r = x[k] - y[k], a = fabsf(r);
         l[k] = a < delta ? 0.5f * r * r : delta * (a - 0.5f * delta);
-        if (d) d[k] = a < delta ? r : delta * ((float)(r > 0) - (float)(r < 0));
+        if (d) d[k] = r < -delta ? -delta : r > delta ? delta : r; /* PyTorch's order: NaN gives NaN */
     }
 }
 

@@ -4,6 +4,7 @@
 #ifndef TG_LOSS_UTIL_H
 #define TG_LOSS_UTIL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -50,11 +51,13 @@ TGL_INLINE double tgl_sum_block(const float *x, int64_t n)
 TGL_INLINE float tgl_maxf(float a, float b) { return a > b ? a : b; }
 TGL_INLINE float tgl_minf(float a, float b) { return a < b ? a : b; }
 
-/* exp for x <= 88 (Cephes polynomial, ~1 ulp); 0 below -87.3; written so loops vectorize. */
+/* exp for x <= 88 (Cephes polynomial, ~1 ulp); 0 below -87.3 (and for -inf); NaN gives NaN;
+ * x > 88 (+inf included) gives exp(88). Written so loops vectorize; no undefined behaviour for
+ * any x: the clamps are ordered so that NaN becomes 88 before the float -> int conversion. */
 TGL_INLINE float tgl_expf(float x)
 {
-    float xc = x > 88.0f ? 88.0f : x;
-    xc = xc < -87.3f ? -87.3f : xc;
+    float xc = x < 88.0f ? x : 88.0f; /* NaN -> 88 (the result is replaced by NaN below) */
+    xc = xc > -87.3f ? xc : -87.3f;
     float fn = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5*2^23 */
     fn -= 12582912.0f;
     float r = xc - fn * 0.693359375f;
@@ -69,11 +72,13 @@ TGL_INLINE float tgl_expf(float x)
     int32_t bits = ((int32_t)fn + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    /* a multiply by the mask, not a branch: keeps the loop free of control flow */
-    return y * scale * (float)(x >= -87.3f);
+    /* a multiply by the mask, not a branch: keeps the loop free of control flow; selects too */
+    float e = y * scale * (float)(x >= -87.3f);
+    return x == x ? e : x;
 }
 
-/* Natural log for positive normal finite x (Cephes polynomial, ~1 ulp); vectorizable. */
+/* Natural log for positive normal finite x (Cephes polynomial, ~1 ulp); vectorizable.
+ * NaN and +inf give themselves (a select, no branch); 0, negatives and denormals are not handled. */
 TGL_INLINE float tgl_logf(float x)
 {
     int32_t bits;
@@ -99,7 +104,8 @@ TGL_INLINE float tgl_logf(float x)
     y = y * m * z;
     y += -2.12194440e-4f * fe;
     y += -0.5f * z;
-    return m + y + 0.693359375f * fe;
+    float r = m + y + 0.693359375f * fe;
+    return x < INFINITY ? r : x; /* NaN and +inf pass through (e.g. a NaN logit's log-sum-exp) */
 }
 
 /* ---- elementwise losses ------------------------------------------------

@@ -40,7 +40,13 @@ def case(loss, name, fn, floats, consts, opts, double=False):
     recursion drifts by ~1e-4 relative over 60 frames, tapegrad's runs in double)."""
     dt = torch.float64 if double else torch.float32
     leaves = {k: v.detach().clone().float().to(dt).requires_grad_(True) for k, v in floats.items()}
-    out = fn(**leaves, **consts)
+    try:
+        out = fn(**leaves, **consts)
+    except (RuntimeError, ValueError) as e:  # PyTorch refuses the inputs: so must tapegrad
+        return {"loss": loss, "name": name, "opts": opts, "float": {k: enc(v) for k, v in leaves.items()},
+                "int": {k: enc(v) for k, v in consts.items() if not v.is_floating_point()},
+                "const": {k: enc(v) for k, v in consts.items() if v.is_floating_point()},
+                "error": str(e).splitlines()[0]}
     if out.dim() == 0:
         grad_out = torch.tensor(0.7)
     else:
@@ -275,9 +281,134 @@ def ctc_cases():
     return cs
 
 
+SPECIALS = [("nan", float("nan")), ("inf", float("inf")), ("ninf", float("-inf"))]
+
+
+def poke(t, idx, v):
+    t = t.detach().clone()
+    t.view(-1)[idx] = v
+    return t
+
+
+def nonfinite_cases():
+    """Every loss above with one NaN / +Inf / -Inf in each float argument (inputs, float
+    targets, weights, var), reductions none and mean: PyTorch's values and gradients."""
+    torch.manual_seed(4321)
+    cs = []
+
+    def add(loss, name, fn, floats, consts, opts):
+        for r in ["none", "mean"]:
+            cs.append(case(loss, f"{name}_{r}", lambda **kw: fn(r, **kw), floats, consts, dict(opts, reduction=r)))
+
+    x = torch.randn(3, 4)
+    y = torch.tensor([0, 3, 1])
+    w = torch.rand(4) + 0.5
+    xm = torch.randn(2, 4)
+    ym = torch.tensor([[1, 3, -1, 0], [2, -1, 0, 0]])
+    xh = torch.randn(3, 4) * 1.5
+    yh = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, -1.0, 1.0, 1.0], [0.0, 2.0, -1.0, 1.0]])
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    yr = torch.tensor([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]])
+    c1, c2 = torch.randn(4, 3), torch.randn(4, 3)
+    yc = torch.tensor([1.0, -1.0, -1.0, 0.0])
+    ta, tp, tn = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    xp, yp = torch.randn(3, 4), torch.rand(3, 4) * 3
+    xg, yg, vg = torch.randn(3, 4), torch.randn(3, 4), torch.rand(3, 4) + 0.1
+    T, N, C = 6, 2, 4
+    lp = torch.randn(T, N, C).log_softmax(-1)
+    ctc_t = torch.tensor([[1, 2], [3, 3]])
+    for sn, v in SPECIALS:
+        # multi_margin: the target's logit (row 1, class 3 = index 7), another logit (index 5), a weight
+        for where, idx in [("target_logit", 7), ("other_logit", 5)]:
+            for p in (1, 2):
+                add("multi_margin", f"{sn}_{where}_p{p}",
+                    lambda r, input, target, weight, p=p: F.multi_margin_loss(input, target, p=p, weight=weight, reduction=r),
+                    {"input": poke(x, idx, v)}, {"target": y, "weight": w}, {"p": p})
+        for where, c in [("used", 3), ("unused", 2)]:
+            add("multi_margin", f"weight_{sn}_{where}",
+                lambda r, input, target, weight: F.multi_margin_loss(input, target, weight=weight, reduction=r),
+                {"input": x}, {"target": y, "weight": poke(w, c, v)}, {})
+        # multilabel_margin: a target class's logit (row 0 class 1) and a non-target's (row 0 class 2)
+        for where, idx in [("target_class", 1), ("other_class", 2)]:
+            add("multilabel_margin", f"{sn}_{where}",
+                lambda r, input, target: F.multilabel_margin_loss(input, target, reduction=r),
+                {"input": poke(xm, idx, v)}, {"target": ym}, {})
+        # hinge_embedding: input where the target is 1, -1, other; a float target
+        for where, idx in [("y1", 0), ("y-1", 1), ("y_other", 8)]:
+            add("hinge_embedding", f"{sn}_input_{where}",
+                lambda r, input, target: F.hinge_embedding_loss(input, target, reduction=r),
+                {"input": poke(xh, idx, v)}, {"target": yh}, {})
+        add("hinge_embedding", f"{sn}_target",
+            lambda r, input, target: F.hinge_embedding_loss(input, target, reduction=r),
+            {"input": xh}, {"target": poke(yh, 1, v)}, {})
+        # margin_ranking: input1 (target 1 and -1), input2, target
+        for where, idx in [("y1", 0), ("y-1", 1)]:
+            add("margin_ranking", f"{sn}_input1_{where}",
+                lambda r, input1, input2, target: F.margin_ranking_loss(input1, input2, target, margin=0.5, reduction=r),
+                {"input1": poke(a, idx, v), "input2": b}, {"target": yr}, {"margin": 0.5})
+        add("margin_ranking", f"{sn}_input2",
+            lambda r, input1, input2, target: F.margin_ranking_loss(input1, input2, target, reduction=r),
+            {"input1": a, "input2": poke(b, 1, v)}, {"target": yr}, {})
+        add("margin_ranking", f"{sn}_target",
+            lambda r, input1, input2, target: F.margin_ranking_loss(input1, input2, target, reduction=r),
+            {"input1": a, "input2": b}, {"target": poke(yr, 1, v)}, {})
+        # cosine_embedding: a row with target 1, -1, 0; a float target
+        for where, idx in [("y1", 1), ("y-1", 4), ("y-1_b", 7), ("y0", 10)]:
+            add("cosine_embedding", f"{sn}_input1_{where}",
+                lambda r, input1, input2, target: F.cosine_embedding_loss(input1, input2, target, margin=0.2, reduction=r),
+                {"input1": poke(c1, idx, v), "input2": c2}, {"target": yc}, {"margin": 0.2})
+        add("cosine_embedding", f"{sn}_input2",
+            lambda r, input1, input2, target: F.cosine_embedding_loss(input1, input2, target, reduction=r),
+            {"input1": c1, "input2": poke(c2, 5, v)}, {"target": yc}, {})
+        add("cosine_embedding", f"{sn}_target",
+            lambda r, input1, input2, target: F.cosine_embedding_loss(input1, input2, target, reduction=r),
+            {"input1": c1, "input2": c2}, {"target": poke(yc, 1, v)}, {})
+        # triplet_margin: each of the three, p 2 and 1, swap
+        for arg in ["anchor", "positive", "negative"]:
+            for p, swap in [(2, False), (1, True)]:
+                fl = {"anchor": ta, "positive": tp, "negative": tn}
+                fl[arg] = poke(fl[arg], 5, v)
+                add("triplet_margin", f"{sn}_{arg}_p{p}_swap{int(swap)}",
+                    lambda r, anchor, positive, negative, p=p, swap=swap: F.triplet_margin_loss(
+                        anchor, positive, negative, p=p, swap=swap, reduction=r),
+                    fl, {}, {"p": p, "swap": swap})
+        # poisson_nll: input, target; log and rate inputs, full
+        for log_input in (True, False):
+            xin = xp if log_input else xp.abs() + 0.1
+            for full in (False, True):
+                tag = f"{'log' if log_input else 'rate'}_full{int(full)}"
+                opts = {"full": full, "no_log_input": not log_input}
+                add("poisson_nll", f"{sn}_input_{tag}",
+                    lambda r, input, target, li=log_input, fu=full: F.poisson_nll_loss(input, target, log_input=li, full=fu, reduction=r),
+                    {"input": poke(xin, 5, v)}, {"target": yp}, opts)
+                add("poisson_nll", f"{sn}_target_{tag}",
+                    lambda r, input, target, li=log_input, fu=full: F.poisson_nll_loss(input, target, log_input=li, full=fu, reduction=r),
+                    {"input": xin}, {"target": poke(yp, 5, v)}, opts)
+        # gaussian_nll: input, target, var (same shape and per row)
+        for arg in ["input", "target", "var"]:
+            fl, co = {"input": xg, "var": vg}, {"target": yg}
+            (fl if arg != "target" else co)[arg] = poke((fl if arg != "target" else co)[arg], 5, v)
+            add("gaussian_nll", f"{sn}_{arg}",
+                lambda r, input, target, var: F.gaussian_nll_loss(input, target, var, reduction=r), fl, co, {})
+        add("gaussian_nll", f"{sn}_var_per_row",
+            lambda r, input, target, var: F.gaussian_nll_loss(input, target, var, reduction=r),
+            {"input": xg, "var": poke(torch.rand(3) + 0.1, 1, v)}, {"target": yg}, {})
+        # ctc: a special log-probability on a used frame (t=1, n=0, label 1) and on a padded frame
+        for where, idx in [("used", (1 * N + 0) * C + 1), ("after_input_length", (5 * N + 1) * C + 2)]:
+            for zi in (False, True):
+                cs.append(case("ctc", f"{sn}_{where}_zi{int(zi)}_none",
+                               lambda log_probs, targets, input_lengths, target_lengths, zi=zi: F.ctc_loss(
+                                   log_probs, targets, input_lengths, target_lengths, reduction="none", zero_infinity=zi),
+                               {"log_probs": poke(lp, idx, v)},
+                               {"targets": ctc_t, "input_lengths": torch.tensor([6, 5]), "target_lengths": torch.tensor([2, 2])},
+                               {"reduction": "none", "zero_infinity": zi}, double=True))
+    return cs
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, fn in [("margin", margin_cases), ("embedding", embedding_cases), ("nll", nll_cases), ("ctc", ctc_cases)]:
+    for name, fn in [("margin", margin_cases), ("embedding", embedding_cases), ("nll", nll_cases), ("ctc", ctc_cases),
+                     ("nonfinite", nonfinite_cases)]:
         cases = fn()
         path = os.path.join(OUT, f"loss_extra_{name}.json")
         with open(path, "w") as f:

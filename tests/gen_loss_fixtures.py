@@ -36,9 +36,18 @@ def tolist(t):
 
 
 def case(name, fn, call, x, target, **opts):
-    """call(x) -> loss; records value and gradient for a random upstream gradient."""
+    """call(x) -> loss; records value and gradient for a random upstream gradient.
+    If PyTorch refuses the inputs, the case records "error" (its message) instead."""
     x = x.detach().clone().float().requires_grad_(True)
-    out = call(x)
+    try:
+        out = call(x)
+    except (RuntimeError, ValueError) as e:
+        c = {"name": name, "fn": fn, "input": tolist(x), "target": tolist(target),
+             "target_int": target.dtype == torch.int64, "error": str(e).splitlines()[0]}
+        for k, v in opts.items():
+            if v is not None:
+                c[k] = tolist(v) if isinstance(v, torch.Tensor) else v
+        return c
     g = torch.rand(out.shape) + 0.5
     out.backward(g)
     grad = x.grad if x.grad is not None else torch.zeros_like(x)
@@ -294,7 +303,165 @@ def gen_regression():
     write("regression", cases)
 
 
+# ---- NaN and +-Inf in the input, the (float) target and the weights ----
+SPECIALS = [("nan", float("nan")), ("inf", float("inf")), ("ninf", float("-inf"))]
+
+
+def poke(t, idx, v):
+    t = t.detach().clone()
+    t.view(-1)[idx] = v
+    return t
+
+
+def gen_nonfinite():
+    """Every loss of ops/loss.h with one NaN / +Inf / -Inf placed in each float argument
+    (several places where it matters: a target logit, another logit, an ignored pixel, the
+    weight of a class that no target uses). Reductions none and mean (the gradient of
+    every element is then checked too)."""
+    torch.manual_seed(4321)
+    cases = []
+
+    def add(name, fn, call, x, t, **opts):
+        for red in ["none", "mean"]:
+            cases.append(case(f"{name}_{red}", fn, lambda x: call(x, red), x, t, reduction=red, **opts))
+
+    # cross_entropy / nll_loss, class-index targets: (N,C) and (N,C,H,W)
+    x2 = torch.randn(4, 3) * 2
+    t2 = torch.tensor([0, 2, 1, 2])
+    x4 = torch.randn(2, 3, 2, 2) * 2
+    t4 = torch.tensor([[[0, 2], [1, 255]], [[2, 2], [0, 1]]])
+    w3 = torch.tensor([0.5, 1.5, 2.0])
+    for sn, v in SPECIALS:
+        # row 1: target logit (index 1*3+2 = 5), another logit (3); image 0 pixel 3 is ignored (index 3)
+        for where, idx in [("target_logit", 5), ("other_logit", 3)]:
+            for ls in [0.0, 0.1]:
+                xs = poke(x2, idx, v)
+                add(f"ce_{sn}_{where}_ls{ls}", "cross_entropy",
+                    lambda x, red: F.cross_entropy(x, t2, weight=w3, reduction=red, label_smoothing=ls), xs, t2,
+                    weight=w3, label_smoothing=ls)
+            lp = poke(torch.log_softmax(x2, 1), idx, v)
+            add(f"nll_{sn}_{where}", "nll_loss", lambda x, red: F.nll_loss(x, t2, weight=w3, reduction=red), lp, t2,
+                weight=w3)
+        for where, idx in [("pixel", 4 + 1), ("ignored_pixel", 3), ("ignored_pixel_c2", 2 * 4 + 3)]:
+            for ls in [0.0, 0.1]:
+                xs = poke(x4, idx, v)
+                add(f"ce4_{sn}_{where}_ls{ls}", "cross_entropy",
+                    lambda x, red: F.cross_entropy(x, t4, ignore_index=255, reduction=red, label_smoothing=ls), xs,
+                    t4, ignore_index=255, label_smoothing=ls)
+            lp = poke(torch.log_softmax(x4, 1), idx, v)
+            add(f"nll4_{sn}_{where}", "nll_loss", lambda x, red: F.nll_loss(x, t4, ignore_index=255, reduction=red),
+                lp, t4, ignore_index=255)
+        # all logits of a row the same special
+        xs = x2.clone()
+        xs[1] = v
+        add(f"ce_{sn}_whole_row", "cross_entropy", lambda x, red: F.cross_entropy(x, t2, reduction=red), xs, t2)
+        # weights: of a used class (2) and of a class no target uses (1 is used by row 2: use targets without it)
+        t_no1 = torch.tensor([0, 2, 0, 2])
+        for where, c in [("used", 2), ("unused", 1)]:
+            ws = poke(w3, c, v)
+            for ls in [0.0, 0.1]:
+                add(f"ce_weight_{sn}_{where}_ls{ls}", "cross_entropy",
+                    lambda x, red: F.cross_entropy(x, t_no1, weight=ws, reduction=red, label_smoothing=ls), x2, t_no1,
+                    weight=ws, label_smoothing=ls)
+            add(f"nll_weight_{sn}_{where}", "nll_loss",
+                lambda x, red: F.nll_loss(x, t_no1, weight=ws, reduction=red), torch.log_softmax(x2, 1), t_no1,
+                weight=ws)
+        ws = poke(torch.ones(3), 1, v)
+        t4u = torch.tensor([[[0, 2], [0, 255]], [[2, 2], [0, 255]]])
+        add(f"ce4_weight_{sn}_unused", "cross_entropy",
+            lambda x, red: F.cross_entropy(x, t4u, weight=ws, ignore_index=255, reduction=red), x4, t4u, weight=ws,
+            ignore_index=255)
+        # the issue's case: weight [NaN, 1], every target 1
+        if sn == "nan":
+            xb = torch.randn(3, 2)
+            tb = torch.tensor([1, 1, 1])
+            add("ce_issue_weight_nan_1", "cross_entropy",
+                lambda x, red: F.cross_entropy(x, tb, weight=torch.tensor([v, 1.0]), reduction=red), xb, tb,
+                weight=torch.tensor([v, 1.0]))
+        # probability targets: special in the input or in the target
+        tp = torch.softmax(torch.randn(4, 3), 1)
+        add(f"ce_prob_{sn}_input", "cross_entropy", lambda x, red: F.cross_entropy(x, tp, reduction=red),
+            poke(x2, 4, v), tp)
+        tps = poke(tp, 4, v)
+        add(f"ce_prob_{sn}_target", "cross_entropy", lambda x, red: F.cross_entropy(x, tps, reduction=red), x2, tps)
+
+    # elementwise and row losses: input (3,4), float target, optional weight
+    xr = torch.randn(3, 4) * 2
+    yr = torch.randn(3, 4) * 2
+    pr = torch.rand(3, 4) * 0.8 + 0.1
+    yb = (torch.rand(3, 4) > 0.5).float()
+    ys = torch.where(torch.rand(3, 4) > 0.5, 1.0, -1.0)
+    wr = torch.rand(4) + 0.5
+    lpr = torch.log_softmax(torch.randn(3, 4), 1)
+    ypr = torch.softmax(torch.randn(3, 4), 1)
+
+    def focal(x, y, red, alpha=0.25, gamma=2.0):
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        loss = ce * ((1 - p_t) ** gamma)
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+        return loss if red == "none" else loss.mean()
+
+    # (fn, x, y, extra opts, call(x, y, w, red), weight or None)
+    table = [
+        ("bce", pr, yb, {}, lambda x, y, w, red: F.binary_cross_entropy(x, y, weight=w, reduction=red), wr),
+        ("bce_logits", xr, yb, {}, lambda x, y, w, red: F.binary_cross_entropy_with_logits(x, y, weight=w, reduction=red), wr),
+        ("soft_margin", xr, ys, {}, lambda x, y, w, red: F.soft_margin_loss(x, y, reduction=red), None),
+        ("multilabel_soft_margin", xr, yb, {},
+         lambda x, y, w, red: F.multilabel_soft_margin_loss(x, y, weight=w, reduction=red), wr),
+        ("focal", xr, yb, {"alpha": 0.25, "gamma": 2.0}, lambda x, y, w, red: focal(x, y, red), None),
+        ("mse", xr, yr, {}, lambda x, y, w, red: F.mse_loss(x, y, reduction=red), None),
+        ("l1", xr, yr, {}, lambda x, y, w, red: F.l1_loss(x, y, reduction=red), None),
+        ("smooth_l1", xr, yr, {"beta": 1.0}, lambda x, y, w, red: F.smooth_l1_loss(x, y, reduction=red, beta=1.0), None),
+        ("smooth_l1", xr, yr, {"beta": 0.0}, lambda x, y, w, red: F.smooth_l1_loss(x, y, reduction=red, beta=0.0), None),
+        ("huber", xr, yr, {"delta": 1.0}, lambda x, y, w, red: F.huber_loss(x, y, reduction=red, delta=1.0), None),
+        ("kl_div", lpr, ypr, {"log_target": False}, lambda x, y, w, red: F.kl_div(x, y, reduction=red), None),
+        ("kl_div", lpr, torch.log(ypr), {"log_target": True},
+         lambda x, y, w, red: F.kl_div(x, y, reduction=red, log_target=True), None),
+    ]
+    for fn, x, y, extra, call, w in table:
+        tag = fn + "".join(f"_{k}{v}" for k, v in extra.items())
+        for sn, v in SPECIALS:
+            places = [("input", poke(x, 5, v), y, w), ("target", x, poke(y, 5, v), w)]
+            if w is not None:
+                places.append(("weight", x, y, poke(w, 1, v)))
+            for where, xs, ys_, ws in places:
+                add(f"{tag}_{sn}_{where}", fn, lambda x, red, ys_=ys_, ws=ws, call=call: call(x, ys_, ws, red), xs, ys_,
+                    weight=ws, **extra)
+        if fn == "bce_logits":
+            for sn, v in SPECIALS:
+                pw = poke(torch.rand(4) + 0.5, 1, v)
+                add(f"bce_logits_{sn}_pos_weight", fn,
+                    lambda x, red, pw=pw: F.binary_cross_entropy_with_logits(x, yb, pos_weight=pw, reduction=red),
+                    xr, yb, pos_weight=pw)
+
+    # dice: a special logit (softmax and sigmoid heads)
+    def dice(x, t, eps=1e-6):
+        N, C = x.shape[:2]
+        if C == 1:
+            p = torch.sigmoid(x)
+            g = (t == 1).float().unsqueeze(1)
+        else:
+            p = torch.softmax(x, dim=1)
+            g = F.one_hot(t, C).movedim(-1, 1).float()
+        p = p.reshape(N, C, -1)
+        g = g.reshape(N, C, -1)
+        inter = (p * g).sum(-1)
+        sets = p.sum(-1) + g.sum(-1)
+        sets = torch.where(sets == 0, 2 * inter, sets)
+        d = (2 * inter + eps) / (sets + eps)
+        return 1 - d.mean()
+    for C in [1, 2]:
+        xd = torch.randn(2, C, 2, 3)
+        td = torch.randint(0, 2, (2, 2, 3))
+        for sn, v in SPECIALS:
+            cases.append(case(f"dice_C{C}_{sn}", "dice", lambda x: dice(x, td), poke(xd, 4, v), td))
+    write("nonfinite", cases)
+
+
 if __name__ == "__main__":
     gen_ce()
     gen_binary()
     gen_regression()
+    gen_nonfinite()

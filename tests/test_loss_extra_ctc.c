@@ -8,6 +8,7 @@
 #define FIX "loss_extra_ctc.json"
 
 Test(ctc, golden) { lx_run_golden(FIX, "ctc"); }
+Test(ctc, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "ctc"); } /* NaN, +-Inf: PyTorch's values and gradients */
 
 /* ---- a test-local log_softmax over the last dim (so the check needs no other op) ---- */
 

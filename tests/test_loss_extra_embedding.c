@@ -5,7 +5,9 @@
 #define FIX "loss_extra_embedding.json"
 
 Test(cosine_embedding, golden) { lx_run_golden(FIX, "cosine_embedding"); }
+Test(cosine_embedding, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "cosine_embedding"); } /* NaN, +-Inf: PyTorch's values and gradients */
 Test(triplet_margin, golden) { lx_run_golden(FIX, "triplet_margin"); }
+Test(triplet_margin, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "triplet_margin"); } /* NaN, +-Inf: PyTorch's values and gradients */
 
 typedef struct {
     tg_tensor *target;

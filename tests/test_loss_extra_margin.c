@@ -5,9 +5,13 @@
 #define FIX "loss_extra_margin.json"
 
 Test(multi_margin, golden) { lx_run_golden(FIX, "multi_margin"); }
+Test(multi_margin, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "multi_margin"); } /* NaN, +-Inf: PyTorch's values and gradients */
 Test(multilabel_margin, golden) { lx_run_golden(FIX, "multilabel_margin"); }
+Test(multilabel_margin, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "multilabel_margin"); } /* NaN, +-Inf: PyTorch's values and gradients */
 Test(hinge_embedding, golden) { lx_run_golden(FIX, "hinge_embedding"); }
+Test(hinge_embedding, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "hinge_embedding"); } /* NaN, +-Inf: PyTorch's values and gradients */
 Test(margin_ranking, golden) { lx_run_golden(FIX, "margin_ranking"); }
+Test(margin_ranking, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "margin_ranking"); } /* NaN, +-Inf: PyTorch's values and gradients */
 
 /* ---- gradient checks (inputs chosen away from the hinge kinks) ---- */
 

@@ -5,7 +5,9 @@
 #define FIX "loss_extra_nll.json"
 
 Test(poisson_nll, golden) { lx_run_golden(FIX, "poisson_nll"); }
+Test(poisson_nll, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "poisson_nll"); } /* NaN, +-Inf: PyTorch's values and gradients */
 Test(gaussian_nll, golden) { lx_run_golden(FIX, "gaussian_nll"); }
+Test(gaussian_nll, nonfinite) { lx_run_golden("loss_extra_nonfinite.json", "gaussian_nll"); } /* NaN, +-Inf: PyTorch's values and gradients */
 
 typedef struct {
     tg_tensor *target;

@@ -1,6 +1,8 @@
 /* Golden values from PyTorch 1.13 (tests/gen_loss_fixtures.py -> tests/fixtures/loss_*.json):
  * every case's loss and its input gradient for a given upstream gradient.
- * Tolerances: loss |a-e| <= 1e-6 + 1e-5|e|; gradient |a-e| <= 1e-6 + 1e-4|e|. */
+ * loss_nonfinite.json puts NaN and +-Inf in the inputs, targets and weights; a case PyTorch
+ * refuses (an "error" entry) must be refused here too.
+ * Tolerances (NaN must be NaN, +-Inf exact): loss |a-e| <= 1e-6 + 1e-5|e|; gradient |a-e| <= 1e-6 + 1e-4|e|. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -83,12 +85,22 @@ static void run_fixture_file(const char *path, int min_cases)
         tg_tensor *x = tg_tensor_set_requires_grad(tgt_json_tensor(cJSON_GetObjectItem(c, "input"), false), true);
         const cJSON *ti = cJSON_GetObjectItem(c, "target_int");
         tg_tensor *t = tgt_json_tensor(cJSON_GetObjectItem(c, "target"), ti && cJSON_IsTrue(ti));
+        tg_tensor *w, *pw;
+        const cJSON *err = cJSON_GetObjectItem(c, "error");
+        if (err) { /* PyTorch refused these inputs: so must tapegrad */
+            tg_clear_error();
+            tg_tensor *out = run_case(c, x, t, &w, &pw);
+            cr_expect_null(out, "%s: PyTorch refuses it (%s), tapegrad returned a result", name, err->valuestring);
+            tg_tape_clear();
+            tg_tensor *all[] = {x, t, w, pw};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) tg_tensor_free(all[i]);
+            continue;
+        }
+        tg_tensor *out = run_case(c, x, t, &w, &pw);
+        cr_assert_not_null(out, "%s: %s", name, tg_last_error());
         tg_tensor *eo = tgt_json_tensor(cJSON_GetObjectItem(c, "out"), false);
         tg_tensor *go = tgt_json_tensor(cJSON_GetObjectItem(c, "grad_out"), false);
         tg_tensor *eg = tgt_json_tensor(cJSON_GetObjectItem(c, "grad"), false);
-        tg_tensor *w, *pw;
-        tg_tensor *out = run_case(c, x, t, &w, &pw);
-        cr_assert_not_null(out, "%s: %s", name, tg_last_error());
         char sa[96], se[96];
         cr_expect(out->ndim == eo->ndim && out->numel == eo->numel, "%s: output shape %s, expected %s", name,
                   tg_shape_str(out, sa, sizeof sa), tg_shape_str(eo, se, sizeof se));
@@ -110,3 +122,6 @@ static void run_fixture_file(const char *path, int min_cases)
 Test(loss_fixtures, cross_entropy_and_nll) { run_fixture_file("loss_cross_entropy.json", 400); }
 Test(loss_fixtures, binary_losses) { run_fixture_file("loss_binary.json", 130); }
 Test(loss_fixtures, regression_kl_dice) { run_fixture_file("loss_regression.json", 90); }
+/* NaN and +-Inf in the input, the float target and the weights of every loss above (values
+ * and gradients: NaN must be NaN, an infinity the same infinity). */
+Test(loss_fixtures, nonfinite_inputs_targets_weights) { run_fixture_file("loss_nonfinite.json", 300); }

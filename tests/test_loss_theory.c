@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <float.h>
+
 #include "ops/loss_util.h"
+#include "ops/math_internal.h"
 #include "tapegrad.h"
 #include "test_support.h"
 
@@ -383,4 +386,30 @@ Test(internals, vectorizable_exp_and_log_accuracy)
     cr_expect(worst_l < 3e-7, "log worst relative error %g", worst_l);
     cr_expect_eq(tgl_expf(-100.0f), 0.0f);
     cr_expect_eq(tgl_logf(1.0f), 0.0f);
+}
+
+/* Both fast exps (ops/loss_util.h's tgl_expf, ops/math_internal.h's tg_fast_expf) and tgl_logf
+ * on NaN, +-Inf and huge arguments: defined results, no undefined behaviour (the sanitizer build
+ * aborts on UBSan's "left shift of negative value" that a NaN used to cause in tgl_expf). */
+Test(internals, fast_exp_and_log_nonfinite_arguments)
+{
+    volatile float in[] = {NAN, -NAN, INFINITY, -INFINITY, FLT_MAX, -FLT_MAX, 1e30f, -1e30f, 88.5f, -200.0f, 1e-40f};
+    for (size_t k = 0; k < sizeof in / sizeof *in; k++) {
+        float x = in[k], e1 = tgl_expf(x), e2 = tg_fast_expf(x), want = expf(x);
+        if (isnan(x)) {
+            cr_expect(isnan(e1) && isnan(e2), "exp(NaN): %g %g", e1, e2);
+            cr_expect(isnan(tgl_logf(x)), "tgl_logf(NaN) = %g", tgl_logf(x));
+            continue;
+        }
+        /* tg_fast_expf follows expf everywhere; tgl_expf is for x <= 88 (exp(88) above it) */
+        cr_expect(e2 == want || fabsf(e2 - want) <= 3e-7f * want, "tg_fast_expf(%g) = %g, expf %g", x, e2, want);
+        float want1 = x > 88.0f ? expf(88.0f) : want;
+        cr_expect(fabsf(e1 - want1) <= 3e-7f * want1, "tgl_expf(%g) = %g, expected %g", x, e1, want1);
+    }
+    cr_expect(isinf(tgl_logf(INFINITY)) && tgl_logf(INFINITY) > 0, "tgl_logf(inf) = %g", tgl_logf(INFINITY));
+    /* through the loops that vectorize: a block with NaN and infinities between finite values */
+    float x[64], y[64];
+    for (int i = 0; i < 64; i++) x[i] = in[i % (sizeof in / sizeof *in)];
+    for (int i = 0; i < 64; i++) y[i] = tgl_expf(x[i]);
+    for (int i = 0; i < 64; i++) cr_expect(isnan(x[i]) == isnan(y[i]), "element %d: exp(%g) = %g", i, x[i], y[i]);
 }
