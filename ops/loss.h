@@ -19,6 +19,12 @@
  * default is zero-like (no weight, 'mean', no smoothing). ignore_index defaults
  * to -100 as PyTorch: it is used only when has_ignore_index is true.
  *
+ * Non-finite values: NaN and +-Inf in the input, a float target or a weight give PyTorch
+ * 1.13's values and gradients (tests/fixtures/loss_nonfinite.json covers every loss here):
+ * e.g. a NaN or +Inf logit makes its pixel's cross-entropy NaN (0 if the pixel is ignored,
+ * though its gradient is NaN as PyTorch's); without label smoothing a NaN weight of a class
+ * that no target uses changes nothing. Finite inputs give the same bits as before.
+ *
  * Logarithms are natural. (The Chinese cross-entropy article used as a worked
  * example writes -log(0.1) = 1 in base 10; in natural log it is 2.303.)
  */

@@ -21,6 +21,11 @@
  * (shape noted per loss). Mean of zero elements is NaN, sum is 0, as PyTorch.
  * Gradients flow to every float input named below; targets, weights and lengths get none.
  *
+ * Non-finite values: NaN and +-Inf in any float argument give PyTorch 1.13's values and
+ * gradients (tests/fixtures/loss_extra_nonfinite.json). The max(0, .) of margin_ranking,
+ * hinge_embedding, cosine_embedding and triplet_margin keeps NaN as PyTorch's clamp_min
+ * (multi_margin and multilabel_margin test z > 0 as PyTorch's kernels do, so NaN terms drop out).
+ *
  * Shapes are exact: where PyTorch 1.13 silently broadcasts size-1 dims between the
  * tensors of one loss (hinge, margin_ranking, cosine, triplet, poisson, gaussian's target),
  * tapegrad asks for the shapes stated below and reports the mismatch instead.
