@@ -76,7 +76,8 @@ TGL_INLINE void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float
         for (int64_t c = 0; c < C; c++)
             for (int64_t p = 0; p < L; p++) s[p] += tgl_expf(xb[c * S + p] - m[p]);
     }
-    for (int64_t p = 0; p < L; p++) lse[p] = m[p] + tgl_logf(s[p]);
+    /* s is NaN when a logit is NaN or +inf (x - max NaN), and tgl_logf does not keep NaN: select it */
+    for (int64_t p = 0; p < L; p++) lse[p] = m[p] + (s[p] == s[p] ? tgl_logf(s[p]) : s[p]);
 }
 
 /* Class labels of a block: y in [0,C), -1 for ignored. Returns false on an out-of-range target. */

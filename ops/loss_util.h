@@ -52,14 +52,16 @@ TGL_INLINE float tgl_maxf(float a, float b) { return a > b ? a : b; }
 TGL_INLINE float tgl_minf(float a, float b) { return a < b ? a : b; }
 
 /* exp for x <= 88 (Cephes polynomial, ~1 ulp); 0 below -87.3 (and for -inf); NaN gives NaN;
- * x > 88 (+inf included) gives exp(88). Written so loops vectorize; no undefined behaviour for
- * any x: the clamps are ordered so that NaN becomes 88 before the float -> int conversion. */
+ * x > 88 (+inf included) gives exp(88). Written so loops vectorize. No undefined behaviour for
+ * any x: 2^n is built from the bits of the rounding sum in unsigned arithmetic (a float -> int
+ * conversion of NaN, and a shift of the negative int it gave, were undefined); a NaN x stays NaN
+ * through the clamps and the polynomial, at no cost. */
 TGL_INLINE float tgl_expf(float x)
 {
-    float xc = x < 88.0f ? x : 88.0f; /* NaN -> 88 (the result is replaced by NaN below) */
-    xc = xc > -87.3f ? xc : -87.3f;
-    float fn = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5*2^23 */
-    fn -= 12582912.0f;
+    float xc = x > 88.0f ? 88.0f : x; /* (NaN passes both clamps) */
+    xc = xc < -87.3f ? -87.3f : xc;
+    float t = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5*2^23: t = 1.5*2^23 + n */
+    float fn = t - 12582912.0f;
     float r = xc - fn * 0.693359375f;
     r = r + fn * 2.12194440e-4f;
     float y = 1.9875691500e-4f;
@@ -69,16 +71,18 @@ TGL_INLINE float tgl_expf(float x)
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)fn + 127) << 23;
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    uint32_t bits = (tb - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 for n in [-126, 127] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    /* a multiply by the mask, not a branch: keeps the loop free of control flow; selects too */
-    float e = y * scale * (float)(x >= -87.3f);
-    return x == x ? e : x;
+    /* a multiply by the mask, not a branch: keeps the loop free of control flow (NaN * 0 stays NaN) */
+    return y * scale * (float)(x >= -87.3f);
 }
 
 /* Natural log for positive normal finite x (Cephes polynomial, ~1 ulp); vectorizable.
- * NaN and +inf give themselves (a select, no branch); 0, negatives and denormals are not handled. */
+ * Other x (NaN, inf, 0, negatives, denormals) give a finite meaningless value, without undefined
+ * behaviour: a caller that can meet NaN selects it itself (a select here costs BCE 4%). */
 TGL_INLINE float tgl_logf(float x)
 {
     int32_t bits;
@@ -104,8 +108,7 @@ TGL_INLINE float tgl_logf(float x)
     y = y * m * z;
     y += -2.12194440e-4f * fe;
     y += -0.5f * z;
-    float r = m + y + 0.693359375f * fe;
-    return x < INFINITY ? r : x; /* NaN and +inf pass through (e.g. a NaN logit's log-sum-exp) */
+    return m + y + 0.693359375f * fe;
 }
 
 /* ---- elementwise losses ------------------------------------------------
