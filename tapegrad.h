@@ -2,6 +2,7 @@
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 
+#include "core/version.h"
 #include "core/core.h"
 #include "core/progress.h"
 #include "core/cli.h"

@@ -3,11 +3,15 @@
  * (~6x slower sgemm on AVX-512 machines). OpenBLAS reads OPENBLAS_CORETYPE only
  * when it loads, before main, so the fix is to re-execute the program once with
  * the variable set. */
-#include "core.h"
+#include "core_internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Set once the process has said what it will about the kernels (restart failed, or warned). */
+static atomic_bool kernel_checked;
 
 static bool in_list(const char *name, const char *const *list)
 {
@@ -26,6 +30,18 @@ const char *tg_blas_recommended_core(const char *current, bool has_avx512, bool 
     return NULL;
 }
 
+static void cpu_features(bool *avx512, bool *avx2_fma)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    *avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    *avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    *avx512 = *avx2_fma = false;
+#endif
+}
+
 bool tg_blas_select_kernel(int argc, char **argv)
 {
     (void)argc;
@@ -33,14 +49,8 @@ bool tg_blas_select_kernel(int argc, char **argv)
     const char *opt = getenv("TG_BLAS_AUTO");
     if (opt && !strcmp(opt, "0")) return false;
     if (getenv("TG_BLAS_REEXECUTED")) return false; /* never loop */
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    bool avx512 = false, avx2 = false;
-#endif
+    bool avx512, avx2;
+    cpu_features(&avx512, &avx2);
     const char *current = tg_blas_core();
     const char *want = tg_blas_recommended_core(current, avx512, avx2);
     if (!want || !argv || !argv[0]) return false;
@@ -56,5 +66,33 @@ bool tg_blas_select_kernel(int argc, char **argv)
     unsetenv("OPENBLAS_CORETYPE");
     fprintf(stderr, "tapegrad: could not restart (%s is unreadable); continuing with '%s'\n", "/proc/self/exe",
             current);
+    atomic_store(&kernel_checked, true); /* said so: no second warning at the first BLAS op */
     return false;
+}
+
+/* For programs that do not call tg_blas_select_kernel (a library's users): results are
+ * the same with any kernel, only slower, so one line on stderr says so and how to fix it. */
+const char *tg_blas_warning_text(const char *current, bool has_avx512, bool has_avx2_fma, const char *auto_opt,
+                                 char *buf, size_t size)
+{
+    if (auto_opt && !strcmp(auto_opt, "0")) return NULL; /* TG_BLAS_AUTO=0: the user knows */
+    const char *want = tg_blas_recommended_core(current, has_avx512, has_avx2_fma);
+    if (!want || !buf || !size) return NULL;
+    snprintf(buf, size,
+             "tapegrad: OpenBLAS runs its generic '%s' kernels on a CPU with %s (several times slower; results "
+             "are correct): set OPENBLAS_CORETYPE=%s or call tg_blas_select_kernel(argc, argv) first in main "
+             "(TG_BLAS_AUTO=0 hides this)",
+             current, has_avx512 ? "AVX-512" : "AVX2/FMA", want);
+    return buf;
+}
+
+void tg_blas_check_kernel(void)
+{
+    if (atomic_load_explicit(&kernel_checked, memory_order_relaxed)) return;
+    if (atomic_exchange(&kernel_checked, true)) return; /* another thread got here first */
+    bool avx512, avx2;
+    cpu_features(&avx512, &avx2);
+    char line[400];
+    if (tg_blas_warning_text(tg_blas_core(), avx512, avx2, getenv("TG_BLAS_AUTO"), line, sizeof line))
+        fprintf(stderr, "%s\n", line);
 }

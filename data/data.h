@@ -70,8 +70,13 @@ typedef struct tg_seg_dataset tg_seg_dataset;
 
 typedef enum { TG_DRIVE_TRAINING, TG_DRIVE_TEST } tg_drive_split;
 
-/* The DRIVE root used when none is given: $TG_DRIVE_DIR if set, else the build's
- * TG_DEFAULT_DRIVE_DIR (<repo>/../shared/data/DRIVE). Static storage. */
+/* The DRIVE root used when none is given, resolved at run time: $TG_DRIVE_DIR if set
+ * (as is), else the first of these holding training/ or test/: data/DRIVE and
+ * ../shared/data/DRIVE from the working directory, then the same two from the running
+ * program's directory (/proc/self/exe), its parent and its grandparent (so build/bin/
+ * programs of the repository find <repo>/../shared/data/DRIVE); else "data/DRIVE".
+ * A found directory comes as an absolute path. Thread-local storage, valid until the
+ * thread's next call. */
 const char *tg_drive_default_root(void);
 /* Opens DRIVE in its official layout (root NULL: the default root):
  *   training/images/21_training.tif .. 40, test/images/01_test.tif .. 20,

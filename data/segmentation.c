@@ -5,13 +5,11 @@
 #include "data_internal.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#ifndef TG_DEFAULT_DRIVE_DIR
-#define TG_DEFAULT_DRIVE_DIR "data/DRIVE"
-#endif
+#include <unistd.h>
 
 typedef struct {
     char *image, *label, *mask; /* paths (mask may be NULL) */
@@ -26,12 +24,6 @@ struct tg_seg_dataset {
     bool preload;
 };
 
-const char *tg_drive_default_root(void)
-{
-    const char *env = getenv("TG_DRIVE_DIR");
-    return env && env[0] ? env : TG_DEFAULT_DRIVE_DIR;
-}
-
 static char *path_join(const char *a, const char *b, const char *c)
 {
     size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + 3;
@@ -44,6 +36,50 @@ static bool is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* DRIVE's usual places, relative to a base directory (see tg_drive_default_root). */
+static const char *const DRIVE_PLACES[] = {"data/DRIVE", "../shared/data/DRIVE"};
+#define N_DRIVE_PLACES (sizeof DRIVE_PLACES / sizeof DRIVE_PLACES[0])
+
+/* base/place (base NULL: the working directory) into out as an absolute path, if it is a
+ * directory holding training/ or test/. */
+static bool drive_at(const char *base, const char *place, char *out)
+{
+    char probe[PATH_MAX + 64], split[PATH_MAX + 80];
+    if (snprintf(probe, sizeof probe, "%s%s%s", base ? base : "", base ? "/" : "", place) >= (int)sizeof probe)
+        return false;
+    snprintf(split, sizeof split, "%s/training", probe);
+    bool found = is_dir(split);
+    if (!found) {
+        snprintf(split, sizeof split, "%s/test", probe);
+        found = is_dir(split);
+    }
+    return found && realpath(probe, out) != NULL;
+}
+
+const char *tg_drive_default_root(void)
+{
+    const char *env = getenv("TG_DRIVE_DIR");
+    if (env && env[0]) return env;
+    static _Thread_local char found[PATH_MAX];
+    for (size_t i = 0; i < N_DRIVE_PLACES; i++)
+        if (drive_at(NULL, DRIVE_PLACES[i], found)) return found;
+    /* Relative to the program: its directory, that directory's parent and grandparent
+     * (build/bin/PROGRAM of this repository: <repo>/../shared/data/DRIVE). */
+    char dir[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n > 0) {
+        dir[n] = '\0';
+        for (int up = 0; up < 3; up++) {
+            char *slash = strrchr(dir, '/');
+            if (!slash || slash == dir) break;
+            *slash = '\0'; /* the program's directory, then its parents */
+            for (size_t i = 0; i < N_DRIVE_PLACES; i++)
+                if (drive_at(dir, DRIVE_PLACES[i], found)) return found;
+        }
+    }
+    return DRIVE_PLACES[0];
 }
 
 void tg_seg_dataset_free(tg_seg_dataset *ds)

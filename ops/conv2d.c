@@ -271,6 +271,7 @@ static const tg_op_def CONV2D_OP = {"conv2d", conv2d_backward};
 
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts opts)
 {
+    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
     const char *op = "tg_conv2d";
     if (!tg_check_f32(op, "x", x) || !tg_check_f32(op, "weight", w)) return NULL;
     if (!tg_check_ndim(op, "x", x, 4, 4) || !tg_check_ndim(op, "weight", w, 4, 4)) return NULL;
@@ -372,6 +373,7 @@ static const tg_op_def CONV_TRANSPOSE2D_OP = {"conv_transpose2d", conv_transpose
 
 tg_tensor *tg_conv_transpose2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts opts)
 {
+    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
     const char *op = "tg_conv_transpose2d";
     if (!tg_check_f32(op, "x", x) || !tg_check_f32(op, "weight", w)) return NULL;
     if (!tg_check_ndim(op, "x", x, 4, 4) || !tg_check_ndim(op, "weight", w, 4, 4)) return NULL;

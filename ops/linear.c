@@ -41,6 +41,7 @@ static const tg_op_def LINEAR_OP = {"linear", linear_backward};
 
 tg_tensor *tg_linear(tg_tensor *x, tg_tensor *w, tg_tensor *bias)
 {
+    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
     const char *op = "tg_linear";
     if (!tg_check_f32(op, "x", x) || !tg_check_f32(op, "weight", w)) return NULL;
     if (!tg_check_ndim(op, "x", x, 1, TG_MAX_DIMS) || !tg_check_ndim(op, "weight", w, 2, 2)) return NULL;

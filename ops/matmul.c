@@ -149,6 +149,7 @@ static const tg_op_def MATMUL_OP = {"matmul", matmul_backward};
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
 {
+    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
     if (!tg_check_f32("tg_matmul", "a", a) || !tg_check_f32("tg_matmul", "b", b)) return NULL;
     /* The common 2-D case goes straight to one sgemm. */
     if (a->ndim == 2 && b->ndim == 2 && a->shape[1] == b->shape[0] && fits_blas_int(a->shape[0]) &&

@@ -211,7 +211,45 @@ Test(drive, root_from_environment)
     cr_expect_not_null(ds, "%s", tg_last_error());
     tg_seg_dataset_free(ds);
     unsetenv("TG_DRIVE_DIR");
-    cr_expect_str_eq(tg_drive_default_root(), TG_DEFAULT_DRIVE_DIR);
+    cr_expect_str_neq(tg_drive_default_root(), tdu_dir);
+}
+
+/* Without TG_DRIVE_DIR the root is found at run time (nothing compiled in): data/DRIVE,
+ * then ../shared/data/DRIVE from the working directory, then from the program's place. */
+Test(drive, default_root_found_at_run_time)
+{
+    unsetenv("TG_DRIVE_DIR");
+    char cwd[4096], want[4096];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    tdu_mkdir("work");
+    tdu_mkdir("shared");
+    tdu_mkdir("shared/data");
+    tdu_mkdir("shared/data/DRIVE");
+    cr_assert_eq(chdir(tdu_path("work")), 0);
+    /* an empty folder is not DRIVE: it needs training/ or test/ */
+    cr_expect_str_neq(tg_drive_default_root(), realpath(tdu_path("shared/data/DRIVE"), want));
+    tdu_mkdir("shared/data/DRIVE/test");
+    cr_expect_str_eq(tg_drive_default_root(), realpath(tdu_path("shared/data/DRIVE"), want));
+    tdu_mkdir("work/data");
+    tdu_mkdir("work/data/DRIVE");
+    tdu_mkdir("work/data/DRIVE/training");
+    cr_expect_str_eq(tg_drive_default_root(), realpath(tdu_path("work/data/DRIVE"), want));
+    setenv("TG_DRIVE_DIR", "/elsewhere", 1);
+    cr_expect_str_eq(tg_drive_default_root(), "/elsewhere");
+    unsetenv("TG_DRIVE_DIR");
+    /* from a directory with neither: relative to this program (build/bin/test_drive), which
+     * in this repository's layout is <repo>/../shared/data/DRIVE */
+    cr_assert_eq(chdir(tdu_dir), 0);
+    char repo_drive[4096];
+    snprintf(repo_drive, sizeof repo_drive, "%s/../../../shared/data/DRIVE/test", TG_BIN_DIR);
+    struct stat st;
+    if (stat(repo_drive, &st) == 0) {
+        snprintf(repo_drive, sizeof repo_drive, "%s/../../../shared/data/DRIVE", TG_BIN_DIR);
+        cr_expect_str_eq(tg_drive_default_root(), realpath(repo_drive, want));
+    } else {
+        cr_expect_str_eq(tg_drive_default_root(), "data/DRIVE");
+    }
+    cr_assert_eq(chdir(cwd), 0);
 }
 
 /* ---- folders ----------------------------------------------------------- */
