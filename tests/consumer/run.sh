@@ -95,6 +95,23 @@ export PKG_CONFIG_PATH="$static_prefix/lib/pkgconfig"
 step app-pkgconfig-build $cc -std=c11 -o "$work/app-pkgconfig" "$here/consumer.c" \
   $(pkg-config --cflags tapegrad) $(pkg-config --static --libs tapegrad)
 run_consumer run-pkgconfig "$work/app-pkgconfig"
+# README's example program, compiled as README says (pkg-config), and README's link line
+# without pkg-config (Debian x86-64 paths), P standing for the prefix.
+readme="$src/README.md"
+sed -n '/^<!-- example: app.c -->$/,/^```$/p' "$readme" | sed '1,2d;$d' >"$work/readme_app.c"
+[ -s "$work/readme_app.c" ] || fail "README: no example block after <!-- example: app.c -->"
+step readme-app-pkgconfig-build $cc -std=c11 -Wall -Wextra -Werror -o "$work/readme-app" "$work/readme_app.c" \
+  $(pkg-config --cflags tapegrad) $(pkg-config --libs --static tapegrad)
+mkdir -p "$work/out-readme-app"
+step readme-app-run bash -c 'cd "$1" && "$2" && [ -s model.safetensors ]' _ "$work/out-readme-app" "$work/readme-app"
+if [ -d "$openmp_blas" ] && [ "$openmp_blas" = /usr/lib/x86_64-linux-gnu/openblas-openmp ]; then
+  line=$(sed -n '/^cc app.c -o app -IP\/include/,/[^\\]$/p' "$readme" | tr -d '\\\n')
+  [ -n "$line" ] || fail "README: no plain link line"
+  line=${line//P\//$static_prefix/}
+  line=${line/app.c -o app/$work/readme_app.c -o $work/readme-app-plain}
+  step readme-link-line bash -c "$line"
+  step readme-link-line-run bash -c 'cd "$1" && "$2"' _ "$work/out-readme-app" "$work/readme-app-plain"
+fi
 unset PKG_CONFIG_PATH
 
 # ---- 3. add_subdirectory and FetchContent: only the library is built -----------------------
