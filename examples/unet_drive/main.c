@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dataset.h"
 #include "report.h"
+#include "seeds.h"
 
 enum { HEAD_SIGMOID = 0, HEAD_SOFTMAX = 1 };
 static const char *const HEAD_NAME[2] = {"sigmoid", "softmax"};
@@ -28,6 +30,13 @@ typedef struct {
     uint64_t seed;
     int64_t limit_train, limit_test;
     bool resume, report_only;
+    /* --seeds: every seed trains both heads into OUT/seed_S/HEAD (n_seeds 0: --seed alone, OUT/HEAD) */
+    long long seeds[UNET_MAX_SEEDS];
+    int n_seeds;
+    /* --mean/--std (given), then the normalisation in use once the data is open; --base-size (0: from the images) */
+    float mean[3], std[3];
+    bool mean_given, std_given;
+    int base_size;
 } config;
 
 static const char *USAGE =
@@ -37,17 +46,23 @@ static const char *USAGE =
     "options (defaults in brackets):\n"
     "  --head both|sigmoid|softmax  which heads to train [both: sigmoid, then softmax]\n"
     "  --epochs N          epochs per head [40]\n"
-    "  --batch-size N      [4]      --crop N   random crop side [480]\n"
+    "  --batch-size N      [4]      --crop N   random crop side [480 for DRIVE; else from the image size]\n"
+    "  --base-size N       random resize base (shorter side drawn in [0.5N, 1.2N]) [the smallest image side: 565 for DRIVE]\n"
     "  --base-c N          UNet base width [16] (the reference uses 64 and 200 epochs on a GPU)\n"
     "  --lr LR [0.01]  --momentum M [0.9]  --weight-decay WD [1e-4]  --warmup-epochs N [1]\n"
     "  --class-weight W0,W1  background and vessel loss weights [1,2]\n"
     "  --seed S [0]  --threads T [all cores]  --workers W  data-loading threads [1]\n"
+    "  --seeds S1,S2,...   train both heads for every seed into OUT/seed_S/<head>; the report gives mean +- std\n"
+    "                      per head and the paired difference softmax - sigmoid with a 95%% t interval\n"
+    "  --mean M0,M1,M2 --std S0,S1,S2  input normalisation on [0,1] values [DRIVE: its published values;\n"
+    "                      other datasets: computed over the training images inside their masks]\n"
     "  --eval-every K      evaluate on the test images every K epochs (and after the last) [1]\n"
     "  --overlays K        test images drawn in overlay PNGs by the report [3]\n"
     "  --limit-train N / --limit-test N   use only the first N images (smoke tests)\n"
     "  --resume            continue OUT/<head>/last.safetensors (model, optimizer, schedule, epoch)\n"
     "  --stop-after K      stop each head after epoch K (the schedule still plans --epochs; --resume goes on)\n"
-    "  --data DIR          DRIVE root with training/ and test/ [$TG_DRIVE_DIR or ";
+    "  --data DIR          DRIVE's layout, or DIR/training and DIR/test each with images/, labels/ and\n"
+    "                      optional masks/ (detected) [$TG_DRIVE_DIR or ";
 
 static void print_usage(FILE *f) { fprintf(f, "%s%s]\n  --out DIR           [runs/unet_drive]\n", USAGE, tg_drive_default_root()); }
 
@@ -62,9 +77,10 @@ static int usage_error(const char *fmt, const char *arg)
 /* 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, config *c)
 {
-    *c = (config){.out = "runs/unet_drive", .head = {true, true}, .epochs = 40, .batch = 4, .crop = 480,
+    *c = (config){.out = "runs/unet_drive", .head = {true, true}, .epochs = 40, .batch = 4, .crop = 0,
                   .base_c = 16, .warmup_epochs = 1, .workers = 1, .eval_every = 1, .overlays = 3, .lr = 0.01,
                   .momentum = 0.9, .weight_decay = 1e-4, .class_weight = {1.0, 2.0}};
+    bool seed_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -83,7 +99,8 @@ static int parse_args(int argc, char **argv, config *c)
         static const char *const WITH_VALUE[] = {
             "--head", "--epochs", "--batch-size", "--crop", "--base-c", "--warmup-epochs", "--threads", "--workers",
             "--eval-every", "--overlays", "--lr", "--momentum", "--weight-decay", "--class-weight", "--seed",
-            "--limit-train", "--limit-test", "--data", "--out", "--eval", "--stop-after"};
+            "--limit-train", "--limit-test", "--data", "--out", "--eval", "--stop-after", "--seeds", "--mean", "--std",
+            "--base-size"};
         bool known = false;
         for (size_t k = 0; k < sizeof WITH_VALUE / sizeof *WITH_VALUE; k++) known |= !strcmp(a, WITH_VALUE[k]);
         if (!known) return usage_error("unknown option '%s'", a);
@@ -111,6 +128,19 @@ static int parse_args(int argc, char **argv, config *c)
         INT_OPT("--eval-every", eval_every, 1, 100000)
         INT_OPT("--overlays", overlays, 0, 20)
         INT_OPT("--stop-after", stop_after, 1, 100000)
+        INT_OPT("--base-size", base_size, 16, 4096)
+        else if (!strcmp(a, "--seeds")) {
+            if (!unet_seeds_parse(v, c->seeds, &c->n_seeds))
+                return usage_error("--seeds takes distinct whole numbers >= 0 separated by commas (e.g. 0,1,2), "
+                                   "not '%s'", v);
+        } else if (!strcmp(a, "--mean")) {
+            if (!unet_norm_parse(v, false, c->mean)) return usage_error("--mean takes three numbers M0,M1,M2, not '%s'", v);
+            c->mean_given = true;
+        } else if (!strcmp(a, "--std")) {
+            if (!unet_norm_parse(v, true, c->std))
+                return usage_error("--std takes three positive numbers S0,S1,S2, not '%s'", v);
+            c->std_given = true;
+        }
         else if (!strcmp(a, "--lr")) {
             if (!tg_cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
         } else if (!strcmp(a, "--momentum")) {
@@ -135,6 +165,7 @@ static int parse_args(int argc, char **argv, config *c)
         } else if (!strcmp(a, "--seed")) {
             if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
             c->seed = (uint64_t)n;
+            seed_given = true;
         } else if (!strcmp(a, "--limit-train")) {
             if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-train takes a whole number >= 1, not '%s'", v);
             c->limit_train = n;
@@ -148,6 +179,8 @@ static int parse_args(int argc, char **argv, config *c)
 #undef INT_OPT
     }
     if (c->eval_ckpt && c->report_only) return usage_error("%s", "--eval and --report-only are separate commands");
+    if (seed_given && c->n_seeds) return usage_error("%s", "give --seed S or --seeds S1,S2,..., not both");
+    if (c->mean_given != c->std_given) return usage_error("%s", "--mean and --std go together (give both)");
     return 0;
 }
 
@@ -209,7 +242,8 @@ static tg_tensor *head_loss(int head, tg_tensor *logits, const tg_tensor *y, con
 /* ---- data ----------------------------------------------------------------------------------- */
 
 typedef struct {
-    tg_seg_dataset *train_seg, *test_seg;
+    unet_data data;           /* the segmentation datasets, layout and normalisation (dataset.h) */
+    tg_seg_dataset *train_seg, *test_seg; /* borrowed from data */
     tg_dataset *train, *test;
     tg_seg_augment aug;
 } drive_data;
@@ -218,26 +252,43 @@ static void drive_data_free(drive_data *d)
 {
     tg_dataset_free(d->train);
     tg_dataset_free(d->test);
-    tg_seg_dataset_free(d->train_seg);
-    tg_seg_dataset_free(d->test_seg);
+    unet_data_close(&d->data);
     memset(d, 0, sizeof *d);
 }
 
-static tg_status drive_data_open(const config *c, bool need_train, drive_data *d)
+/* Opens the dataset at --data (DRIVE's layout or folders, printed if verbose). Normalisation:
+ * norm_mean/norm_std if given (a checkpoint's), else --mean/--std, else the dataset's (dataset.h);
+ * the one in use is copied to c->mean/std. Resolves --base-size and --crop from the images. */
+static tg_status drive_data_open(config *c, bool need_train, const float *norm_mean, const float *norm_std,
+                                 bool verbose, drive_data *d)
 {
     memset(d, 0, sizeof *d);
     const char *root = c->data ? c->data : tg_drive_default_root();
-    struct stat st;
-    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode))
-        return tg_error(TG_ERR_IO,
-                        "no DRIVE dataset at %s (expected %s/training/images/21_training.tif ... and "
-                        "%s/test/images/01_test.tif ...): download DRIVE, then pass --data DIR or set TG_DRIVE_DIR",
-                        root, root, root);
-    if (need_train && !(d->train_seg = tg_drive_open(root, TG_DRIVE_TRAINING))) return tg_last_status();
-    if (!(d->test_seg = tg_drive_open(root, TG_DRIVE_TEST))) return tg_last_status();
-    d->aug = tg_seg_augment_drive(565, c->crop);
+    if (!norm_mean && c->mean_given) norm_mean = c->mean, norm_std = c->std;
+    tg_status st = unet_data_open(root, need_train, norm_mean, norm_std, &d->data);
+    if (st != TG_OK) return st;
+    d->train_seg = d->data.train;
+    d->test_seg = d->data.test;
+    memcpy(c->mean, d->data.mean, sizeof c->mean);
+    memcpy(c->std, d->data.std, sizeof c->std);
+    const bool drive = d->data.layout == UNET_LAYOUT_DRIVE;
+    if (!c->base_size) c->base_size = drive ? 565 : d->data.min_side;
+    if (!c->crop) c->crop = unet_default_crop(c->base_size);
+    if (verbose) {
+        char m[64], s[64];
+        unet_norm_format(c->mean, m, sizeof m);
+        unet_norm_format(c->std, s, sizeof s);
+        printf("data: %s at %s: %lld training, %lld test images; normalisation mean %s, std %s (%s); base size %d, "
+               "crop %d\n",
+               unet_layout_describe(d->data.layout, d->data.masks), root,
+               (long long)tg_seg_dataset_length(d->train_seg), (long long)tg_seg_dataset_length(d->test_seg), m, s,
+               d->data.norm_source, c->base_size, c->crop);
+    }
+    d->aug = tg_seg_augment_drive(c->base_size, c->crop);
+    memcpy(d->aug.mean, c->mean, sizeof d->aug.mean);
+    memcpy(d->aug.std, c->std, sizeof d->aug.std);
     if (need_train && !(d->train = tg_seg_dataset_train(d->train_seg, &d->aug))) return tg_last_status();
-    if (!(d->test = tg_seg_dataset_eval(d->test_seg, TG_DRIVE_MEAN, TG_DRIVE_STD))) return tg_last_status();
+    if (!(d->test = tg_seg_dataset_eval(d->test_seg, c->mean, c->std))) return tg_last_status();
     /* --limit-*: the first N samples (datasets read only indices below length) */
     if (d->train && c->limit_train && c->limit_train < d->train->length) d->train->length = c->limit_train;
     if (c->limit_test && c->limit_test < d->test->length) d->test->length = c->limit_test;
@@ -327,6 +378,11 @@ static void fill_meta(tg_meta *meta, const config *c, int head, int epoch, const
     meta_double(meta, "weight_decay", c->weight_decay);
     meta_double(meta, "class_weight_0", c->class_weight[0]);
     meta_double(meta, "class_weight_1", c->class_weight[1]);
+    char norm[64];
+    unet_norm_format(c->mean, norm, sizeof norm); /* the input normalisation, for --eval and --predict */
+    tg_meta_set(meta, "norm_mean", norm);
+    unet_norm_format(c->std, norm, sizeof norm);
+    tg_meta_set(meta, "norm_std", norm);
     if (best) {
         meta_double(meta, "best_dice", best->dice);
         meta_int(meta, "best_epoch", best->epoch);
@@ -339,8 +395,9 @@ static bool meta_get_int(const tg_meta *m, const char *key, long long lo, long l
     return v && tg_cli_parse_long(v, lo, hi, out);
 }
 
-/* A model for the checkpoint's metadata (head, base_c), with its weights. */
-static tg_unet *load_model(const char *path, int *head)
+/* A model for the checkpoint's metadata (head, base_c), with its weights; its normalisation
+ * ("norm_mean"/"norm_std"; checkpoints without them were trained on DRIVE with DRIVE's values). */
+static tg_unet *load_model(const char *path, int *head, float mean[3], float std[3])
 {
     tg_meta meta = {0};
     tg_param_list *probe = tg_param_list_new();
@@ -361,6 +418,16 @@ static tg_unet *load_model(const char *path, int *head)
         return NULL;
     }
     *head = strcmp(h, "sigmoid") ? HEAD_SOFTMAX : HEAD_SIGMOID;
+    const char *nm = tg_meta_get(&meta, "norm_mean"), *ns = tg_meta_get(&meta, "norm_std");
+    if (!nm && !ns) {
+        memcpy(mean, TG_DRIVE_MEAN, 3 * sizeof *mean);
+        memcpy(std, TG_DRIVE_STD, 3 * sizeof *std);
+    } else if (!unet_norm_parse(nm, false, mean) || !unet_norm_parse(ns, true, std)) {
+        tg_error(TG_ERR_FORMAT, "%s: bad \"norm_mean\"/\"norm_std\" in the metadata ('%s', '%s'; expected three "
+                 "numbers each)", path, nm ? nm : "", ns ? ns : "");
+        tg_meta_clear(&meta);
+        return NULL;
+    }
     tg_meta_clear(&meta);
     tg_unet *m = tg_unet_new(3, (int)classes, (int)base_c, NULL);
     if (!m) return NULL;
@@ -442,6 +509,8 @@ static int train_head(const config *c, int head, const drive_data *d)
     unet_run run = {.num_classes = classes, .params = tg_param_list_numel(m->params, TG_KIND_PARAM),
                     .base_c = c->base_c, .crop = c->crop, .batch = c->batch, .epochs_planned = c->epochs};
     snprintf(run.head, sizeof run.head, "%s", HEAD_NAME[head]);
+    unet_norm_format(c->mean, run.norm_mean, sizeof run.norm_mean);
+    unet_norm_format(c->std, run.norm_std, sizeof run.norm_std);
     int start_epoch = 0;
     FILE *log = NULL;
     struct stat st_last;
@@ -592,17 +661,18 @@ static int train_head(const config *c, int head, const drive_data *d)
 
 /* ---- report ---------------------------------------------------------------------------------- */
 
-/* Overlays of the first K test images with each head's best checkpoint. */
-static tg_status write_overlays(const config *c, const drive_data *d, int k_images)
+/* Overlays of the first K test images with each head's best checkpoint in models_dir, into c->out. */
+static tg_status write_overlays(const config *c, const char *models_dir, const drive_data *d, int k_images)
 {
     tg_unet *models[2] = {NULL, NULL};
     int heads[2], n = 0;
+    float mean[2][3], std[2][3];
     for (int h = 0; h < 2; h++) {
         char path[1200];
-        snprintf(path, sizeof path, "%s/%s/best.safetensors", c->out, HEAD_NAME[h]);
+        snprintf(path, sizeof path, "%s/%s/best.safetensors", models_dir, HEAD_NAME[h]);
         struct stat st;
         if (stat(path, &st) != 0) continue;
-        if (!(models[n] = load_model(path, &heads[n]))) {
+        if (!(models[n] = load_model(path, &heads[n], mean[n], std[n]))) {
             for (int i = 0; i < n; i++) tg_unet_free(models[i]);
             return tg_last_status();
         }
@@ -618,11 +688,9 @@ static tg_status write_overlays(const config *c, const drive_data *d, int k_imag
         const int64_t P = (int64_t)img->width * img->height;
         tg_tensor *x = tg_tensor_zeros(TG_SHAPE(1, 3, img->height, img->width));
         uint8_t *preds[2] = {malloc((size_t)P), malloc((size_t)P)};
-        if (!x || !preds[0] || !preds[1] ||
-            (st = tg_seg_to_tensor(img, NULL, TG_DRIVE_MEAN, TG_DRIVE_STD, x->data, NULL)) != TG_OK) {
-            if (st == TG_OK) st = tg_error(TG_ERR_NOMEM, "out of memory");
-        }
+        if (!x || !preds[0] || !preds[1]) st = tg_error(TG_ERR_NOMEM, "out of memory");
         for (int k = 0; k < n && st == TG_OK; k++) {
+            if ((st = tg_seg_to_tensor(img, NULL, mean[k], std[k], x->data, NULL)) != TG_OK) break;
             tg_param_list_train(models[k]->params, false);
             tg_tensor *logits = tg_unet_forward(models[k], x);
             if (!logits) st = tg_last_status();
@@ -679,22 +747,44 @@ static int report(const config *c, const drive_data *d)
         if (unet_plot_curves(path, runs, n) == TG_OK) printf("\ncurves: %s\n", path);
         else fprintf(stderr, "unet_drive: no curves.png: %s\n", tg_last_error());
     }
-    if (rc == 0 && d && c->overlays && write_overlays(c, d, c->overlays) != TG_OK) rc = fail("cannot draw the overlays");
+    if (rc == 0 && d && c->overlays && write_overlays(c, c->out, d, c->overlays) != TG_OK)
+        rc = fail("cannot draw the overlays");
     if (rc == 0) printf("report: %s/report.md\n", c->out);
     for (int i = 0; i < n; i++) unet_run_free(&runs[i]);
     return rc;
 }
 
-static int run_eval(const config *c)
+/* --seeds: OUT/report.md over the seeds (seeds.c), curves with bands, overlays of the first seed's models. */
+static int report_seeds(const config *c, const drive_data *d)
+{
+    long long found[UNET_MAX_SEEDS];
+    int n = c->n_seeds;
+    const long long *seeds = c->seeds;
+    if (!n) {
+        if (unet_seeds_find(c->out, found, &n) != TG_OK) return fail("cannot list the seeds");
+        seeds = found;
+    }
+    printf("\n");
+    if (unet_seeds_report(c->out, seeds, n) != TG_OK) return fail("cannot write the report");
+    int rc = 0;
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/seed_%lld", c->out, seeds[0]);
+    if (d && c->overlays && write_overlays(c, dir, d, c->overlays) != TG_OK) rc = fail("cannot draw the overlays");
+    if (rc == 0) printf("report: %s/report.md\n", c->out);
+    return rc;
+}
+
+static int run_eval(config *c)
 {
     int head;
-    tg_unet *m = load_model(c->eval_ckpt, &head);
+    float mean[3], std[3];
+    tg_unet *m = load_model(c->eval_ckpt, &head, mean, std);
     if (!m) return fail("cannot load the checkpoint");
     drive_data d;
-    if (drive_data_open(c, false, &d) != TG_OK) {
+    if (drive_data_open(c, false, c->mean_given ? NULL : mean, c->mean_given ? NULL : std, false, &d) != TG_OK) {
         tg_unet_free(m);
         drive_data_free(&d);
-        return fail("cannot open DRIVE");
+        return fail("cannot open the dataset");
     }
     unet_epoch e = {0};
     int rc = 0;
@@ -719,9 +809,9 @@ int main(int argc, char **argv)
     tg_set_num_threads(c.threads);
     if (c.eval_ckpt) return run_eval(&c);
     drive_data d;
-    if (drive_data_open(&c, !c.report_only, &d) != TG_OK) {
+    if (drive_data_open(&c, !c.report_only, NULL, NULL, !c.report_only, &d) != TG_OK) {
         drive_data_free(&d);
-        return fail("cannot open DRIVE");
+        return fail("cannot open the dataset");
     }
     if (!c.report_only) {
         if (!tg_cli_make_dirs(c.out)) {
@@ -730,17 +820,30 @@ int main(int argc, char **argv)
             return 1;
         }
         const int threads = tg_get_num_threads();
-        printf("unet_drive: DRIVE at %s, output in %s; base width %d, crop %d, batch %d, %d epoch%s, lr %g, seed %llu, "
+        char seeds[UNET_MAX_SEEDS * 21 + 8];
+        unet_seeds_format(c.n_seeds ? c.seeds : (const long long[]){(long long)c.seed}, c.n_seeds ? c.n_seeds : 1,
+                          seeds, sizeof seeds);
+        printf("unet_drive: data at %s, output in %s; base width %d, crop %d, batch %d, %d epoch%s, lr %g, seed%s %s, "
                "%d thread%s\n",
                c.data ? c.data : tg_drive_default_root(), c.out, c.base_c, c.crop, c.batch, c.epochs,
-               c.epochs == 1 ? "" : "s", c.lr, (unsigned long long)c.seed, threads, threads == 1 ? "" : "s");
+               c.epochs == 1 ? "" : "s", c.lr, c.n_seeds > 1 ? "s" : "", seeds, threads, threads == 1 ? "" : "s");
         printf("flush-to-zero: %s (denormal floats become 0, as torch.set_flush_denormal(True)); OpenBLAS kernels: "
                "%s\n",
                tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());
-        for (int h = 0; h < 2 && rc == 0; h++)
-            if (c.head[h]) rc = train_head(&c, h, &d);
+        for (int i = 0; i < (c.n_seeds ? c.n_seeds : 1) && rc == 0; i++) {
+            config cs = c; /* --seeds: each seed into OUT/seed_S */
+            char out[1100];
+            if (c.n_seeds) {
+                snprintf(out, sizeof out, "%s/seed_%lld", c.out, c.seeds[i]);
+                cs.out = out;
+                cs.seed = (uint64_t)c.seeds[i];
+                printf("seed %lld (%d of %d): %s\n", c.seeds[i], i + 1, c.n_seeds, out);
+            }
+            for (int h = 0; h < 2 && rc == 0; h++)
+                if (c.head[h]) rc = train_head(&cs, h, &d);
+        }
     }
-    if (rc == 0) rc = report(&c, &d);
+    if (rc == 0) rc = c.n_seeds || (c.report_only && unet_seeds_present(c.out)) ? report_seeds(&c, &d) : report(&c, &d);
     drive_data_free(&d);
     return rc;
 }

@@ -30,6 +30,9 @@ void unet_epoch_json(const unet_run *run, const unet_epoch *e, char *buf, size_t
                                 "\"batch\": %d, \"epochs\": %d, \"epoch\": %d",
                                 run->head, run->num_classes, (long long)run->params, run->base_c, run->crop, run->batch,
                                 run->epochs_planned, e->epoch);
+    if (run->norm_mean[0] && n < size)
+        n += (size_t)snprintf(buf + n, size - n, ", \"norm_mean\": \"%s\", \"norm_std\": \"%s\"", run->norm_mean,
+                              run->norm_std);
 #define PUT(key, v, fmt)                                                                                                \
     do {                                                                                                                \
         if (n < size) n += (size_t)put_num(buf + n, size - n, key, v, fmt);                                            \
@@ -110,6 +113,11 @@ tg_status unet_run_load(const char *path, unet_run *run)
         run->batch = (int)get_num(o, "batch");
         run->epochs_planned = (int)get_num(o, "epochs");
         run->peak_rss_mb = get_num(o, "peak_rss_mb");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "norm_mean"), *ns = cJSON_GetObjectItemCaseSensitive(o, "norm_std");
+        if (cJSON_IsString(nm) && cJSON_IsString(ns)) {
+            snprintf(run->norm_mean, sizeof run->norm_mean, "%s", nm->valuestring);
+            snprintf(run->norm_std, sizeof run->norm_std, "%s", ns->valuestring);
+        }
         unet_epoch e = {.epoch = (int)epoch,
                         .lr = get_num(o, "lr"),
                         .train_loss = get_num(o, "train_loss"),
@@ -264,6 +272,8 @@ tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_run
                 "outside the field of view ignored. Same seed, same batches and the same initial weights for every "
                 "layer but the last in both runs.\n\n",
                 r0->base_c, r0->crop, r0->batch);
+    if (r0 && r0->norm_mean[0])
+        fprintf(md, "Input normalisation (on values in [0, 1]): mean %s, std %s.\n\n", r0->norm_mean, r0->norm_std);
     table(md, runs, n_runs);
     fprintf(md,
             "\n## Reading it\n\n"
