@@ -12,7 +12,7 @@ pkgs=(build-essential cmake pkg-config
       dataset-fashion-mnist)
 for arg in "$@"; do
   case "$arg" in
-    --torch) pkgs+=(python3-torch python3-numpy) ;;
+    --torch) pkgs+=(python3-torch python3-numpy python3-pil) ;;
     --fuzz) pkgs+=(clang libclang-rt-dev libomp-dev) ;;
     *) echo "setup: unknown option $arg (use --torch, --fuzz)" >&2; exit 2 ;;
   esac

@@ -114,6 +114,8 @@ tg_status unet_run_load(const char *path, unet_run *run)
         run->epochs_planned = (int)get_num(o, "epochs");
         run->peak_rss_mb = get_num(o, "peak_rss_mb");
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "norm_mean"), *ns = cJSON_GetObjectItemCaseSensitive(o, "norm_std");
+        const cJSON *fw = cJSON_GetObjectItemCaseSensitive(o, "framework");
+        if (cJSON_IsString(fw)) snprintf(run->framework, sizeof run->framework, "%s", fw->valuestring);
         if (cJSON_IsString(nm) && cJSON_IsString(ns)) {
             snprintf(run->norm_mean, sizeof run->norm_mean, "%s", nm->valuestring);
             snprintf(run->norm_std, sizeof run->norm_std, "%s", ns->valuestring);

@@ -26,6 +26,7 @@ typedef struct {
     int base_c, crop, batch, epochs_planned;
     double peak_rss_mb;
     char norm_mean[64], norm_std[64]; /* input normalisation "m0,m1,m2" / "s0,s1,s2" ("" if not logged) */
+    char framework[48];         /* "framework" of the log lines ("" = tapegrad; bench/unet_drive_torch.py writes pytorch) */
     unet_epoch *epochs;
     int n_epochs, cap_epochs;
 } unet_run;

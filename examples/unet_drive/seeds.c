@@ -201,8 +201,9 @@ static void write_tables(FILE *f, const seed_runs *s, const unet_run *r0)
     fprintf(f,
             "Reference UNet (bilinear), base width %d, crop %d, batch %d, %d epochs; seeds %s. For every seed both "
             "heads see the same batches and start from the same weights in every layer but the last; the seeds "
-            "differ in the initial weights and the data order. Values are the final epoch's test metrics.\n\n",
-            r0->base_c, r0->crop, r0->batch, r0->epochs_planned, seeds);
+            "differ in the initial weights and the data order. Values are the final epoch's test metrics. "
+            "Trained with %s.\n\n",
+            r0->base_c, r0->crop, r0->batch, r0->epochs_planned, seeds, r0->framework[0] ? r0->framework : "tapegrad");
     if (r0->norm_mean[0])
         fprintf(f, "Input normalisation (on values in [0, 1]): mean %s, std %s.\n\n", r0->norm_mean, r0->norm_std);
 
