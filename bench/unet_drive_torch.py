@@ -252,8 +252,9 @@ def main():
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit-train", type=int, default=0)
     p.add_argument("--limit-test", type=int, default=0)
-    p.add_argument("--data", default=os.environ.get("TG_DRIVE_DIR") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "DRIVE"))
+    p.add_argument("--data", default=os.environ.get("TG_DRIVE_DIR") or (  # as tg_drive_default_root
+        "data/DRIVE" if os.path.isdir("data/DRIVE/test") else
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "DRIVE")))
     p.add_argument("--out", default="runs/unet_drive_torch")
     a = p.parse_args()
     base = dict(base_c=16, crop=480, batch_size=4, epochs=40)  # unet_drive's defaults
