@@ -36,7 +36,7 @@ static int run(const char *fmt, ...)
 }
 
 static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_data"); }
-static void remove_tmp(void) { if (!getenv("KEEP")) tgt_remove_tree(tmpdir); }
+static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
 
 static const char *path(const char *fmt, ...)
 {
