@@ -186,6 +186,8 @@ typedef struct {
     int workers;      /* background threads preparing batches (0: prepared inside tg_loader_next) */
     int prefetch;     /* batches prepared ahead (at least workers + 1) */
     int64_t start_epoch; /* first epoch to produce (resuming a run: the same batches as an uninterrupted one) */
+    int shard_rank, shard_count; /* data parallel: this process takes slice shard_rank of shard_count of every
+                                    batch (tg_batch_shard); 0, 0 (or 0, 1): the whole batch */
 } tg_loader_options;
 
 /* batch_size as given, shuffle, keep the last batch, 1 worker, 2 batches ahead. */
@@ -196,6 +198,7 @@ typedef struct {
     tg_tensor *y;    /* (n, ...) int64, caller-owned */
     int64_t epoch;   /* from 0 */
     int64_t index;   /* batch number within the epoch */
+    int64_t global_size; /* samples in the whole batch, all shards together (x's rows when not sharded) */
 } tg_batch;
 void tg_batch_free(tg_batch *b); /* frees x and y, sets them NULL */
 
@@ -205,10 +208,17 @@ typedef struct {
     double produce_seconds; /* worker time spent preparing batches (all workers) */
 } tg_loader_stats;
 
+/* Shard `rank` of `count` of a batch of n samples: [*start, *start + *len), the balanced split
+ * rank*n/count .. (rank+1)*n/count (equal slices when count divides n). */
+void tg_batch_shard(int64_t n, int rank, int count, int64_t *start, int64_t *len);
+
 /* Batch k of epoch e holds samples perm_e[k*B .. k*B+B) and each sample i is
  * augmented with an RNG seeded from (seed, e, i): the content depends only on
  * the seed, the epoch and k, never on timing or the number of workers. The
- * dataset is borrowed and must outlive the loader. */
+ * dataset is borrowed and must outlive the loader. Sharded (data parallel: every process
+ * builds a loader with the same seed and its own shard_rank), a process gets its slice of
+ * each such batch: batch_size must divide by shard_count, and the last incomplete batch (kept
+ * unless drop_last) is split too, so it needs at least shard_count samples. */
 typedef struct tg_loader tg_loader;
 tg_loader *tg_loader_new(const tg_dataset *ds, const tg_loader_options *opt);
 int64_t tg_loader_batches_per_epoch(const tg_loader *l);

@@ -167,6 +167,12 @@ static tg_status produce(const tg_loader *l, order_cache *cache, int64_t g, tg_t
     int64_t epoch = g / l->per_epoch, k = g % l->per_epoch, n = ds->length;
     int64_t start = k * l->opt.batch_size;
     int64_t count = start + l->opt.batch_size <= n ? l->opt.batch_size : n - start;
+    if (l->opt.shard_count > 1) {
+        int64_t s0, len;
+        tg_batch_shard(count, l->opt.shard_rank, l->opt.shard_count, &s0, &len);
+        start += s0;
+        count = len;
+    }
     if (!cache->order) {
         cache->order = tg_malloc(sizeof(int64_t) * (size_t)n);
         if (!cache->order) return TG_ERR_NOMEM;
@@ -301,6 +307,29 @@ tg_loader *tg_loader_new(const tg_dataset *ds, const tg_loader_options *opt)
                  (long long)opt->batch_size, (long long)ds->length);
         return NULL;
     }
+    if (opt->shard_count < 0 || opt->shard_rank < 0 || (opt->shard_count > 0 && opt->shard_rank >= opt->shard_count) ||
+        (opt->shard_count == 0 && opt->shard_rank != 0)) {
+        tg_error(TG_ERR_ARG, "%s: shard_rank %d of shard_count %d (need 0 <= rank < count)", who, opt->shard_rank,
+                 opt->shard_count);
+        return NULL;
+    }
+    if (opt->shard_count > 1) {
+        if (opt->batch_size % opt->shard_count != 0) {
+            tg_error(TG_ERR_ARG,
+                     "%s: the batch of %lld samples cannot be split evenly over %d processes: use a batch size "
+                     "that is a multiple of %d",
+                     who, (long long)opt->batch_size, opt->shard_count, opt->shard_count);
+            return NULL;
+        }
+        int64_t last = ds->length % opt->batch_size;
+        if (!opt->drop_last && last > 0 && last < opt->shard_count) {
+            tg_error(TG_ERR_ARG,
+                     "%s: the last batch of an epoch has %lld samples, fewer than the %d processes sharing it: "
+                     "drop it (drop_last) or choose a batch size that leaves at least %d",
+                     who, (long long)last, opt->shard_count, opt->shard_count);
+            return NULL;
+        }
+    }
     tg_loader *l = tg_calloc(1, sizeof *l);
     if (!l) return NULL;
     l->ds = ds;
@@ -327,6 +356,15 @@ tg_loader *tg_loader_new(const tg_dataset *ds, const tg_loader_options *opt)
         l->n_threads++;
     }
     return l;
+}
+
+void tg_batch_shard(int64_t n, int rank, int count, int64_t *start, int64_t *len)
+{
+    if (count < 1) count = 1;
+    if (rank < 0 || rank >= count) rank = 0;
+    int64_t a = n * rank / count, b = n * (rank + 1) / count;
+    *start = a;
+    *len = b - a;
 }
 
 int64_t tg_loader_batches_per_epoch(const tg_loader *l) { return l ? l->per_epoch : 0; }
@@ -363,6 +401,10 @@ tg_status tg_loader_next(tg_loader *l, tg_batch *b)
     int64_t g = l->consumed;
     b->epoch = l->epoch;
     b->index = l->next_in_epoch;
+    {
+        int64_t first = b->index * l->opt.batch_size, left = l->ds->length - first;
+        b->global_size = left < l->opt.batch_size ? left : l->opt.batch_size;
+    }
     tg_status st;
     if (l->opt.workers == 0) {
         double t0 = now_seconds();

@@ -109,6 +109,7 @@ tg_status tg_batchnorm2d_layer_init(tg_batchnorm2d_layer *l, tg_param_list *list
     l->eps = eps;
     l->momentum = momentum;
     l->training = &list->training;
+    l->sync = &list->bn_sync;
     if (!(l->weight = add_param(list, prefix, "weight", TG_SHAPE(num_features))) ||
         !(l->bias = add_param(list, prefix, "bias", TG_SHAPE(num_features))) ||
         !(l->running_mean = add_buffer(list, prefix, "running_mean", TG_F32, TG_SHAPE(num_features))) ||
@@ -133,6 +134,9 @@ static tg_tensor *batchnorm2d_forward(const char *op, const tg_batchnorm2d_layer
         tg_error(TG_ERR_SHAPE, "%s: expected a 4-D (N, C, H, W) input, got %s", op, tg_shape_str(x, b, sizeof b));
         return NULL;
     }
+    if (*l->training && l->sync && *l->sync)
+        return tg_sync_batch_norm(x, l->weight, l->bias, l->running_mean, l->running_var,
+                                  l->num_batches_tracked->idata, l->momentum, l->eps, relu, *l->sync);
     return (relu ? tg_batch_norm_relu : tg_batch_norm)(x, l->weight, l->bias, l->running_mean, l->running_var,
                                                        l->num_batches_tracked->idata, *l->training, l->momentum,
                                                        l->eps);

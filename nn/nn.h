@@ -35,6 +35,8 @@ typedef struct tg_param_list {
     int64_t block_numel;          /* floats used in data/grad, padding included */
     int64_t block_cap;
     bool training;                /* train/eval mode read by layers (BatchNorm); starts true */
+    const tg_bn_reducer *bn_sync; /* non-NULL: BatchNorm layers train with statistics summed through it
+                                     (SyncBatchNorm; tg_dist_sync_batchnorm sets it); not owned */
 } tg_param_list;
 
 tg_param_list *tg_param_list_new(void);
@@ -93,6 +95,7 @@ typedef struct {
     int64_t num_features;
     float eps, momentum;                      /* momentum NAN: cumulative average (PyTorch momentum=None) */
     const bool *training;                     /* points at the list's training flag */
+    const tg_bn_reducer *const *sync;         /* points at the list's bn_sync */
 } tg_batchnorm2d_layer;
 
 tg_status tg_batchnorm2d_layer_init(tg_batchnorm2d_layer *l, tg_param_list *list, const char *prefix,

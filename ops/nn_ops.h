@@ -57,6 +57,21 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, 
                               tg_tensor *running_var, int64_t *num_batches_tracked, bool training, float momentum,
                               float eps);
 
+/* Batch statistics shared by several processes (SyncBatchNorm; tapegrad_dist's
+ * tg_dist_bn_reducer makes one over MPI): sum(buf, n, ctx) replaces buf[0..n) by its element-wise
+ * sum over all processes, the same call on every process; TG_OK or an error. */
+typedef struct tg_bn_reducer {
+    tg_status (*sum)(double *buf, int64_t n, void *ctx);
+    void *ctx;
+} tg_bn_reducer;
+/* tg_batch_norm (relu: tg_batch_norm_relu) in training mode over the batch formed by every
+ * process's x: mean and variance summed through red in forward, the two gradient sums in backward
+ * (a collective: every process calls it, in the same order). dgamma/dbeta are this process's part
+ * (average them over processes with the other gradients). */
+tg_tensor *tg_sync_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
+                              tg_tensor *running_var, int64_t *num_batches_tracked, float momentum, float eps,
+                              bool relu, const tg_bn_reducer *red);
+
 /* Inverted dropout: zeroes with probability p, scales the rest by 1/(1-p); identity in eval. rng NULL = global. */
 tg_tensor *tg_dropout(tg_tensor *x, float p, bool training, tg_rng *rng);
 tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim);

@@ -9,7 +9,8 @@ pkgs=(build-essential cmake pkg-config
       libopenblas-dev libopenblas-openmp-dev libcriterion-dev libcjson-dev libpng-dev libtiff-dev
       libstb-dev zlib1g-dev
       libplplot-dev plplot-driver-cairo
-      dataset-fashion-mnist)
+      dataset-fashion-mnist
+      libopenmpi-dev openmpi-bin)
 for arg in "$@"; do
   case "$arg" in
     --torch) pkgs+=(python3-torch python3-numpy python3-pil) ;;
