@@ -402,6 +402,23 @@ static tg_status bn_sum(double *buf, int64_t n, void *ctx)
 
 #endif
 
+static FILE *null_stream(void)
+{
+    static FILE *f;
+    if (!f) f = fopen("/dev/null", "w");
+    return f ? f : stderr;
+}
+
+void tg_dist_quiet_others(void)
+{
+    if (D.rank != 0) {
+        fflush(stdout);
+        if (!freopen("/dev/null", "w", stdout)) fprintf(stderr, "tapegrad dist: rank %d: cannot quiet stdout\n", D.rank);
+    }
+}
+
+FILE *tg_dist_progress_stream(void) { return D.rank == 0 ? stderr : null_stream(); }
+
 static const tg_bn_reducer BN_REDUCER = {bn_sum, NULL};
 
 const tg_bn_reducer *tg_dist_bn_reducer(void) { return &BN_REDUCER; }

@@ -18,6 +18,8 @@
 #ifndef TG_DIST_H
 #define TG_DIST_H
 
+#include <stdio.h>
+
 #include "../nn/nn.h"
 
 /* Joins the job: MPI_Init_thread (funneled: call collectives from the main thread only) when
@@ -75,6 +77,11 @@ const tg_bn_reducer *tg_dist_bn_reducer(void);
 void tg_dist_shard(int64_t n, int64_t *start, int64_t *len);
 /* Checks that a global batch size splits evenly over the ranks; an error message says what to use. */
 tg_status tg_dist_check_batch(int64_t global_batch);
+
+/* Only rank 0 talks: on the other ranks stdout goes to /dev/null (stderr stays, for errors). */
+void tg_dist_quiet_others(void);
+/* Where a progress bar goes: stderr on rank 0, a stream to /dev/null elsewhere. */
+FILE *tg_dist_progress_stream(void);
 
 typedef struct {
     int64_t allreduce_calls;      /* tg_dist_allreduce_grads calls */

@@ -7,6 +7,8 @@
  *         [--momentum M] [--seed S] [--threads T] [--data DIR] [--out DIR] [--limit N]
  *   mnist --eval CKPT [--data DIR]
  *   mnist --predict CKPT --index K [--data DIR]
+ *   mpirun -np N mnist ...   data parallel (tapegrad_dist): --batch is the global batch, each rank
+ *                            takes batch/N of it; rank 0 evaluates and writes the log and checkpoint
  */
 #include <errno.h>
 #include <math.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dist/dist.h"
 #include "model.h"
 
 typedef struct {
@@ -279,14 +282,16 @@ static int run_train(const config *c)
     }
     int64_t n = xtr->shape[0];
     if (c->limit && c->limit < n) n = c->limit;
-    if (!tg_cli_make_dirs(c->out)) {
+    const bool main_rank = tg_dist_is_main();
+    if (tg_dist_check_batch(c->batch) != TG_OK) return fail("--batch");
+    if (main_rank && !tg_cli_make_dirs(c->out)) {
         fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
         return 1;
     }
     char log_path[1100], ckpt_path[1100];
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", c->out);
     snprintf(ckpt_path, sizeof ckpt_path, "%s/model.safetensors", c->out);
-    FILE *log = fopen(log_path, "w");
+    FILE *log = fopen(main_rank ? log_path : "/dev/null", "w");
     if (!log) {
         fprintf(stderr, "mnist: cannot write %s: %s\n", log_path, strerror(errno));
         return 1;
@@ -296,6 +301,7 @@ static int run_train(const config *c)
     tg_rng_seed(&rng, c->seed);
     mnist_model *m = mnist_model_new(c->arch, &rng);
     if (!m) return fail("cannot build the model");
+    if (tg_dist_broadcast_state(m->params) != TG_OK) return fail("cannot share the initial weights");
     tg_optimizer *opt;
     if (c->sgd) opt = tg_sgd_new(m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum});
     else {
@@ -315,9 +321,17 @@ static int run_train(const config *c)
            tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());
 
     const int64_t B = c->batch, full = n / B, rest = n % B;
-    tg_tensor *xb = tg_tensor_zeros(TG_SHAPE(B, 1, 28, 28)), *yb = tg_tensor_new(TG_I64, TG_SHAPE(B));
-    tg_tensor *xr = rest ? tg_tensor_zeros(TG_SHAPE(rest, 1, 28, 28)) : NULL;
-    tg_tensor *yr = rest ? tg_tensor_new(TG_I64, TG_SHAPE(rest)) : NULL;
+    int64_t s0, sB, r0 = 0, sR = 0; /* this rank's slice of a full batch and of the last one */
+    tg_dist_shard(B, &s0, &sB);
+    tg_dist_shard(rest, &r0, &sR);
+    if (rest && sR == 0) {
+        fprintf(stderr, "mnist: the last batch has %lld images, fewer than the %d processes: change --batch or --limit\n",
+                (long long)rest, tg_dist_world_size());
+        return 2;
+    }
+    tg_tensor *xb = tg_tensor_zeros(TG_SHAPE(sB, 1, 28, 28)), *yb = tg_tensor_new(TG_I64, TG_SHAPE(sB));
+    tg_tensor *xr = rest ? tg_tensor_zeros(TG_SHAPE(sR, 1, 28, 28)) : NULL;
+    tg_tensor *yr = rest ? tg_tensor_new(TG_I64, TG_SHAPE(sR)) : NULL;
     int64_t *perm = malloc((size_t)xtr->shape[0] * sizeof *perm);
     int rc = 0;
     for (int epoch = 1; epoch <= c->epochs && rc == 0; epoch++) {
@@ -326,18 +340,19 @@ static int run_train(const config *c)
         char label[32], status[64];
         snprintf(label, sizeof label, "epoch %d/%d", epoch, c->epochs);
         tg_progress bar;
-        tg_progress_begin(&bar, stderr, label, full + (rest > 0), B, "img");
+        tg_progress_begin(&bar, tg_dist_progress_stream(), label, full + (rest > 0), B, "img");
         double loss_sum = 0;
         for (int64_t k = 0; k < full + (rest > 0); k++) {
             int64_t b = k < full ? B : rest;
             tg_tensor *bx = k < full ? xb : xr, *by = k < full ? yb : yr;
-            gather_rows(bx, by, xtr, ytr, perm + k * B, b);
+            gather_rows(bx, by, xtr, ytr, perm + k * B + (k < full ? s0 : r0), bx->shape[0]);
             tg_tensor *loss = tg_cross_entropy(mnist_model_forward(m, bx), by, (tg_ce_opts){0});
-            if (tg_backward(loss) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
+            if (tg_backward(loss) != TG_OK || tg_dist_allreduce_grads(m->params, bx->shape[0], b) != TG_OK ||
+                tg_optimizer_step(opt) != TG_OK) {
                 rc = fail("training step failed");
                 break;
             }
-            loss_sum += (double)loss->data[0] * (double)b;
+            loss_sum += (double)loss->data[0] * (double)bx->shape[0];
             tg_optimizer_zero_grad(opt);
             tg_tape_clear();
             snprintf(status, sizeof status, "loss %.4f", loss_sum / (double)(k * B + b));
@@ -345,6 +360,7 @@ static int run_train(const config *c)
         }
         if (rc) break;
         double train_seconds = tg_progress_end(&bar, status);
+        tg_dist_allreduce_sum(&loss_sum, 1); /* the ranks' shares of the epoch's loss */
         tg_param_list_train(m->params, false);
         double acc, test_loss, t0 = tg_now();
         if (evaluate(m, xte, yte, &acc, &test_loss) != TG_OK) {
@@ -358,10 +374,10 @@ static int run_train(const config *c)
                 "{\"epoch\": %d, \"model\": \"%s\", \"optimizer\": \"%s\", \"lr\": %g, \"batch\": %d, \"seed\": %llu, "
                 "\"threads\": %d, \"train_images\": %lld, \"train_loss\": %.6f, \"test_accuracy\": %.6f, "
                 "\"test_loss\": %.6f, \"epoch_seconds\": %.3f, \"eval_seconds\": %.3f, \"images_per_second\": %.1f, "
-                "\"peak_rss_mb\": %.1f}\n",
+                "\"peak_rss_mb\": %.1f, \"world_size\": %d}\n",
                 epoch, mnist_arch_name(c->arch), c->sgd ? "sgd" : "adam", c->lr, c->batch,
                 (unsigned long long)c->seed, tg_get_num_threads(), (long long)n, loss_sum / (double)n, acc, test_loss,
-                train_seconds, eval_seconds, ips, tg_cli_peak_rss_mb());
+                train_seconds, eval_seconds, ips, tg_cli_peak_rss_mb(), tg_dist_world_size());
         fflush(log);
         tg_meta meta = {0};
         char buf[64];
@@ -373,7 +389,7 @@ static int run_train(const config *c)
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)c->seed);
         tg_meta_set(&meta, "seed", buf);
         tg_ckpt_opts co = {.meta = &meta};
-        if (tg_checkpoint_save(ckpt_path, m->params, &co) != TG_OK) rc = fail("cannot save the checkpoint");
+        if (main_rank && tg_checkpoint_save(ckpt_path, m->params, &co) != TG_OK) rc = fail("cannot save the checkpoint");
         tg_meta_clear(&meta);
     }
     if (rc == 0)
@@ -397,11 +413,13 @@ static int run_train(const config *c)
 int main(int argc, char **argv)
 {
     tg_blas_select_kernel(argc, argv);
+    if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
+    tg_dist_quiet_others();
     config c;
     int rc = parse_args(argc, argv, &c);
-    if (rc) return rc;
+    if (rc) return tg_dist_finish(rc);
     tg_set_num_threads(c.threads);
-    if (c.eval_ckpt) return run_eval(&c);
-    if (c.predict_ckpt) return run_predict(&c);
-    return run_train(&c);
+    if (c.eval_ckpt) return tg_dist_finish(run_eval(&c));
+    if (c.predict_ckpt) return tg_dist_finish(run_predict(&c));
+    return tg_dist_finish(run_train(&c));
 }
