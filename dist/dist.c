@@ -97,21 +97,21 @@ const char *tg_dist_backend(void)
     return name;
 }
 
-static void at_exit(void)
+/* Runs at exit (on_exit: sees the status). A rank leaving with a failure status without
+ * tg_dist_finalize stops the whole job, naming itself; a clean exit(0) (--help) finalizes. */
+static void at_exit(int status, void *arg)
 {
-    if (D.mpi && !D.finalized && D.world > 1) {
-        fprintf(stderr,
-                "tapegrad dist: rank %d of %d is exiting without tg_dist_finalize (a failure: see its message "
-                "above); stopping every rank\n",
-                D.rank, D.world);
+    (void)arg;
+    if (!D.mpi || D.finalized) return;
+    if (status != 0 && D.world > 1) {
+        fprintf(stderr, "tapegrad dist: rank %d of %d is exiting with status %d (a failure: see its message above); "
+                "stopping every rank\n", D.rank, D.world, status);
         fflush(stderr);
         D.finalized = true;
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        MPI_Abort(MPI_COMM_WORLD, status);
     }
-    if (D.mpi && !D.finalized) {
-        D.finalized = true;
-        MPI_Finalize();
-    }
+    D.finalized = true;
+    MPI_Finalize();
 }
 
 /* Started by mpirun (or another MPI launcher)? Then MPI_Init; otherwise stay rank 0 of 1 and
@@ -139,7 +139,7 @@ tg_status tg_dist_init(int *argc, char ***argv)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &D.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &D.world);
-    atexit(at_exit);
+    on_exit(at_exit, NULL);
     return TG_OK;
 }
 

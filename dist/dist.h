@@ -10,9 +10,9 @@
  *
  * Errors: functions return TG_OK or a status with tg_last_error(). A failed collective (an MPI
  * error, or no answer from the other ranks within the timeout) cannot be recovered: it prints
- * "tapegrad dist: rank R of W: ..." and stops every rank (MPI_Abort). A rank that exits
- * without tg_dist_finalize (an error path returning from main, exit(1)) does the same from an
- * atexit handler, so no rank is left waiting for it.
+ * "tapegrad dist: rank R of W: ..." and stops every rank (MPI_Abort). A rank that exits with a
+ * non-zero status without tg_dist_finalize (an error path returning from main, exit(1)) does the
+ * same from an exit handler, so no rank is left waiting for it (exit(0) finalizes).
  * Ownership: nothing here allocates anything the caller frees.
  */
 #ifndef TG_DIST_H

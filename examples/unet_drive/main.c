@@ -8,6 +8,8 @@
  *   unet_drive [--head both|sigmoid|softmax] [--epochs N] [--out DIR] [--data DIR] ...  (--help)
  *   unet_drive --eval CKPT [--data DIR]
  *   unet_drive --report-only [--out DIR]
+ *   mpirun -np N unet_drive ...   data parallel (tapegrad_dist): --batch-size is the global batch;
+ *                                 rank 0 evaluates and writes logs, checkpoints and the report
  */
 #include <errno.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "dataset.h"
+#include "dist/dist.h"
 #include "report.h"
 #include "seeds.h"
 
@@ -29,7 +32,7 @@ typedef struct {
     double lr, momentum, weight_decay, class_weight[2];
     uint64_t seed;
     int64_t limit_train, limit_test;
-    bool resume, report_only;
+    bool resume, report_only, sync_bn;
     /* --seeds: every seed trains both heads into OUT/seed_S/HEAD (n_seeds 0: --seed alone, OUT/HEAD) */
     long long seeds[UNET_MAX_SEEDS];
     int n_seeds;
@@ -61,6 +64,7 @@ static const char *USAGE =
     "  --limit-train N / --limit-test N   use only the first N images (smoke tests)\n"
     "  --resume            continue OUT/<head>/last.safetensors (model, optimizer, schedule, epoch)\n"
     "  --stop-after K      stop each head after epoch K (the schedule still plans --epochs; --resume goes on)\n"
+    "  --sync-bn           under mpirun: BatchNorm statistics over the whole global batch (SyncBatchNorm)\n"
     "  --data DIR          DRIVE's layout, or DIR/training and DIR/test each with images/, labels/ and\n"
     "                      optional masks/ (detected) [$TG_DRIVE_DIR or ";
 
@@ -93,6 +97,10 @@ static int parse_args(int argc, char **argv, config *c)
         }
         if (!strcmp(a, "--report-only")) {
             c->report_only = true;
+            continue;
+        }
+        if (!strcmp(a, "--sync-bn")) {
+            c->sync_bn = true;
             continue;
         }
         if (strncmp(a, "--", 2)) return usage_error("unexpected argument '%s'", a);
@@ -237,6 +245,19 @@ static tg_tensor *head_loss(int head, tg_tensor *logits, const tg_tensor *y, con
     tg_tensor *sum = tg_binary_cross_entropy_with_logits(logits, b->t,
                                                          (tg_bce_opts){.weight = b->w, .reduction = TG_REDUCTION_SUM});
     return tg_mul_scalar(sum, (float)(1.0 / wsum)); /* no counted pixel: NaN, as cross-entropy */
+}
+
+/* Data parallel: each rank's loss is a weighted mean over its own pixels. Scaled by
+ * W * (its weight sum) / (the whole batch's), the ranks' average is the whole batch's weighted mean
+ * (with --sync-bn the run then differs from one process only in float summation order). */
+static tg_tensor *whole_batch_mean(tg_tensor *loss, const tg_tensor *y, const double cw[2])
+{
+    if (!loss || tg_dist_world_size() == 1) return loss;
+    double mine = 0.0, all;
+    for (int64_t i = 0; i < y->numel; i++) mine += y->idata[i] == 0 || y->idata[i] == 1 ? cw[y->idata[i]] : 0.0;
+    all = mine;
+    if (tg_dist_allreduce_sum(&all, 1) != TG_OK) return NULL;
+    return tg_mul_scalar(loss, (float)(tg_dist_world_size() * mine / all));
 }
 
 /* ---- data ----------------------------------------------------------------------------------- */
@@ -445,6 +466,8 @@ static void epoch_line(const unet_run *run, const unet_epoch *e, FILE *log)
 {
     char line[2048];
     unet_epoch_json(run, e, line, sizeof line);
+    size_t len = strlen(line); /* + the number of data-parallel processes */
+    if (len && line[len - 1] == '}') snprintf(line + len - 1, sizeof line - len + 1, ", \"world_size\": %d}", tg_dist_world_size());
     fprintf(log, "%s\n", line);
     fflush(log);
 }
@@ -485,6 +508,8 @@ static int train_head(const config *c, int head, const drive_data *d)
                                                             .weight_decay = c->weight_decay});
     tg_loader_options lo = tg_loader_defaults(c->batch, c->seed);
     lo.workers = c->workers;
+    lo.shard_rank = tg_dist_rank(); /* data parallel: this rank's slice of every batch */
+    lo.shard_count = tg_dist_world_size();
     tg_loader *probe = opt ? tg_loader_new(d->train, &lo) : NULL;
     if (!probe) {
         tg_optimizer_free(opt);
@@ -540,11 +565,11 @@ static int train_head(const config *c, int head, const drive_data *d)
             for (int i = 0; i < kept.n_epochs; i++) unet_run_push(&run, &kept.epochs[i]);
             unet_run_free(&kept);
         }
-        log = fopen(log_path, "w");
+        log = fopen(tg_dist_is_main() ? log_path : "/dev/null", "w");
         for (int i = 0; log && i < run.n_epochs; i++) epoch_line(&run, &run.epochs[i], log);
         printf("%s head: resuming after epoch %d of %d from %s\n", HEAD_NAME[head], start_epoch, c->epochs, last_path);
     } else {
-        log = fopen(log_path, "w");
+        log = fopen(tg_dist_is_main() ? log_path : "/dev/null", "w");
     }
     if (!log) {
         fprintf(stderr, "unet_drive: cannot write %s: %s\n", log_path, strerror(errno));
@@ -555,6 +580,10 @@ static int train_head(const config *c, int head, const drive_data *d)
     }
     lo.start_epoch = start_epoch;
     tg_loader *loader = tg_loader_new(d->train, &lo);
+    if (loader && (tg_dist_broadcast_state(m->params) != TG_OK || tg_dist_sync_batchnorm(m->params, c->sync_bn) != TG_OK)) {
+        tg_loader_free(loader);
+        loader = NULL;
+    }
     if (!loader) {
         fclose(log);
         tg_optimizer_free(opt);
@@ -578,15 +607,17 @@ static int train_head(const config *c, int head, const drive_data *d)
         char label[48], status[96] = "";
         snprintf(label, sizeof label, "%s %d/%d", HEAD_NAME[head], epoch, c->epochs);
         tg_progress bar;
-        tg_progress_begin(&bar, stderr, label, steps_per_epoch, c->batch, "img");
+        tg_progress_begin(&bar, tg_dist_progress_stream(), label, steps_per_epoch, c->batch, "img");
         const double wait0 = tg_loader_get_stats(loader).wait_seconds;
         double loss_sum = 0;
         int64_t steps = 0, images = 0;
         tg_batch b;
         tg_status st;
         while ((st = tg_loader_next(loader, &b)) == TG_OK && b.x) {
-            tg_tensor *loss = head_loss(head, tg_unet_forward(m, b.x), b.y, c->class_weight, &lb);
-            if (!loss || tg_backward(loss) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
+            tg_tensor *loss = whole_batch_mean(head_loss(head, tg_unet_forward(m, b.x), b.y, c->class_weight, &lb), b.y,
+                                               c->class_weight);
+            if (!loss || tg_backward(loss) != TG_OK ||
+                tg_dist_allreduce_grads(m->params, b.x->shape[0], b.global_size) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
                 st = tg_last_status();
                 tg_batch_free(&b);
                 break;
@@ -599,7 +630,7 @@ static int train_head(const config *c, int head, const drive_data *d)
                 break;
             }
             loss_sum += loss->data[0];
-            images += b.x->shape[0];
+            images += b.global_size;
             steps++;
             tg_optimizer_zero_grad(opt);
             tg_tape_clear();
@@ -613,11 +644,12 @@ static int train_head(const config *c, int head, const drive_data *d)
             rc = fail("training failed");
             break;
         }
-        unet_epoch e = {.epoch = epoch, .lr = opt->lr, .train_loss = loss_sum / (double)steps};
+        tg_dist_allreduce_sum(&loss_sum, 1); /* the ranks' mean losses, averaged */
+        unet_epoch e = {.epoch = epoch, .lr = opt->lr, .train_loss = loss_sum / (double)steps / tg_dist_world_size()};
         e.train_seconds = tg_progress_end(&bar, status);
         e.images_per_second = (double)images / e.train_seconds;
         e.wait_share = (tg_loader_get_stats(loader).wait_seconds - wait0) / e.train_seconds;
-        if (epoch % c->eval_every == 0 || epoch == c->epochs) {
+        if ((epoch % c->eval_every == 0 || epoch == c->epochs) && tg_dist_is_main()) {
             if (evaluate(m, head, c, d->test, &e) != TG_OK) {
                 rc = fail("evaluation failed");
                 break;
@@ -639,8 +671,9 @@ static int train_head(const config *c, int head, const drive_data *d)
         tg_meta meta = {0};
         fill_meta(&meta, c, head, epoch, unet_run_best(&run));
         tg_ckpt_opts so = {.optim = opt, .sched = &sched, .meta = &meta};
-        if (tg_checkpoint_save(last_path, m->params, &so) != TG_OK) rc = fail("cannot save the checkpoint");
-        if (rc == 0 && e.evaluated && e.dice > best_dice) {
+        if (tg_dist_is_main() && tg_checkpoint_save(last_path, m->params, &so) != TG_OK)
+            rc = fail("cannot save the checkpoint");
+        if (rc == 0 && e.evaluated && e.dice > best_dice) { /* rank 0 only evaluates */
             best_dice = e.dice;
             tg_ckpt_opts bo = {.meta = &meta};
             if (tg_checkpoint_save(best_path, m->params, &bo) != TG_OK) rc = fail("cannot save the best checkpoint");
@@ -802,6 +835,8 @@ static int run_eval(config *c)
 int main(int argc, char **argv)
 {
     tg_blas_select_kernel(argc, argv);
+    if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
+    tg_dist_quiet_others(); /* only rank 0 prints */
     setvbuf(stdout, NULL, _IOLBF, 0); /* epoch lines appear at once in a log file too */
     config c;
     int rc = parse_args(argc, argv, &c);
@@ -843,7 +878,7 @@ int main(int argc, char **argv)
                 if (c.head[h]) rc = train_head(&cs, h, &d);
         }
     }
-    if (rc == 0) rc = c.n_seeds || (c.report_only && unet_seeds_present(c.out)) ? report_seeds(&c, &d) : report(&c, &d);
+    if (rc == 0 && tg_dist_is_main()) rc = c.n_seeds || (c.report_only && unet_seeds_present(c.out)) ? report_seeds(&c, &d) : report(&c, &d);
     drive_data_free(&d);
-    return rc;
+    return tg_dist_finish(rc);
 }
