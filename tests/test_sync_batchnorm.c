@@ -1,13 +1,14 @@
 /* tg_sync_batch_norm without MPI: with a reducer that leaves its input alone (one process) it
  * gives tg_batch_norm's (and tg_batch_norm_relu's) output, gradients and running statistics;
- * two threads with half a batch each and a reducer that sums their buffers (each thread has its
- * own tape) match one thread with the whole batch; gradient check; errors. The MPI version of the
+ * two processes with half a batch each and a reducer that sums their buffers through pipes
+ * match one process with the whole batch; gradient check; errors. The MPI version of the
  * two-halves comparison is tests/dist/dist_syncbn.c. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tapegrad.h"
 #include "test_support.h"
@@ -109,76 +110,83 @@ Test(sync_batch_norm, one_process_equals_batch_norm)
     tg_tensor_free(R);
 }
 
-/* Two threads meet in the reducer: each copies its buffer in, both sum slot 0 + slot 1. */
+/* Two processes (fork) meet in the reducer through pipes: each writes its buffer, reads the
+ * other's, and both add them in the same order (half 0's + half 1's). Processes, not threads:
+ * each thread's tape arena would outlive it. */
 typedef struct {
-    pthread_barrier_t bar;
-    double *slot[2];
-} meet;
-typedef struct {
-    meet *m;
-    int id;
-} member;
+    int id, rd, wr;
+} peer;
 
-static tg_status sum_two_threads(double *buf, int64_t n, void *ctx)
+static bool xfer(int fd, void *p, size_t n, bool out)
 {
-    member *me = ctx;
-    me->m->slot[me->id] = buf;
-    pthread_barrier_wait(&me->m->bar);
-    double *tmp = malloc(sizeof(double) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) tmp[i] = me->m->slot[0][i] + me->m->slot[1][i];
-    pthread_barrier_wait(&me->m->bar); /* both have read both buffers */
-    memcpy(buf, tmp, sizeof(double) * (size_t)n);
-    free(tmp);
+    char *c = p;
+    while (n) {
+        ssize_t k = out ? write(fd, c, n) : read(fd, c, n);
+        if (k <= 0) return false;
+        c += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static tg_status sum_two_processes(double *buf, int64_t n, void *ctx)
+{
+    const peer *p = ctx;
+    double other[64];
+    if (n > 64 || !xfer(p->wr, buf, sizeof(double) * (size_t)n, true) ||
+        !xfer(p->rd, other, sizeof(double) * (size_t)n, false))
+        return tg_error(TG_ERR_STATE, "sum_two_processes: pipe failed");
+    for (int64_t i = 0; i < n; i++) buf[i] = p->id == 0 ? buf[i] + other[i] : other[i] + buf[i];
     return TG_OK;
 }
 
-typedef struct {
-    member me;
-    tg_bn_reducer red;
-    const tg_tensor *X, *R;
-    bool relu, ok;
-    bn_run out;
-} half_job;
-
-static void *half_main(void *arg)
-{
-    half_job *j = arg;
-    /* each thread's loss is sum(y * R) over its half: the two add up to the whole batch's */
-    j->ok = bn_two_steps(&j->out, j->X, j->R, j->me.id * 4, 4, j->relu, 0.1f, &j->red, 1.0f);
-    tg_tape_clear();
-    return NULL;
-}
-
-Test(sync_batch_norm, two_halves_in_two_threads_equal_one_whole_batch)
+Test(sync_batch_norm, two_halves_in_two_processes_equal_one_whole_batch)
 {
     tg_rng r;
     tg_rng_seed(&r, 4);
     tg_tensor *X = tg_tensor_randn(TG_SHAPE(8, 3, 4, 5), &r), *R = tg_tensor_randn(TG_SHAPE(8, 3, 4, 5), &r);
     for (int64_t i = 0; i < X->numel; i++) X->data[i] = 3.0f * X->data[i] - 1.0f;
     for (int relu = 0; relu <= 1; relu++) {
-        meet m;
-        pthread_barrier_init(&m.bar, NULL, 2);
-        half_job jobs[2];
-        pthread_t th[2];
-        for (int k = 0; k < 2; k++) {
-            jobs[k] = (half_job){.me = {&m, k}, .X = X, .R = R, .relu = relu};
-            jobs[k].red = (tg_bn_reducer){sum_two_threads, &jobs[k].me};
-            pthread_create(&th[k], NULL, half_main, &jobs[k]);
+        int p01[2], p10[2];
+        cr_assert(pipe(p01) == 0 && pipe(p10) == 0);
+        fflush(NULL);
+        pid_t child = fork();
+        cr_assert(child >= 0);
+        const int id = child == 0 ? 1 : 0;
+        peer me = id == 0 ? (peer){0, p10[0], p01[1]} : (peer){1, p01[0], p10[1]};
+        tg_bn_reducer red = {sum_two_processes, &me};
+        bn_run half, whole;
+        /* each half's loss is sum(y * R) over its rows: the two add up to the whole batch's */
+        bool ok = bn_two_steps(&half, X, R, id * 4, 4, relu, 0.1f, &red, 1.0f);
+        float wb[6] = {0};
+        if (ok) {
+            memcpy(wb, half.w->grad, 3 * sizeof(float));
+            memcpy(wb + 3, half.b->grad, 3 * sizeof(float));
         }
-        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
-        pthread_barrier_destroy(&m.bar);
-        bn_run whole;
-        cr_assert(jobs[0].ok && jobs[1].ok, "a half failed");
+        if (id == 1) { /* the child: hand over its parameter gradients and its verdict on its rows */
+            ok = ok && bn_two_steps(&whole, X, R, 0, 8, relu, 0.1f, NULL, 1.0f);
+            bool close = ok && max_diff(half.y->data, whole.y->data + 4 * 60, half.y->numel) < 1e-5 &&
+                         max_diff(half.gx->data, whole.gx->data + 4 * 60, half.gx->numel) < 1e-5 &&
+                         max_diff(half.rm->data, whole.rm->data, 3) < 1e-5 &&
+                         max_diff(half.rv->data, whole.rv->data, 3) < 1e-5 && half.nbt == whole.nbt;
+            float msg[7] = {wb[0], wb[1], wb[2], wb[3], wb[4], wb[5], close ? 1.0f : 0.0f};
+            _exit(xfer(me.wr, msg, sizeof msg, true) ? 0 : 3);
+        }
+        cr_assert(ok, "half 0: %s", tg_last_error());
+        float msg[7];
+        cr_assert(xfer(me.rd, msg, sizeof msg, false), "no answer from half 1");
+        int status;
+        waitpid(child, &status, 0);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         cr_assert(bn_two_steps(&whole, X, R, 0, 8, relu, 0.1f, NULL, 1.0f), "%s", tg_last_error());
-        for (int k = 0; k < 2; k++) {
-            char what[64];
-            snprintf(what, sizeof what, "relu %d, half %d", relu, k);
-            expect_runs_close(what, &jobs[k].out, &whole, k * jobs[k].out.y->numel, 1e-5);
-        }
+        char what[64];
+        snprintf(what, sizeof what, "relu %d, half 0", relu);
+        expect_runs_close(what, &half, &whole, 0, 1e-5);
+        cr_expect(msg[6] == 1.0f, "relu %d, half 1: output, dx or running statistics differ from the whole batch's", relu);
         /* dgamma, dbeta: each half holds its part; together the whole batch's */
         for (int c = 0; c < 3; c++) {
-            cr_expect(fabs(jobs[0].out.w->grad[c] + jobs[1].out.w->grad[c] - whole.w->grad[c]) < 1e-4, "dgamma");
-            cr_expect(fabs(jobs[0].out.b->grad[c] + jobs[1].out.b->grad[c] - whole.b->grad[c]) < 1e-4, "dbeta");
+            cr_expect(fabs(wb[c] + msg[c] - whole.w->grad[c]) < 1e-4, "dgamma[%d]", c);
+            cr_expect(fabs(wb[3 + c] + msg[3 + c] - whole.b->grad[c]) < 1e-4, "dbeta[%d]", c);
         }
         /* and local statistics differ: the comparison can fail */
         bn_run local;
@@ -186,8 +194,8 @@ Test(sync_batch_norm, two_halves_in_two_threads_equal_one_whole_batch)
         cr_expect(max_diff(local.y->data, whole.y->data, local.y->numel) > 1e-3, "local statistics should differ");
         bn_free(&local);
         bn_free(&whole);
-        bn_free(&jobs[0].out);
-        bn_free(&jobs[1].out);
+        bn_free(&half);
+        for (int k = 0; k < 2; k++) close(p01[k]), close(p10[k]);
     }
     tg_tensor_free(X);
     tg_tensor_free(R);
