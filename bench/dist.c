@@ -3,8 +3,9 @@
  * random data, in one process or under mpirun, each rank on its slice of the global batch.
  * Prints, from rank 0, one line per model:
  *   NAME world W threads T images_per_s X allreduce_share S step_ms M
- * (median over the measured steps; allreduce_share: the gradient allreduce's share of the step
- * time, waiting for the slower rank included). bench/dist_compare.sh alternates
+ * (median over the measured steps; wait_share: the share of the step spent waiting for the slower
+ * rank before the allreduce (a barrier, timed apart); allreduce_share: the gradient allreduce's
+ * share once every rank is there, i.e. the communication itself). bench/dist_compare.sh alternates
  * 1 process x 2 threads and 2 processes x 1 thread and prints the table.
  * Usage: bench_dist [--threads T] [--mnist-steps N] [--unet-steps N] [--crop C] */
 #include <stdio.h>
@@ -41,33 +42,39 @@ static int run(const char *name, void *model, tg_param_list *params, forward_fn 
 {
     tg_optimizer *opt = tg_sgd_new(params, (tg_sgd_opts){.lr = 0.01, .momentum = 0.9});
     double *t = calloc((size_t)steps, sizeof *t), *share = calloc((size_t)steps, sizeof *share);
-    if (!opt || !t || !share || tg_dist_broadcast_state(params) != TG_OK) return 1;
+    double *wait = calloc((size_t)steps, sizeof *wait);
+    if (!opt || !t || !share || !wait || tg_dist_broadcast_state(params) != TG_OK) return 1;
     for (int s = -2; s < steps; s++) {
         tg_dist_barrier(); /* every rank starts the step together */
         tg_dist_reset_stats();
         double t0 = tg_now();
         tg_tensor *loss = f(model, x, y);
-        if (!loss || tg_backward(loss) != TG_OK ||
-            tg_dist_allreduce_grads(params, x->shape[0], global_batch) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
+        bool ok = loss && tg_backward(loss) == TG_OK;
+        double tw = tg_now();
+        tg_dist_barrier();
+        tw = tg_now() - tw;
+        tg_dist_reset_stats();
+        if (!ok || tg_dist_allreduce_grads(params, x->shape[0], global_batch) != TG_OK || tg_optimizer_step(opt) != TG_OK) {
             fprintf(stderr, "bench_dist: %s\n", tg_last_error());
             return 1;
         }
         tg_optimizer_zero_grad(opt);
         tg_tape_clear();
         double dt = tg_now() - t0;
-        if (s >= 0) t[s] = dt, share[s] = tg_dist_get_stats().allreduce_seconds / dt;
+        if (s >= 0) t[s] = dt, share[s] = tg_dist_get_stats().allreduce_seconds / dt, wait[s] = tw / dt;
     }
     double tt[steps];
     memcpy(tt, t, sizeof tt);
     qsort(tt, (size_t)steps, sizeof(double), cmp);
-    double med = tt[steps / 2], sh = 0;
-    for (int s = 0; s < steps; s++) sh += share[s] / steps;
-    printf("%s world %d threads %d images_per_s %.1f allreduce_share %.4f step_ms %.2f grad_mb %.2f\n", name,
-           tg_dist_world_size(), tg_get_num_threads(), (double)global_batch / med, sh, 1e3 * med,
+    double med = tt[steps / 2], sh = 0, wt = 0;
+    for (int s = 0; s < steps; s++) sh += share[s] / steps, wt += wait[s] / steps;
+    printf("%s world %d threads %d images_per_s %.4g allreduce_share %.4f wait_share %.4f step_ms %.2f grad_mb %.2f\n",
+           name, tg_dist_world_size(), tg_get_num_threads(), (double)global_batch / med, sh, wt, 1e3 * med,
            params->block_numel * 4 / 1e6);
     fflush(stdout);
     free(t);
     free(share);
+    free(wait);
     tg_optimizer_free(opt);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data parallel on one machine: 1 process x 2 threads against 2 processes x 1 thread
-# (mpirun -np 2), alternating REPS times; prints every run's line, then a table of medians
-# and the ratio (2 x 1 over 1 x 2). The machine may be shared: read the ratios.
+# (mpirun -np 2), and 1 process x 1 thread as the baseline, alternating REPS times; prints every
+# run's line, then a table of medians and the ratios. The machine may be shared: read the ratios.
 # Usage: bench/dist_compare.sh [REPS] [BUILD_DIR] [-- bench_dist options]
 set -euo pipefail
 reps=${1:-3}
@@ -14,6 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 # harmless when
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for r in $(seq 1 "$reps"); do
+  OMP_NUM_THREADS=1 "$bin" --threads 1 "$@" | grep -v '^#' | sed 's/^/1x1 /' | tee -a "$out"
   OMP_NUM_THREADS=2 "$bin" --threads 2 "$@" | grep -v '^#' | sed 's/^/1x2 /' | tee -a "$out"
   # --bind-to none: each rank's one thread may run on either core, as the threads of one process do
   mpirun -np 2 --bind-to none -x OMP_NUM_THREADS=1 "$bin" --threads 1 "$@" | grep -v '^#' | sed 's/^/2x1 /' | tee -a "$out"
@@ -25,14 +26,14 @@ for line in open(sys.argv[1]):
     f = line.split()
     conf, name = f[0], f[1]
     kv = dict(zip(f[2::2], f[3::2]))
-    rows.setdefault((name, conf), []).append((float(kv["images_per_s"]), float(kv["allreduce_share"]), float(kv["step_ms"])))
-print("\n| step | 1 process x 2 threads: images/s | 2 processes x 1 thread: images/s | ratio (2x1 / 1x2) | allreduce share of the 2x1 step |")
-print("| --- | --- | --- | --- | --- |")
+    rows.setdefault((name, conf), []).append((float(kv["images_per_s"]), float(kv["allreduce_share"]), float(kv["wait_share"])))
+print("\n| step | 1 process x 1 thread: images/s | 1 process x 2 threads | 2 processes x 1 thread | 2x1 / 1x2 (per round) | 2x1 / 1x1 | 2x1: allreduce share of the step | 2x1: waiting for the other rank |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for name in sorted({n for n, _ in rows}):
-    a, b = rows.get((name, "1x2"), []), rows.get((name, "2x1"), [])
-    if not a or not b: continue
-    ia, ib = st.median(x[0] for x in a), st.median(x[0] for x in b)
+    o, a, b = rows.get((name, "1x1"), []), rows.get((name, "1x2"), []), rows.get((name, "2x1"), [])
+    if not a or not b or not o: continue
+    io, ia, ib = (st.median(x[0] for x in v) for v in (o, a, b))
     ratios = [y[0] / x[0] for x, y in zip(a, b)]
-    print("| %s | %.1f | %.1f | %.2f (runs: %s) | %.1f%% |" % (name, ia, ib, ib / ia,
-          ", ".join("%.2f" % r for r in ratios), 100 * st.median(x[1] for x in b)))
+    print("| %s | %.4g | %.4g | %.4g | %.2f (%s) | %.2f | %.1f%% | %.1f%% |" % (name, io, ia, ib, st.median(ratios),
+          ", ".join("%.2f" % r for r in ratios), ib / io, 100 * st.median(x[1] for x in b), 100 * st.median(x[2] for x in b)))
 PY

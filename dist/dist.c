@@ -9,6 +9,7 @@
 #include "../data/data.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +176,6 @@ static void check_mpi(int err, const char *what)
 static void wait_all(MPI_Request *req, int n, const char *what)
 {
     const double t0 = now_s();
-    long spins = 0;
     for (;;) {
         int done = 0;
         check_mpi(MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE), what);
@@ -189,9 +189,14 @@ static void wait_all(MPI_Request *req, int n, const char *what)
                           "gone; stopping every rank",
                           what, waited, other);
         }
-        if (++spins > 2000) { /* past ~ a few ms: yield the core to the ranks still computing */
-            struct timespec ts = {0, waited < 0.05 ? 20000 : 200000};
+        /* Short waits (the other rank is about to arrive; each round of the collective needs this
+         * rank's progress): poll, giving the core to any other runnable process between polls.
+         * Long waits (rank 0 evaluating): sleep, so the waiting rank costs no CPU. */
+        if (waited > 0.05) {
+            struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);
+        } else if (waited > 0.0005) {
+            sched_yield();
         }
     }
     D.stats.collective_seconds += now_s() - t0;
