@@ -2,7 +2,7 @@
 # The examples under mpirun -np 2 against one process with the same arguments:
 #   mnist (MLP, 2 epochs of 640 images, global batch 64): the same train loss and test accuracy
 #   (printed to 4-6 digits), "world_size": 2 on every log line, one log line per epoch (rank 0
-#   alone writes), a batch that does not split over the ranks refused naming --batch;
+#   alone writes), byte-identical checkpoints from two 2-rank runs, a batch that does not split over the ranks refused naming --batch;
 #   unet_drive (--sync-bn, tiny model and crop, 8 DRIVE images): the same train losses
 #   (skipped, with a message, without DRIVE).
 # Usage: examples.sh MPIRUN BIN_DIR DRIVE_DIR
@@ -29,6 +29,9 @@ if [ $((rc1 + rc2)) -eq 0 ]; then
   [ "$(wc -l <"$tmp/m2/log.jsonl")" -eq 2 ] && [ "$(grep -c '"world_size": 2}' "$tmp/m2/log.jsonl")" -eq 2 ]
   check "mnist: one log line per epoch, each with \"world_size\": 2" $? "$(cat "$tmp/m2/log.jsonl")"
 fi
+"$mpirun" -np 2 --oversubscribe "$bin/mnist" "${args[@]}" --out "$tmp/m2b" >"$tmp/m2b.txt" 2>&1
+cmp -s "$tmp/m2/model.safetensors" "$tmp/m2b/model.safetensors"
+check "mnist: two runs on 2 ranks write byte-identical checkpoints" $? "$(tail -3 "$tmp/m2b.txt")"
 "$mpirun" -np 2 --oversubscribe "$bin/mnist" --batch 63 --epochs 1 --limit 640 --out "$tmp/m3" >"$tmp/m3.txt" 2>&1
 rc=$?
 [ "$rc" -ne 0 ] && grep -q "batch of 63 samples cannot be split evenly over 2 processes" "$tmp/m3.txt"
