@@ -29,12 +29,14 @@ static struct {
     tg_dist_stats stats;
 } D = {.world = 1, .timeout = 600.0, .bucket_bytes = (size_t)4 << 20};
 
+#ifdef TG_HAVE_MPI
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+#endif
 
 int tg_dist_rank(void) { return D.rank; }
 int tg_dist_world_size(void) { return D.world; }
