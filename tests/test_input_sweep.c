@@ -112,3 +112,34 @@ Test(sweep, losslab_echoes_ids_as_written)
     cr_expect(strstr(out, "{\"id\": \"a\\\"b\", \"error\": ") != NULL, "%s", out);
     cr_expect(strstr(out, "{\"id\": 9007199254740993, \"error\": ") != NULL, "%s", out);
 }
+
+/* Found by fuzz_losslab_jsonl in the first version of the exact echo: cJSON takes any byte up to
+ * 32 for whitespace, and reads numbers JSON does not write ("05", "1."); echoing their text gave a
+ * result line that is not JSON. Such ids come back as cJSON prints them. */
+Test(sweep, losslab_result_lines_stay_json_whatever_the_id)
+{
+    const char *in = tdu_path("odd.jsonl");
+    const char *text = "{\"id\":\x1f[1, 2], \"loss\": \"nope\"}\n"
+                       "{\"id\":\x01 7, \"loss\": \"nope\"}\n"
+                       "{\"id\": 05, \"loss\": \"nope\"}\n"
+                       "{\"id\": 1., \"loss\": \"nope\"}\n";
+    tdu_write(in, text, strlen(text));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/losslab --jsonl < %s", TG_BIN_DIR, in);
+    static char out[1 << 14];
+    cr_assert_eq(tgt_run_capture(cmd, out, sizeof out), 0, "%s", out);
+    const char *want[] = {"{\"id\": [1,2], \"error\": ", "{\"id\": 7, \"error\": ", "{\"id\": 5, \"error\": ",
+                          "{\"id\": 1, \"error\": "};
+    char *line = out;
+    for (int i = 0; i < 4; i++) {
+        cr_assert_not_null(line, "%s", out);
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "%s", out);
+        *nl = 0;
+        cr_expect(strncmp(line, want[i], strlen(want[i])) == 0, "line %d: %s (want %s...)", i + 1, line, want[i]);
+        cJSON *o = cJSON_Parse(line);
+        cr_expect(cJSON_IsObject(o), "line %d is not JSON: %s", i + 1, line);
+        cJSON_Delete(o);
+        line = nl + 1;
+    }
+}

@@ -12,9 +12,10 @@ bool ll_run_case(const cJSON *obj, bool details, ll_buf *b, ll_case *c, ll_resul
     return true;
 }
 
+/* As cJSON: every byte from 1 to 32 is whitespace. */
 static const char *skip_ws(const char *p)
 {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+    while (*p && (unsigned char)*p <= 32) p++;
     return p;
 }
 
@@ -46,7 +47,7 @@ static const char *skip_value(const char *p)
         return NULL;
     }
     const char *s = p;
-    while (*p && !strchr(",}] \t\r\n", *p)) p++;
+    while (*p && (unsigned char)*p > 32 && !strchr(",}]", *p)) p++;
     return p > s ? p : NULL;
 }
 
@@ -76,13 +77,40 @@ bool ll_json_raw_member(const char *text, const char *key, const char **start, s
     }
 }
 
-/* The id as the line wrote it (a 20-digit integer stays those digits), else as cJSON prints it. */
+/* s[0..n) is a number as JSON writes them: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? (cJSON also
+ * reads "+1", "1." or ".5", which are no JSON to echo). */
+static bool is_json_number(const char *s, size_t n)
+{
+    size_t i = 0;
+#define DIGITS(min)                                                   \
+    do {                                                              \
+        size_t k = 0;                                                 \
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++, k++;         \
+        if (k < (min)) return false;                                  \
+    } while (0)
+    if (i < n && s[i] == '-') i++;
+    if (i < n && s[i] == '0') i++;
+    else DIGITS(1);
+    if (i < n && s[i] == '.') {
+        i++;
+        DIGITS(1);
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        DIGITS(1);
+    }
+#undef DIGITS
+    return i == n;
+}
+
+/* A numeric id as the line wrote it (a 20-digit integer stays those digits), else as cJSON prints it. */
 static void write_id(ll_buf *b, const char *line, const cJSON *obj)
 {
     const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
     const char *raw;
     size_t len;
-    if (id && ll_json_raw_member(line, "id", &raw, &len)) {
+    if (cJSON_IsNumber(id) && ll_json_raw_member(line, "id", &raw, &len) && is_json_number(raw, len)) {
         ll_buf_printf(b, "{\"id\": %.*s", (int)len, raw);
         return;
     }

@@ -40,23 +40,40 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* Stops the fuzzer with the reason, the line and the result. */
+#define CHECK(cond, why)                                                                  \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "fuzz_losslab_jsonl: %s\nline:   %s\nresult: %s\n", why, line, out); \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+
 static void check_result(const char *line, const char *out, size_t len)
 {
-    if (len == 0 || out[len - 1] != '\n' || memchr(out, '\n', len) != out + len - 1) abort(); /* one line */
+    CHECK(len > 0 && out[len - 1] == '\n' && memchr(out, '\n', len) == out + len - 1, "not one line");
     cJSON *o = ll_json_parse(out);
-    if (!cJSON_IsObject(o)) abort();
+    CHECK(cJSON_IsObject(o), "the result is not a JSON object");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(o, "loss");
-    if (!id) abort();
-    if (err ? !cJSON_IsString(err) || !err->valuestring[0] : !loss) abort();
+    CHECK(id, "no id");
+    CHECK(err ? cJSON_IsString(err) && err->valuestring[0] : loss != NULL, "neither a loss nor an error message");
     cJSON *in = ll_json_parse(line);
     const cJSON *in_id = cJSON_IsObject(in) ? cJSON_GetObjectItemCaseSensitive(in, "id") : NULL;
     const char *raw;
     size_t n;
-    if (cJSON_IsNumber(in_id) && ll_json_raw_member(line, "id", &raw, &n) &&
-        (strncmp(out, "{\"id\": ", 7) != 0 || strncmp(out + 7, raw, n) != 0))
-        abort(); /* a numeric id comes back as written */
+    if (cJSON_IsNumber(in_id)) { /* the same number; an integer as JSON writes it comes back digit for digit */
+        CHECK(cJSON_IsNumber(id) && (id->valuedouble == in_id->valuedouble || in_id->valuedouble != in_id->valuedouble),
+              "a numeric id comes back as another number");
+        if (ll_json_raw_member(line, "id", &raw, &n)) {
+            size_t i = raw[0] == '-';
+            bool integer = i < n && (raw[i] != '0' || n == i + 1);
+            for (; i < n; i++) integer &= raw[i] >= '0' && raw[i] <= '9';
+            CHECK(!integer || (strncmp(out, "{\"id\": ", 7) == 0 && strncmp(out + 7, raw, n) == 0),
+                  "an integer id does not come back as written");
+        }
+    }
     cJSON_Delete(in);
     cJSON_Delete(o);
 }
