@@ -13,6 +13,20 @@
 /* Set once the process has said what it will about the kernels (restart failed, or warned). */
 static atomic_bool kernel_checked;
 
+/* Before any shared library's constructor, OpenBLAS's included: refuse an address-space limit
+ * under which OpenBLAS would spin at load (blas_limits.c). In this file because every program
+ * calls tg_blas_select_kernel, so the linker always keeps it. Executables only: the loader
+ * ignores .preinit_array in a shared library (and OpenBLAS, its dependency, loads first). */
+void tg_blas_check_address_space(char **envp);
+#ifndef TG_SHARED_LIBRARY
+static void preinit(int argc, char **argv, char **envp)
+{
+    (void)argc, (void)argv;
+    tg_blas_check_address_space(envp);
+}
+__attribute__((used, section(".preinit_array"))) static void (*const tg_preinit_entry)(int, char **, char **) = preinit;
+#endif
+
 static bool in_list(const char *name, const char *const *list)
 {
     for (; *list; list++)

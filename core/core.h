@@ -47,6 +47,17 @@ void tg_clear_error(void);
 /* Set the error message (printf-style); returns status for `return tg_error(...)`. */
 tg_status tg_error(tg_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- files ------------------------------------------------------------- */
+
+/* Opens path for reading if it is a regular file, without ever blocking (a FIFO, directory or
+ * device is refused at once): a descriptor (caller closes) or -1 with a message naming the path
+ * and what it is, prefixed by "who: " when who is not NULL. Every tapegrad reader uses it. */
+int tg_open_regular(const char *path, const char *who);
+/* The same as a stdio stream (caller fcloses); NULL with the message on failure. */
+FILE *tg_fopen_regular(const char *path, const char *who);
+/* "a directory", "a FIFO (named pipe)", ... for a stat st_mode. */
+const char *tg_file_kind(unsigned mode);
+
 /* ---- tensors ----------------------------------------------------------- */
 
 typedef struct tg_tensor {

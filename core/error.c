@@ -2,6 +2,7 @@
 #include "core.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 static _Thread_local char g_message[1024];
 static _Thread_local tg_status g_status = TG_OK;
@@ -18,10 +19,14 @@ void tg_clear_error(void)
 
 tg_status tg_error(tg_status status, const char *fmt, ...)
 {
+    /* Formatted apart first: an argument may be tg_last_error() itself ("...; earlier error: %s"),
+     * and formatting a buffer into itself is undefined behaviour (it garbled those messages). */
+    char msg[sizeof g_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_message, sizeof g_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(g_message, msg, sizeof msg);
     g_status = status;
     return status;
 }

@@ -82,11 +82,13 @@ const char *tg_drive_default_root(void);
  *   training/images/21_training.tif .. 40, test/images/01_test.tif .. 20,
  *   {split}/1st_manual/NN_manual1.gif, {split}/mask/NN_{split}_mask.gif.
  * Decodes and checks all 20 samples now (a missing file is reported with its
- * expected path). Target, as the reference code: clip(manual_L/255 + (255 - mask_L), 0, 255). */
+ * expected path). Target, as the reference code: clip(manual_L/255 + (255 - mask_L), 0, 255),
+ * under the rule that tg_seg_folder_open states for labels and masks. */
 tg_seg_dataset *tg_drive_open(const char *root, tg_drive_split split);
 /* A binary-segmentation folder: root/images/NAME.ext with root/labels/NAME.* and,
- * optionally, root/masks/NAME.*, any supported format. Label: 0 background, any
- * other value foreground; mask: 0 outside (target 255), other values inside.
+ * optionally, root/masks/NAME.*, any supported format. Label: 0 background, 1 or 255
+ * foreground; mask: 0 outside (target 255), 1 or 255 inside. Any other value, and a mask
+ * with no pixel inside, is refused when the dataset opens, naming the file (and the pixel).
  * preload: decode everything now (else each sample is decoded when requested). */
 tg_seg_dataset *tg_seg_folder_open(const char *root, bool preload);
 void tg_seg_dataset_free(tg_seg_dataset *ds);

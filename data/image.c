@@ -72,8 +72,8 @@ tg_status tg_read_file(const char *path, uint8_t **buf, size_t *n)
     *buf = NULL;
     *n = 0;
     if (!path) return tg_error(TG_ERR_ARG, "read: path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = tg_fopen_regular(path, NULL); /* never blocks on a FIFO; refuses directories and devices */
+    if (!f) return tg_last_status();
     size_t cap = 1 << 16, len = 0;
     uint8_t *data = tg_malloc(cap);
     while (data) {

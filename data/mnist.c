@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define TG_IDX_MAX_BYTES ((int64_t)1 << 31)
@@ -41,21 +43,52 @@ static bool gz_read_exact(gzFile f, const char *path, void *out, size_t n, const
     return true;
 }
 
+/* Reads the count data bytes, growing the buffer as they arrive: a header announcing 2 GB in a
+ * short (or endless) file costs what the file holds, not what it claims. */
+static uint8_t *read_data(gzFile f, const char *path, int64_t count)
+{
+    size_t cap = count < ((int64_t)1 << 20) ? (size_t)count : (size_t)1 << 20, done = 0;
+    uint8_t *data = tg_malloc(cap);
+    while (data) {
+        unsigned chunk = cap - done > (1u << 30) ? (1u << 30) : (unsigned)(cap - done);
+        int got = gzread(f, data + done, chunk);
+        if (got < 0) {
+            int code;
+            const char *msg = gzerror(f, &code);
+            tg_error(TG_ERR_FORMAT, "%s: corrupt gzip data while reading the data (%s)", path, msg);
+            break;
+        }
+        if (got == 0) {
+            tg_error(TG_ERR_FORMAT, "%s: truncated: the data needs %lld bytes, the file ends after %zu", path,
+                     (long long)count, done);
+            break;
+        }
+        done += (size_t)got;
+        if ((int64_t)done == count) return data;
+        if (done < cap) continue;
+        size_t next = (int64_t)(2 * cap) < count ? 2 * cap : (size_t)count;
+        uint8_t *bigger = tg_malloc(next);
+        if (bigger) memcpy(bigger, data, done);
+        tg_free(data);
+        data = bigger;
+        cap = next;
+    }
+    tg_free(data);
+    return NULL;
+}
+
 tg_idx *tg_idx_load(const char *path)
 {
     if (!path) {
         tg_error(TG_ERR_ARG, "tg_idx_load: path is NULL");
         return NULL;
     }
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    fclose(probe);
-    gzFile f = gzopen(path, "rb");
+    int fd = tg_open_regular(path, NULL); /* never blocks on a FIFO; refuses directories and devices */
+    if (fd < 0) return NULL;
+    gzFile f = gzdopen(fd, "rb");
     if (!f) {
         tg_error(TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
         return NULL;
     }
     tg_idx *idx = tg_calloc(1, sizeof *idx);
@@ -77,20 +110,34 @@ tg_idx *tg_idx_load(const char *path)
         goto fail;
     }
     idx->ndim = head[3];
-    idx->count = 1;
+    double total = 1; /* exact below 2^53, enough to tell absurd */
+    char dims[128] = "";
     for (int d = 0; d < idx->ndim; d++) {
         uint8_t b[4];
         if (!gz_read_exact(f, path, b, 4, "dimensions")) goto fail;
         idx->dims[d] = (int64_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3];
-        if (idx->dims[d] == 0 || idx->dims[d] > TG_IDX_MAX_BYTES || idx->count * idx->dims[d] > TG_IDX_MAX_BYTES) {
-            tg_error(TG_ERR_FORMAT, "%s: IDX dimension %d is %lld (empty or absurd)", path, d,
-                     (long long)idx->dims[d]);
+        if (idx->dims[d] == 0) {
+            tg_error(TG_ERR_FORMAT, "%s: IDX dimension %d is 0 (an empty file)", path, d);
             goto fail;
         }
-        idx->count *= idx->dims[d];
+        total *= (double)idx->dims[d];
+        size_t used = strlen(dims);
+        snprintf(dims + used, sizeof dims - used, "%s%lld", d ? " x " : "", (long long)idx->dims[d]);
     }
-    idx->data = tg_malloc((size_t)idx->count);
-    if (!idx->data || !gz_read_exact(f, path, idx->data, (size_t)idx->count, "data")) goto fail;
+    if (total > (double)TG_IDX_MAX_BYTES) {
+        int worst = 0; /* the dimension that is absurd on its own, else the first (the count) */
+        for (int d = 1; d < idx->ndim; d++)
+            if (idx->dims[d] > idx->dims[worst]) worst = d;
+        tg_error(TG_ERR_FORMAT,
+                 "%s: IDX dimensions %s announce %.0f bytes (limit %lld): dimension %d (%lld%s) is absurd or the "
+                 "header is corrupt",
+                 path, dims, total, (long long)TG_IDX_MAX_BYTES, worst, (long long)idx->dims[worst],
+                 worst == 0 ? ", the number of items" : "");
+        goto fail;
+    }
+    idx->count = (int64_t)total;
+    idx->data = read_data(f, path, idx->count);
+    if (!idx->data) goto fail;
     uint8_t extra;
     int more = gzread(f, &extra, 1);
     int code;
@@ -118,22 +165,17 @@ const char *tg_mnist_default_dir(void)
     return env && env[0] ? env : "/usr/share/datasets/fashion-mnist";
 }
 
-/* dir/name.gz if it exists, else dir/name; loads it. */
+/* dir/name.gz if it exists, else dir/name; loads it (stat, not fopen: a FIFO must not block). */
 static tg_idx *load_either(const char *dir, const char *name)
 {
     char path[4096];
+    struct stat sb;
     snprintf(path, sizeof path, "%s/%s.gz", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (f)
-        fclose(f);
-    else
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "rb");
-    if (!f) {
+    if (stat(path, &sb) != 0) snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (stat(path, &sb) != 0) {
         tg_error(TG_ERR_IO, "MNIST: neither %s/%s.gz nor %s/%s exists", dir, name, dir, name);
         return NULL;
     }
-    fclose(f);
     return tg_idx_load(path);
 }
 

@@ -20,7 +20,6 @@ typedef struct {
 struct tg_seg_dataset {
     int64_t n;
     seg_item *items;
-    bool drive_rule; /* DRIVE's target rule, else the folder rule */
     bool preload;
 };
 
@@ -121,7 +120,7 @@ static tg_image *load_gray_matching(const char *path, const seg_item *it, const 
 }
 
 /* Decodes item i into a new RGB image and target. */
-static tg_status decode_item(const tg_seg_dataset *ds, const seg_item *it, tg_image **rgb, tg_image **target)
+static tg_status decode_item(const seg_item *it, tg_image **rgb, tg_image **target)
 {
     *rgb = *target = NULL;
     tg_image *raw = tg_image_load(it->image);
@@ -134,16 +133,35 @@ static tg_status decode_item(const tg_seg_dataset *ds, const seg_item *it, tg_im
         tg_image_free(label);
         return tg_last_status() != TG_OK ? tg_last_status() : TG_ERR_FORMAT;
     }
-    /* The target is written over the label. */
+    /* One rule for DRIVE and folders, checked here so that both heads see the same targets: a label
+     * pixel is 0 (background) or 1 or 255 (foreground), a mask pixel 0 (outside: target 255) or 1
+     * or 255 (inside). On DRIVE's 0/255 files this is the reference's clip(manual/255 + 255 - mask). */
     size_t n = (size_t)im->width * im->height;
     uint8_t *t = label->data;
-    if (ds->drive_rule) { /* clip(manual/255 + (255 - mask), 0, 255) truncated to an integer */
-        for (size_t i = 0; i < n; i++) {
-            int v = (255 - (mask ? mask->data[i] : 255)) + (t[i] == 255);
-            t[i] = (uint8_t)(v > 255 ? 255 : v);
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) t[i] = mask && mask->data[i] == 0 ? 255 : t[i] != 0;
+    for (int k = 0; k < (mask ? 2 : 1); k++) {
+        const tg_image *g = k ? mask : label;
+        for (size_t i = 0; i < n; i++)
+            if (g->data[i] != 0 && g->data[i] != 1 && g->data[i] != 255) {
+                tg_error(TG_ERR_FORMAT, "%s: pixel (%zu, %zu) has value %d; a %s pixel must be 0 (%s) or 1 or 255 (%s)",
+                         k ? it->mask : it->label, i % (size_t)im->width, i / (size_t)im->width, g->data[i],
+                         k ? "mask" : "label", k ? "outside: ignored" : "background", k ? "inside" : "foreground");
+                tg_image_free(im);
+                tg_image_free(label);
+                tg_image_free(mask);
+                return TG_ERR_FORMAT;
+            }
+    }
+    size_t inside = 0;
+    for (size_t i = 0; i < n; i++) {
+        t[i] = mask && mask->data[i] == 0 ? 255 : t[i] != 0;
+        inside += t[i] != 255;
+    }
+    if (inside == 0) {
+        tg_error(TG_ERR_FORMAT, "image %s: every pixel is ignored (mask %s is empty)", it->image, it->mask);
+        tg_image_free(im);
+        tg_image_free(label);
+        tg_image_free(mask);
+        return TG_ERR_FORMAT;
     }
     tg_image_free(mask);
     *rgb = im;
@@ -157,7 +175,7 @@ static tg_seg_dataset *finish_open(tg_seg_dataset *ds, const char *what)
     for (int64_t i = 0; i < ds->n; i++) {
         seg_item *it = &ds->items[i];
         tg_image *rgb, *target;
-        if (decode_item(ds, it, &rgb, &target) != TG_OK) {
+        if (decode_item(it, &rgb, &target) != TG_OK) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", tg_last_error());
             tg_error(tg_last_status(), "%s, sample %lld: %s", what, (long long)i, msg);
@@ -177,7 +195,7 @@ static tg_seg_dataset *finish_open(tg_seg_dataset *ds, const char *what)
     return ds;
 }
 
-static tg_seg_dataset *dataset_alloc(int64_t n, bool drive_rule, bool preload)
+static tg_seg_dataset *dataset_alloc(int64_t n, bool preload)
 {
     tg_seg_dataset *ds = tg_calloc(1, sizeof *ds);
     if (!ds) return NULL;
@@ -187,7 +205,6 @@ static tg_seg_dataset *dataset_alloc(int64_t n, bool drive_rule, bool preload)
         return NULL;
     }
     ds->n = n;
-    ds->drive_rule = drive_rule;
     ds->preload = preload;
     return ds;
 }
@@ -207,7 +224,7 @@ tg_seg_dataset *tg_drive_open(const char *root, tg_drive_split split)
                  "test/; set TG_DRIVE_DIR or pass the root)", dir, root);
         return NULL;
     }
-    tg_seg_dataset *ds = dataset_alloc(20, true, true);
+    tg_seg_dataset *ds = dataset_alloc(20, true);
     if (!ds) return NULL;
     int first = split == TG_DRIVE_TRAINING ? 21 : 1;
     for (int k = 0; k < 20; k++) {
@@ -322,7 +339,7 @@ tg_seg_dataset *tg_seg_folder_open(const char *root, bool preload)
         tg_error(TG_ERR_IO, "segmentation folder: %s holds no images", dirs[0]);
         goto done;
     }
-    ds = dataset_alloc(counts[0], false, preload);
+    ds = dataset_alloc(counts[0], preload);
     if (!ds) goto done;
     for (int64_t i = 0; i < counts[0]; i++) {
         seg_item *it = &ds->items[i];
@@ -368,7 +385,7 @@ static tg_status sample_images(const tg_seg_dataset *ds, int64_t i, tg_image **r
         return TG_OK;
     }
     *owned = true;
-    return decode_item(ds, it, rgb, target);
+    return decode_item(it, rgb, target);
 }
 
 tg_status tg_seg_dataset_get(const tg_seg_dataset *ds, int64_t i, tg_image **image, tg_image **target)

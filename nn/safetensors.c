@@ -330,8 +330,8 @@ tg_status tg_st_open(const char *path, tg_st_file *st, tg_meta *meta)
     memset(st, 0, sizeof *st);
     if (!path) return tg_error(TG_ERR_ARG, "%s: path is NULL", who);
     snprintf(st->path, sizeof st->path, "%s", path);
-    st->f = fopen(path, "rb");
-    if (!st->f) return tg_error(TG_ERR_IO, "%s: cannot open '%s': %s", who, path, strerror(errno));
+    st->f = tg_fopen_regular(path, who); /* never blocks on a FIFO; refuses directories and devices */
+    if (!st->f) return tg_last_status();
     struct stat sb;
     uint8_t len8[8];
     tg_status s = TG_OK;

@@ -146,7 +146,7 @@ static void fake_drive(const char *split, int first)
     for (int i = 0; i < FW * FH; i++) {
         rgb[i * 3] = (uint8_t)i, rgb[i * 3 + 1] = (uint8_t)(2 * i), rgb[i * 3 + 2] = 7;
         manual[i] = (uint8_t)(i % 3 == 0);    /* white every third pixel */
-        mask[i] = i < 10 ? 0 : i < 13 ? 2 : 1; /* first row outside, 3 pixels gray 200 */
+        mask[i] = i < 10 ? 0 : 1;              /* first row outside */
     }
     for (int n = first; n < first + 20; n++) {
         snprintf(p, sizeof p, "%s/images/%02d_%s.tif", split, n, split);
@@ -167,7 +167,7 @@ Test(drive, fake_layout_target_rule)
     cr_assert_eq(tg_seg_dataset_get(ds, 19, &img, &t), TG_OK);
     cr_assert(strstr(tg_seg_dataset_image_path(ds, 19), "40_training.tif") != NULL);
     for (int i = 0; i < FW * FH; i++) {
-        int manual = i % 3 == 0 ? 255 : 0, mask = i < 10 ? 0 : i < 13 ? 200 : 255;
+        int manual = i % 3 == 0 ? 255 : 0, mask = i < 10 ? 0 : 255;
         int want = (255 - mask) + manual / 255; /* clip(manual/255 + (255 - mask), 0, 255), truncated */
         if (want > 255) want = 255;
         cr_assert_eq(t->data[i], want, "pixel %d: %d, want %d", i, t->data[i], want);
@@ -176,6 +176,33 @@ Test(drive, fake_layout_target_rule)
     tg_image_free(img);
     tg_image_free(t);
     tg_seg_dataset_free(ds);
+}
+
+/* One rule for both heads, checked at load: a grey (200) mask or label pixel used to become a
+ * target of 55 or 56, which the sigmoid head trained on and the softmax head refused without
+ * naming any file; a mask with no pixel inside trained on "-nan". */
+Test(drive, grey_or_empty_masks_and_labels_are_refused_naming_the_file)
+{
+    fake_drive("test", 1);
+    uint8_t px[FW * FH];
+    for (int i = 0; i < FW * FH; i++) px[i] = i == 23 ? 2 : 1; /* one grey pixel at (3, 2) */
+    write_index_gif(tdu_path("test/mask/05_test_mask.gif"), FW, FH, px);
+    cr_expect_null(tg_drive_open(tdu_dir, TG_DRIVE_TEST));
+    cr_expect_eq(tg_last_status(), TG_ERR_FORMAT);
+    TDU_EXPECT_ERROR("sample 4");
+    TDU_EXPECT_ERROR(tdu_path("test/mask/05_test_mask.gif"));
+    TDU_EXPECT_ERROR("pixel (3, 2) has value 200");
+    write_index_gif(tdu_path("test/mask/05_test_mask.gif"), FW, FH, (uint8_t[FW * FH]){0});
+    write_index_gif(tdu_path("test/1st_manual/05_manual1.gif"), FW, FH, px);
+    cr_expect_null(tg_drive_open(tdu_dir, TG_DRIVE_TEST));
+    TDU_EXPECT_ERROR(tdu_path("test/1st_manual/05_manual1.gif"));
+    TDU_EXPECT_ERROR("pixel (3, 2) has value 200; a label pixel must be 0");
+    for (int i = 0; i < FW * FH; i++) px[i] = i % 2;
+    write_index_gif(tdu_path("test/1st_manual/05_manual1.gif"), FW, FH, px);
+    cr_expect_null(tg_drive_open(tdu_dir, TG_DRIVE_TEST)); /* the all-black mask ignores everything */
+    TDU_EXPECT_ERROR("image ");
+    TDU_EXPECT_ERROR("05_test.tif: every pixel is ignored (mask ");
+    TDU_EXPECT_ERROR("05_test_mask.gif is empty)");
 }
 
 Test(drive, missing_and_mismatched_files_name_the_expected_path)
@@ -262,13 +289,21 @@ static void write_png(const char *name, int w, int h, int c, uint8_t value0)
     tg_image_free(img);
 }
 
+static void write_values(const char *name, int w, int h, const uint8_t *values)
+{
+    tg_image *img = tg_image_new(w, h, 1);
+    memcpy(img->data, values, (size_t)w * h);
+    cr_assert_eq(tg_image_save_png(img, tdu_path(name)), TG_OK);
+    tg_image_free(img);
+}
+
 Test(folder, images_labels_masks_by_base_name)
 {
     tdu_mkdir("images");
     tdu_mkdir("labels");
     write_png("images/b.png", 4, 3, 3, 10);
     write_png("images/a.png", 5, 2, 1, 0); /* gray input becomes RGB */
-    write_png("labels/a.png", 5, 2, 1, 0); /* 0 1 2 ...: nonzero is foreground */
+    write_values("labels/a.png", 5, 2, (const uint8_t[]){0, 1, 255, 1, 0, 255, 255, 0, 0, 1}); /* 1, 255: foreground */
     uint8_t lb[12] = {0, 255, 0, 255, 0, 0, 0, 0, 255, 255, 255, 255};
     write_index_gif(tdu_path("labels/b.gif"), 4, 3, (uint8_t[]){0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1});
     for (int preload = 0; preload <= 1; preload++) {
@@ -279,7 +314,7 @@ Test(folder, images_labels_masks_by_base_name)
         tg_image *img, *t;
         cr_assert_eq(tg_seg_dataset_get(ds, 0, &img, &t), TG_OK);
         cr_expect_eq(img->channels, 3);
-        for (int i = 0; i < 10; i++) cr_assert_eq(t->data[i], i != 0);
+        for (int i = 0; i < 10; i++) cr_assert_eq(t->data[i], (0x26E >> i & 1), "pixel %d", i);
         tg_image_free(img);
         tg_image_free(t);
         cr_assert_eq(tg_seg_dataset_get(ds, 1, &img, &t), TG_OK);
@@ -291,11 +326,11 @@ Test(folder, images_labels_masks_by_base_name)
     }
     /* masks/: zero is outside (255) */
     tdu_mkdir("masks");
-    write_png("masks/a.png", 5, 2, 1, 0);
+    write_values("masks/a.png", 5, 2, (const uint8_t[]){0, 1, 1, 1, 1, 1, 1, 1, 1, 1});
     cr_expect_null(tg_seg_folder_open(tdu_dir, true));
     TDU_EXPECT_ERROR("masks");
     TDU_EXPECT_ERROR("b.*");
-    write_png("masks/b.png", 4, 3, 1, 1);
+    write_values("masks/b.png", 4, 3, (const uint8_t[]){255, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0});
     tg_seg_dataset *ds = tg_seg_folder_open(tdu_dir, false);
     cr_assert_not_null(ds, "%s", tg_last_error());
     tg_image *img, *t;
@@ -335,4 +370,29 @@ Test(folder, errors_name_the_files)
         TDU_EXPECT_ERROR("images/x.png: corrupt PNG");
     }
     cr_expect_null(tg_seg_folder_open(NULL, true));
+}
+
+/* The folder layout follows DRIVE's rule: a grey label (JPEG noise, anti-aliasing) is refused, not
+ * silently thresholded, and so is a mask with no pixel inside. */
+Test(folder, grey_label_or_empty_mask_is_refused_naming_the_file)
+{
+    tdu_mkdir("images");
+    tdu_mkdir("labels");
+    write_png("images/x.png", 3, 2, 3, 0);
+    write_values("labels/x.png", 3, 2, (const uint8_t[]){0, 255, 128, 1, 0, 0});
+    for (int preload = 0; preload <= 1; preload++) {
+        cr_expect_null(tg_seg_folder_open(tdu_dir, preload));
+        cr_expect_eq(tg_last_status(), TG_ERR_FORMAT);
+        TDU_EXPECT_ERROR("labels/x.png: pixel (2, 0) has value 128");
+    }
+    write_values("labels/x.png", 3, 2, (const uint8_t[]){0, 255, 0, 1, 0, 0});
+    tdu_mkdir("masks");
+    write_values("masks/x.png", 3, 2, (const uint8_t[]){0, 0, 0, 0, 0, 0});
+    cr_expect_null(tg_seg_folder_open(tdu_dir, false));
+    TDU_EXPECT_ERROR("images/x.png: every pixel is ignored (mask ");
+    TDU_EXPECT_ERROR("masks/x.png is empty)");
+    write_values("masks/x.png", 3, 2, (const uint8_t[]){0, 0, 0, 0, 0, 1});
+    tg_seg_dataset *ds = tg_seg_folder_open(tdu_dir, false);
+    cr_expect_not_null(ds, "%s", tg_last_error());
+    tg_seg_dataset_free(ds);
 }

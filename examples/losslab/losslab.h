@@ -136,6 +136,17 @@ void ll_buf_str(ll_buf *b, const char *s);           /* quoted and escaped */
 void ll_buf_tensor_json(ll_buf *b, const tg_tensor *t); /* nested arrays (a number for 0-D) */
 void ll_buf_free(ll_buf *b);
 
+/* ---- cases in, results out (jsonl.c) ------------------------------------ */
+
+/* Builds and runs one case, appending its result fields to b; false and a message in err. */
+bool ll_run_case(const cJSON *obj, bool details, ll_buf *b, ll_case *c, ll_result *r, char *err, size_t n);
+/* One --jsonl line -> one result line ("{\"id\": ..., ...}\n") appended to out. The id is echoed
+ * as the line wrote it (12345678901234567890 stays that text, not 1.2345678901234567e+19). */
+void ll_jsonl_line(const char *line, ll_buf *out);
+/* The text of the first top-level member `key` of the JSON object in text, as written; false if
+ * absent or if the text is not an object. */
+bool ll_json_raw_member(const char *text, const char *key, const char **start, size_t *len);
+
 /* ---- output ------------------------------------------------------------- */
 
 void ll_print_breakdown(FILE *out, const ll_case *c, const ll_result *r);

@@ -6,8 +6,11 @@
  *   losslab --list | --help
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "losslab.h"
 
@@ -88,25 +91,14 @@ bad:
     return NULL;
 }
 
-/* One case -> one result (JSON text without braces' closing) in b. */
-static bool run_case(const cJSON *obj, bool details, ll_buf *b, ll_case *c, ll_result *r, char *err, size_t n)
-{
-    if (!ll_case_from_json(obj, c, err, n)) return false;
-    if (!ll_run(c, details, r, err, n)) return false;
-    ll_json_result(b, c, r, details);
-    return true;
-}
-
-static void write_id(ll_buf *b, const cJSON *obj)
-{
-    const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
-    char *s = id ? cJSON_PrintUnformatted(id) : NULL;
-    ll_buf_printf(b, "{\"id\": %s", s ? s : "null");
-    free(s);
-}
-
+/* Cases from stdin, one per line (jsonl.c); stdin must be a file or a pipe, never a directory. */
 static int run_jsonl(void)
 {
+    struct stat sb;
+    if (fstat(STDIN_FILENO, &sb) == 0 && (S_ISDIR(sb.st_mode) || S_ISBLK(sb.st_mode))) {
+        fprintf(stderr, "losslab: --jsonl reads cases from stdin, which is %s\n", tg_file_kind((unsigned)sb.st_mode));
+        return 1;
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -114,37 +106,16 @@ static int run_jsonl(void)
         const char *p = line;
         while (*p && isspace((unsigned char)*p)) p++;
         if (!*p) continue; /* blank lines are not cases */
-        char err[LL_ERR_LEN] = "";
         ll_buf b = {0};
-        ll_case c;
-        ll_result r = {0};
-        cJSON *obj = ll_json_parse(line);
-        write_id(&b, obj);
-        size_t head = b.len;
-        bool ok;
-        if (!obj) {
-            snprintf(err, sizeof err, "malformed JSON line (expected one JSON object per line)");
-            ok = false;
-            c = (ll_case){0};
-        } else {
-            ll_buf_printf(&b, ", ");
-            ok = run_case(obj, false, &b, &c, &r, err, sizeof err);
-        }
-        if (!ok) {
-            b.len = head;
-            ll_buf_printf(&b, ", \"error\": ");
-            ll_buf_str(&b, err);
-        }
-        ll_buf_printf(&b, "}\n");
+        ll_jsonl_line(line, &b);
         fputs(b.s, stdout);
         fflush(stdout);
         ll_buf_free(&b);
-        ll_result_free(&r);
-        ll_case_free(&c);
-        cJSON_Delete(obj);
     }
+    int failed = ferror(stdin);
+    if (failed) fprintf(stderr, "losslab: cannot read stdin: %s\n", strerror(errno));
     free(line);
-    return ferror(stdin) ? 1 : 0;
+    return failed ? 1 : 0;
 }
 
 static int run_single(int argc, char **argv)
@@ -161,7 +132,7 @@ static int run_single(int argc, char **argv)
     ll_buf b = {0};
     int status = 0;
     ll_buf_printf(&b, "{");
-    if (!run_case(obj, true, &b, &c, &r, err, sizeof err)) {
+    if (!ll_run_case(obj, true, &b, &c, &r, err, sizeof err)) {
         fprintf(stderr, "losslab: %s\n", err);
         if (json) {
             b.len = 1;

@@ -118,7 +118,25 @@ static tg_status load_split(const config *c, tg_mnist_split split, tg_tensor **x
                         c->data ? "check the path"
                                 : "install Debian's dataset-fashion-mnist package (scripts/setup.sh does: "
                                   "apt-get install dataset-fashion-mnist)");
-    return tg_mnist_load(dir, split, x, y);
+    tg_status s = tg_mnist_load(dir, split, x, y);
+    if (s != TG_OK) return s;
+    /* The models take 28x28 images and 10 classes: anything else is refused here, naming the file,
+     * instead of overflowing a batch buffer or indexing past the class names. */
+    const char *prefix = split == TG_MNIST_TRAIN ? "train" : "t10k";
+    if ((*x)->shape[2] != 28 || (*x)->shape[3] != 28)
+        s = tg_error(TG_ERR_FORMAT, "%s/%s-images-idx3-ubyte[.gz]: the images are %lld x %lld; the mlp and cnn "
+                     "models take 28 x 28 (MNIST, Fashion-MNIST)", dir, prefix, (long long)(*x)->shape[2],
+                      (long long)(*x)->shape[3]);
+    for (int64_t i = 0; s == TG_OK && i < (*y)->numel; i++)
+        if ((*y)->idata[i] < 0 || (*y)->idata[i] >= 10)
+            s = tg_error(TG_ERR_FORMAT, "%s/%s-labels-idx1-ubyte[.gz]: label %lld of item %lld is not one of the "
+                         "10 classes (0..9)", dir, prefix, (long long)(*y)->idata[i], (long long)i);
+    if (s != TG_OK) {
+        tg_tensor_free(*x);
+        tg_tensor_free(*y);
+        *x = *y = NULL;
+    }
+    return s;
 }
 
 static const char *const FASHION[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -274,42 +292,63 @@ static int run_predict(const config *c)
 static int run_train(const config *c)
 {
     tg_tensor *xtr = NULL, *ytr = NULL, *xte = NULL, *yte = NULL;
-    if (load_split(c, TG_MNIST_TRAIN, &xtr, &ytr) != TG_OK) return fail("cannot load the training set");
+    tg_tensor *xb = NULL, *yb = NULL, *xr = NULL, *yr = NULL;
+    int64_t *perm = NULL;
+    FILE *log = NULL;
+    mnist_model *m = NULL;
+    tg_optimizer *opt = NULL;
+    int rc = 0;
+    char log_path[1100], ckpt_path[1100];
+    if (load_split(c, TG_MNIST_TRAIN, &xtr, &ytr) != TG_OK) {
+        rc = fail("cannot load the training set");
+        goto done;
+    }
     if (load_split(c, TG_MNIST_TEST, &xte, &yte) != TG_OK) {
-        tg_tensor_free(xtr);
-        tg_tensor_free(ytr);
-        return fail("cannot load the test set");
+        rc = fail("cannot load the test set");
+        goto done;
     }
     int64_t n = xtr->shape[0];
     if (c->limit && c->limit < n) n = c->limit;
     const bool main_rank = tg_dist_is_main();
-    if (tg_dist_check_batch(c->batch) != TG_OK) return fail("--batch");
+    if (tg_dist_check_batch(c->batch) != TG_OK) {
+        rc = fail("--batch");
+        goto done;
+    }
     if (main_rank && !tg_cli_make_dirs(c->out)) {
         fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
-        return 1;
+        rc = 1;
+        goto done;
     }
-    char log_path[1100], ckpt_path[1100];
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", c->out);
     snprintf(ckpt_path, sizeof ckpt_path, "%s/model.safetensors", c->out);
-    FILE *log = fopen(main_rank ? log_path : "/dev/null", "w");
+    log = fopen(main_rank ? log_path : "/dev/null", "w");
     if (!log) {
         fprintf(stderr, "mnist: cannot write %s: %s\n", log_path, strerror(errno));
-        return 1;
+        rc = 1;
+        goto done;
     }
 
     tg_rng rng;
     tg_rng_seed(&rng, c->seed);
-    mnist_model *m = mnist_model_new(c->arch, &rng);
-    if (!m) return fail("cannot build the model");
-    if (tg_dist_broadcast_state(m->params) != TG_OK) return fail("cannot share the initial weights");
-    tg_optimizer *opt;
+    m = mnist_model_new(c->arch, &rng);
+    if (!m) {
+        rc = fail("cannot build the model");
+        goto done;
+    }
+    if (tg_dist_broadcast_state(m->params) != TG_OK) {
+        rc = fail("cannot share the initial weights");
+        goto done;
+    }
     if (c->sgd) opt = tg_sgd_new(m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum});
     else {
         tg_adam_opts ao = tg_adam_defaults();
         ao.lr = c->lr;
         opt = tg_adam_new(m->params, ao);
     }
-    if (!opt) return fail("cannot build the optimizer");
+    if (!opt) {
+        rc = fail("cannot build the optimizer");
+        goto done;
+    }
 
     const int threads = tg_get_num_threads();
     printf("mnist: %s, %lld training images, %lld test images, batch %d, %s lr %g%s, seed %llu, %d thread%s\n",
@@ -327,13 +366,17 @@ static int run_train(const config *c)
     if (rest && sR == 0) {
         fprintf(stderr, "mnist: the last batch has %lld images, fewer than the %d processes: change --batch or --limit\n",
                 (long long)rest, tg_dist_world_size());
-        return 2;
+        rc = 2;
+        goto done;
     }
-    tg_tensor *xb = tg_tensor_zeros(TG_SHAPE(sB, 1, 28, 28)), *yb = tg_tensor_new(TG_I64, TG_SHAPE(sB));
-    tg_tensor *xr = rest ? tg_tensor_zeros(TG_SHAPE(sR, 1, 28, 28)) : NULL;
-    tg_tensor *yr = rest ? tg_tensor_new(TG_I64, TG_SHAPE(sR)) : NULL;
-    int64_t *perm = malloc((size_t)xtr->shape[0] * sizeof *perm);
-    int rc = 0;
+    xb = tg_tensor_zeros(TG_SHAPE(sB, 1, 28, 28)), yb = tg_tensor_new(TG_I64, TG_SHAPE(sB));
+    xr = rest ? tg_tensor_zeros(TG_SHAPE(sR, 1, 28, 28)) : NULL;
+    yr = rest ? tg_tensor_new(TG_I64, TG_SHAPE(sR)) : NULL;
+    perm = malloc((size_t)xtr->shape[0] * sizeof *perm);
+    if (!xb || !yb || (rest && (!xr || !yr)) || !perm) {
+        rc = fail("out of memory for the batches");
+        goto done;
+    }
     for (int epoch = 1; epoch <= c->epochs && rc == 0; epoch++) {
         tg_param_list_train(m->params, true);
         tg_rng_permutation(&rng, perm, n);
@@ -395,7 +438,8 @@ static int run_train(const config *c)
     if (rc == 0)
         printf("saved %s (PyTorch state_dict names, see examples/mnist/model.h); log %s; peak memory %.0f MB\n",
                ckpt_path, log_path, tg_cli_peak_rss_mb());
-    fclose(log);
+done:
+    if (log) fclose(log);
     free(perm);
     tg_tensor_free(xb);
     tg_tensor_free(yb);

@@ -88,8 +88,8 @@ static double get_num(const cJSON *o, const char *key)
 tg_status unet_run_load(const char *path, unet_run *run)
 {
     memset(run, 0, sizeof *run);
-    FILE *f = fopen(path, "r");
-    if (!f) return tg_error(TG_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    FILE *f = tg_fopen_regular(path, NULL); /* never blocks on a FIFO; refuses directories and devices */
+    if (!f) return tg_last_status();
     char line[4096];
     int lineno = 0;
     tg_status st = TG_OK;
