@@ -1,5 +1,5 @@
 /* Small helpers for command-line training programs (the examples use them): strict number
- * parsing for flags, mkdir -p, and peak memory. Ownership: nothing is allocated. */
+ * parsing for flags, mkdir -p, peak memory and SIGXFSZ. Ownership: nothing is allocated. */
 #ifndef TG_CLI_H
 #define TG_CLI_H
 
@@ -13,5 +13,8 @@ bool tg_cli_parse_double(const char *s, double *out);
 bool tg_cli_make_dirs(const char *path);
 /* This process's peak resident memory so far, in MB. */
 double tg_cli_peak_rss_mb(void);
+/* Ignores SIGXFSZ, so a write past the file-size limit (ulimit -f) fails with EFBIG and the
+ * program's usual error path runs, instead of the process being killed with no message. */
+void tg_cli_ignore_file_size_signal(void);
 
 #endif

@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (tests/fuzz/fuzz_NAME.c) with clang (ASan + UBSan) in build-fuzz/ and
 # fuzzes each for SECONDS (default 60), one after the other, starting from the valid inputs each
 # target writes (TG_FUZZ_SEED_DIR): safetensors checkpoints, IDX files (plain and gzip), images
-# (TIFF, PNG, GIF, JPEG, BMP), losslab's JSON cases and --jsonl lines. Corpora persist in
+# (TIFF, PNG, GIF, JPEG, BMP), losslab's JSON cases and --jsonl lines, unet_drive's log.jsonl as
+# --resume and --report-only read it (unet_log). Corpora persist in
 # build-fuzz/corpus_NAME; crashes land in build-fuzz/ (crash-*, leak-*, oom-*, timeout-*).
 # Usage: scripts/fuzz.sh [SECONDS] [NAME ...]   (NAME: safetensors, idx, image, losslab_json, ...)
 set -euo pipefail

@@ -3,7 +3,8 @@
 # trained on DRIVE twice, 1 output channel + sigmoid + BCE and 2 channels + softmax + CE,
 # with the same seed, batches and initial weights; then a side-by-side report
 # (out/unet_drive/report.md, curves.png, overlay_NN.png).
-#   scripts/run.sh                 the experiment (40 epochs per head, ~15 min per head on 2 cores)
+#   scripts/run.sh                 the experiment: --preset cpu (base width 16, crop 256, batch 4,
+#                                  150 epochs per head, evaluated every 5), about 15 min on 2 idle cores
 #   scripts/run.sh --quick         a 2-minute version (base width 8, crop 256, 25 epochs: Dice ~0.65)
 #   scripts/run.sh --tour          losslab on the article's example and one MNIST epoch
 #   scripts/run.sh -- ARGS...      any unet_drive options (see build/bin/unet_drive --help)
@@ -26,7 +27,11 @@ case "${1:-}" in
   --)
     shift; build/bin/unet_drive "$@" ;;
   "")
-    build/bin/unet_drive --out out/unet_drive ;;
+    # Estimate from the README's step figures (2 idle cores: a step at crop 256 about 0.4 s, 5 steps
+    # an epoch; evaluating the 20 test images about 3.4 s): 150 x 2 s + 30 x 3.4 s per head.
+    echo "scripts/run.sh: --preset cpu, both heads, 150 epochs each: expect about 15 minutes on 2 idle cores" \
+         "(longer on a busy machine; Ctrl-C stops cleanly and prints the command that resumes)"
+    build/bin/unet_drive --preset cpu --eval-every 5 --out out/unet_drive ;;
   *)
     echo "scripts/run.sh: unknown option '$1' (use --quick, --tour, or -- followed by unet_drive options)" >&2
     exit 2 ;;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cli.h"
 #include "losslab.h"
 
 static const char *usage_text =
@@ -155,6 +156,7 @@ static int run_single(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    tg_cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
     if (argc < 2) {
         fprintf(stderr, "losslab: give a loss name, --jsonl, --list or --help\n%s", usage_text);
         return 2;

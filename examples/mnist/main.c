@@ -456,6 +456,7 @@ done:
 
 int main(int argc, char **argv)
 {
+    tg_cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
     tg_blas_select_kernel(argc, argv);
     if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
     tg_dist_quiet_others();

@@ -56,6 +56,7 @@ void unet_epoch_json(const unet_run *run, const unet_epoch *e, char *buf, size_t
         PUT("infer_ms_per_image", e->infer_ms, "%.2f");
     }
 #undef PUT
+    if (run->config[0] && n < size) n += (size_t)snprintf(buf + n, size - n, ", \"config\": %s", run->config);
     if (n + 2 <= size) memcpy(buf + n, "}", 2);
 }
 
@@ -85,33 +86,46 @@ static double get_num(const cJSON *o, const char *key)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-tg_status unet_run_load(const char *path, unet_run *run)
+/* An integer field: 0 if absent, not a number or out of [lo, hi] (converting those would be undefined). */
+static int64_t get_int(const cJSON *o, const char *key, double lo, double hi)
+{
+    const double v = get_num(o, key);
+    return v >= lo && v <= hi ? (int64_t)v : 0;
+}
+
+tg_status unet_run_read(FILE *f, const char *name, unet_run *run)
 {
     memset(run, 0, sizeof *run);
-    FILE *f = tg_fopen_regular(path, NULL); /* never blocks on a FIFO; refuses directories and devices */
-    if (!f) return tg_last_status();
-    char line[4096];
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
     int lineno = 0;
     tg_status st = TG_OK;
-    while (fgets(line, sizeof line, f)) {
+    while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        if (line[0] == '\n' || line[0] == '\0') continue;
-        cJSON *o = cJSON_Parse(line);
+        if (len == 0 || line[0] == '\n') continue;
+        cJSON *o = (size_t)len == strlen(line) ? cJSON_Parse(line) : NULL; /* a NUL byte: not a log line */
         const cJSON *head = o ? cJSON_GetObjectItemCaseSensitive(o, "head") : NULL;
         double epoch = o ? get_num(o, "epoch") : NAN;
-        if (!o || !cJSON_IsString(head) || !(epoch >= 1)) {
+        if (!o || !cJSON_IsString(head) || !(epoch >= 1 && epoch <= 1e6)) {
             cJSON_Delete(o);
-            st = tg_error(TG_ERR_FORMAT, "%s:%d: not a unet_drive log line (JSON with \"head\" and \"epoch\")", path,
+            st = tg_error(TG_ERR_FORMAT, "%s:%d: not a unet_drive log line (JSON with \"head\" and \"epoch\")", name,
                           lineno);
             break;
         }
+        if (run->n_epochs && strncmp(run->head, head->valuestring, sizeof run->head - 1)) {
+            st = tg_error(TG_ERR_FORMAT, "%s:%d: a line of the %.15s head among lines of the %s head", name, lineno,
+                          head->valuestring, run->head);
+            cJSON_Delete(o);
+            break;
+        }
         snprintf(run->head, sizeof run->head, "%s", head->valuestring);
-        run->num_classes = (int)get_num(o, "num_classes");
-        run->params = (int64_t)get_num(o, "params");
-        run->base_c = (int)get_num(o, "base_c");
-        run->crop = (int)get_num(o, "crop");
-        run->batch = (int)get_num(o, "batch");
-        run->epochs_planned = (int)get_num(o, "epochs");
+        run->num_classes = (int)get_int(o, "num_classes", 0, 1e6);
+        run->params = get_int(o, "params", 0, 1e15);
+        run->base_c = (int)get_int(o, "base_c", 0, 1e6);
+        run->crop = (int)get_int(o, "crop", 0, 1e6);
+        run->batch = (int)get_int(o, "batch", 0, 1e6);
+        run->epochs_planned = (int)get_int(o, "epochs", 0, 1e6);
         run->peak_rss_mb = get_num(o, "peak_rss_mb");
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "norm_mean"), *ns = cJSON_GetObjectItemCaseSensitive(o, "norm_std");
         const cJSON *fw = cJSON_GetObjectItemCaseSensitive(o, "framework");
@@ -120,6 +134,11 @@ tg_status unet_run_load(const char *path, unet_run *run)
             snprintf(run->norm_mean, sizeof run->norm_mean, "%s", nm->valuestring);
             snprintf(run->norm_std, sizeof run->norm_std, "%s", ns->valuestring);
         }
+        const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
+        char *cfg_text = cJSON_IsObject(cfg) ? cJSON_PrintUnformatted(cfg) : NULL;
+        run->config[0] = '\0';
+        if (cfg_text && strlen(cfg_text) < sizeof run->config) memcpy(run->config, cfg_text, strlen(cfg_text) + 1);
+        free(cfg_text);
         unet_epoch e = {.epoch = (int)epoch,
                         .lr = get_num(o, "lr"),
                         .train_loss = get_num(o, "train_loss"),
@@ -141,12 +160,23 @@ tg_status unet_run_load(const char *path, unet_run *run)
         }
         cJSON_Delete(o);
         if (!unet_run_push(run, &e)) {
-            st = tg_error(TG_ERR_NOMEM, "out of memory reading %s", path);
+            st = tg_error(TG_ERR_NOMEM, "out of memory reading %s", name);
             break;
         }
     }
-    fclose(f);
+    if (st == TG_OK && ferror(f)) st = tg_error(TG_ERR_IO, "cannot read %s: %s", name, strerror(errno));
+    free(line);
     if (st != TG_OK) unet_run_free(run);
+    return st;
+}
+
+tg_status unet_run_load(const char *path, unet_run *run)
+{
+    memset(run, 0, sizeof *run);
+    FILE *f = tg_fopen_regular(path, NULL); /* never blocks on a FIFO; refuses directories and devices */
+    if (!f) return tg_last_status();
+    tg_status st = unet_run_read(f, path, run);
+    fclose(f);
     return st;
 }
 
@@ -259,12 +289,17 @@ static void table(FILE *md, const unet_run *runs, int n)
 
 tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_runs)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/report.md", out_dir);
-    char tmp[1220];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char *path = NULL, *tmp = NULL;
+    if (asprintf(&path, "%s/report.md", out_dir) < 0 || asprintf(&tmp, "%s/report.md.tmp", out_dir) < 0) {
+        if (path) free(path);
+        return tg_error(TG_ERR_NOMEM, "out of memory");
+    }
     FILE *md = fopen(tmp, "w");
-    if (!md) return tg_error(TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (!md) {
+        tg_status st = tg_error(TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+        free(path), free(tmp);
+        return st;
+    }
     const unet_run *r0 = n_runs ? &runs[0] : NULL;
     fprintf(md, "# UNet on DRIVE: 1 channel + sigmoid + BCE vs 2 channels + softmax + CE\n\n");
     if (r0)
@@ -276,6 +311,7 @@ tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_run
                 r0->base_c, r0->crop, r0->batch);
     if (r0 && r0->norm_mean[0])
         fprintf(md, "Input normalisation (on values in [0, 1]): mean %s, std %s.\n\n", r0->norm_mean, r0->norm_std);
+    if (r0 && r0->config[0]) fprintf(md, "Effective configuration (preset, then flags): `%s`\n\n", r0->config);
     table(md, runs, n_runs);
     fprintf(md,
             "\n## Reading it\n\n"
@@ -294,11 +330,13 @@ tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_run
             "state_dict names): <head>/last.safetensors and <head>/best.safetensors.\n");
     bool ok = !ferror(md);
     ok &= fclose(md) == 0;
+    tg_status st = TG_OK;
     if (!ok || rename(tmp, path) != 0) {
+        st = tg_error(TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         remove(tmp);
-        return tg_error(TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     }
-    return TG_OK;
+    free(path), free(tmp);
+    return st;
 }
 
 /* ---- curves.png ---------------------------------------------------------------------------- */
@@ -366,6 +404,24 @@ static void panel(const unet_run *runs, int n_runs, bool dice, const int *colors
 }
 #endif
 
+#ifdef TG_HAVE_PLPLOT
+/* path holds a PNG from its signature to its IEND chunk (errno set if it cannot be read). */
+static bool png_complete(const char *path)
+{
+    static const unsigned char SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const unsigned char IEND[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    errno = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    unsigned char head[8], tail[12];
+    bool ok = fread(head, 1, 8, f) == 8 && !memcmp(head, SIG, 8) && fseek(f, -12, SEEK_END) == 0 &&
+              fread(tail, 1, 12, f) == 12 && !memcmp(tail, IEND, 12);
+    fclose(f);
+    errno = 0;
+    return ok;
+}
+#endif
+
 tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
 {
 #ifdef TG_HAVE_PLPLOT
@@ -391,9 +447,14 @@ tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
     }
     plend();
     if (plot_failed) return TG_ERR_STATE;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_error(TG_ERR_IO, "PLplot did not write %s", path);
-    fclose(f);
+    /* PLplot's cairo driver does not report write errors (a full disk leaves an empty or cut
+     * file): the file must be a whole PNG, ending with its IEND chunk. */
+    if (!png_complete(path)) {
+        const int err = errno;
+        remove(path);
+        return tg_error(TG_ERR_IO, "cannot write %s: %s", path,
+                        err ? strerror(err) : "the file was cut short (disk full or file-size limit?)");
+    }
     return TG_OK;
 #else
     (void)path, (void)runs, (void)n_runs;

@@ -27,6 +27,7 @@ typedef struct {
     double peak_rss_mb;
     char norm_mean[64], norm_std[64]; /* input normalisation "m0,m1,m2" / "s0,s1,s2" ("" if not logged) */
     char framework[48];         /* "framework" of the log lines ("" = tapegrad; bench/unet_drive_torch.py writes pytorch) */
+    char config[1024];          /* the effective configuration as a JSON object ("" if unknown) */
     unet_epoch *epochs;
     int n_epochs, cap_epochs;
 } unet_run;
@@ -35,6 +36,8 @@ typedef struct {
 void unet_epoch_json(const unet_run *run, const unet_epoch *e, char *buf, size_t size);
 /* Reads OUT/<head>/log.jsonl into run (fresh). TG_ERR_IO if missing, TG_ERR_FORMAT on a bad line. */
 tg_status unet_run_load(const char *path, unet_run *run);
+/* The same from an open stream; name is used in messages ("name:LINE: ..."). */
+tg_status unet_run_read(FILE *f, const char *name, unet_run *run);
 bool unet_run_push(unet_run *run, const unet_epoch *e);
 void unet_run_free(unet_run *run);
 /* The best evaluated epoch by Dice (NULL if none) and the last evaluated one. */
@@ -44,7 +47,8 @@ const unet_epoch *unet_run_last_eval(const unet_run *run);
 /* Writes out_dir/report.md and prints the table to stdout. runs[i] may have no epochs. */
 tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_runs);
 /* Training loss and test Dice per epoch for every run, as a PNG (PLplot "pngcairo").
- * TG_ERR_STATE with a message if PLplot or its cairo driver is not available. */
+ * TG_ERR_STATE with a message if PLplot or its cairo driver is not available; TG_ERR_IO if
+ * the file could not be written whole (then it is removed). */
 tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs);
 
 /* Overlay of one test image: the RGB image, then per prediction the image dimmed with true
