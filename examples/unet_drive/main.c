@@ -665,7 +665,7 @@ static int train_head(const config *c, int head, const drive_data *d)
         goto done;
     }
     static const char *const SAVED[] = {"last.safetensors", "best.safetensors"};
-    if (run_remove_stale_temps(P.dir, SAVED, 2) < 0) {
+    if (tg_dist_is_main() && run_remove_stale_temps(P.dir, SAVED, 2) < 0) {
         fprintf(stderr, "unet_drive: cannot list %s: %s\n", P.dir, strerror(errno));
         rc = 1;
         goto done;
@@ -1238,7 +1238,7 @@ int main(int argc, char **argv)
             drive_data_free(&d);
             return 1;
         }
-        if (run_lock_dir(c.out) != TG_OK) {
+        if (tg_dist_is_main() && run_lock_dir(c.out) != TG_OK) { /* data-parallel ranks: rank 0 writes */
             drive_data_free(&d);
             return fail("cannot start");
         }
