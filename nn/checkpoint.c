@@ -127,7 +127,11 @@ static float *opt_state(const tg_optimizer *o, int k)
 static bool opt_state_wanted(const tg_optimizer *o, int k)
 {
     if (o->step_count == 0) return false;
-    if (o->kind == TG_OPTIM_SGD) return k == 0 && o->momentum != 0.0;
+    if (o->kind == TG_OPTIM_SGD) {
+        bool any_momentum = false;
+        for (int g = 0; g < o->n_groups; g++) any_momentum |= o->groups[g].momentum != 0.0;
+        return k == 0 && any_momentum;
+    }
     return k < 2 || o->amsgrad;
 }
 
@@ -148,8 +152,19 @@ static tg_status collect(entry_vec *v, const tg_param_list *list, const tg_ckpt_
         if (op->params != list)
             return tg_error(TG_ERR_ARG, "tg_checkpoint: the optimizer belongs to another parameter list");
         if (!push(v, TG_ST_I64, 0, NULL, &op->step_count, "optim.step%s%s", "", "") ||
-            !push(v, TG_ST_F64, 0, NULL, &op->lr, "optim.lr%s%s", "", ""))
+            !push(v, TG_ST_F64, 0, NULL, &op->groups[0].lr, "optim.lr%s%s", "", ""))
             return tg_last_status();
+        /* further groups' lrs, and the steps a frozen parameter skipped: only when there are any,
+         * so a one-group optimizer that never froze anything writes the same file as before */
+        for (int g = 1; g < op->n_groups; g++) {
+            char id[16];
+            snprintf(id, sizeof id, "%d", g);
+            if (!push(v, TG_ST_F64, 0, NULL, &op->groups[g].lr, "optim.group%s.lr%s", id, "")) return tg_last_status();
+        }
+        for (int i = 0; op->frozen_steps && i < op->n_entries && i < list->count; i++)
+            if (op->frozen_steps[i] &&
+                !push(v, TG_ST_I64, 0, NULL, &op->frozen_steps[i], "optim.%s.%s", list->entries[i].name, "frozen_steps"))
+                return tg_last_status();
         for (int k = 0; k < 3; k++) {
             if (!opt_state_wanted(op, k)) continue;
             for (int i = 0; i < list->count; i++) {
@@ -232,14 +247,31 @@ typedef struct {
 } copy_job;
 
 static tg_status plan_optim(tg_st_file *st, tg_optimizer *op, const tg_param_list *list, copy_job *jobs, int *nj,
-                            int64_t *step, double *lr)
+                            int64_t *step, double *lr, int64_t *frozen)
 {
     tg_st_entry *e;
     tg_status s;
     if ((s = match(st, "optim.step", TG_ST_I64, 0, NULL, true, &e))) return s;
     jobs[(*nj)++] = (copy_job){e, step};
     if ((s = match(st, "optim.lr", TG_ST_F64, 0, NULL, true, &e))) return s;
-    jobs[(*nj)++] = (copy_job){e, lr};
+    jobs[(*nj)++] = (copy_job){e, &lr[0]};
+    char name[TG_ST_NAME_LEN];
+    for (int g = 1; g <= op->n_groups; g++) {
+        snprintf(name, sizeof name, "optim.group%d.lr", g);
+        bool want = g < op->n_groups;
+        if ((s = match(st, name, TG_ST_F64, 0, NULL, want, &e))) return s;
+        if (!want && e)
+            return tg_error(TG_ERR_FORMAT, "tg_checkpoint_load: '%s' has more parameter groups than the optimizer (%d)",
+                            st->path, op->n_groups);
+        if (want) jobs[(*nj)++] = (copy_job){e, &lr[g]};
+    }
+    for (int i = 0; i < list->count; i++) {
+        frozen[i] = 0;
+        if (list->entries[i].kind != TG_KIND_PARAM) continue;
+        snprintf(name, sizeof name, "optim.%s.frozen_steps", list->entries[i].name);
+        if ((s = match(st, name, TG_ST_I64, 0, NULL, false, &e))) return s;
+        if (e) jobs[(*nj)++] = (copy_job){e, &frozen[i]};
+    }
     int64_t file_step = 0;
     if ((s = tg_st_read(st, tg_st_find(st, "optim.step"), &file_step))) return s;
     if (file_step < 0) return tg_error(TG_ERR_FORMAT, "tg_checkpoint_load: '%s': optim.step is negative", st->path);
@@ -256,7 +288,6 @@ static tg_status plan_optim(tg_st_file *st, tg_optimizer *op, const tg_param_lis
         for (int i = 0; i < list->count; i++) {
             const tg_param_entry *p = &list->entries[i];
             if (p->kind != TG_KIND_PARAM) continue;
-            char name[TG_ST_NAME_LEN];
             snprintf(name, sizeof name, "optim.%s.%s", p->name, OPT_STATE_NAMES[op->kind][k]);
             if ((s = match(st, name, TG_ST_F32, p->tensor->ndim, p->tensor->shape, true, &e))) return s;
             jobs[(*nj)++] = (copy_job){e, opt_state(op, k) + p->offset};
@@ -283,35 +314,63 @@ tg_status tg_checkpoint_load(const char *path, tg_param_list *list, const tg_ckp
         tg_meta_clear(&meta);
         return s;
     }
-    int max_jobs = list->count * 4 + 8 + 3 * TG_CKPT_MAX_RNGS;
+    int max_jobs = list->count * 5 + 8 + TG_OPTIM_MAX_GROUPS + 3 * TG_CKPT_MAX_RNGS;
     copy_job *jobs = tg_malloc((size_t)max_jobs * sizeof *jobs);
-    if (!jobs) s = tg_last_status();
+    int64_t *frozen = jobs ? tg_calloc((size_t)list->count + 1, sizeof *frozen) : NULL;
+    if (!frozen) s = tg_last_status();
     int nj = 0;
-    /* 1. match everything (no copying yet) */
+    /* 1. match everything (no copying yet); the model's tensors all at once, so one message
+     * names every difference (as load_state_dict's missing / unexpected / size mismatch) */
+    char differ[1024] = "";
+    tg_status differ_status = TG_OK;
     for (int i = 0; !s && i < list->count; i++) {
         tg_param_entry *p = &list->entries[i];
         tg_tensor *t = p->tensor;
-        tg_st_entry *e;
-        s = match(&st, p->name, t->dtype == TG_F32 ? TG_ST_F32 : TG_ST_I64, t->ndim, t->shape, false, &e);
-        if (!s && e) jobs[nj++] = (copy_job){e, t->dtype == TG_F32 ? (void *)t->data : (void *)t->idata};
-        if (!s && !e) {
+        tg_st_entry *e = tg_st_find(&st, p->name);
+        if (!e) {
             report->n_missing++;
             note(report->missing, sizeof report->missing, p->name);
+            continue;
         }
+        e->used = true;
+        tg_st_dtype want = t->dtype == TG_F32 ? TG_ST_F32 : TG_ST_I64;
+        bool same = e->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
+        char what[TG_ST_NAME_LEN + 128], a[96], b[96];
+        if (e->dtype != want)
+            snprintf(what, sizeof what, "tensor '%s' has dtype %s, expected %s", p->name, tg_st_dtype_name(e->dtype),
+                     tg_st_dtype_name(want));
+        else if (!same)
+            snprintf(what, sizeof what, "tensor '%s' has shape %s in the file but %s in the model", p->name,
+                     tg_dims_str(e->ndim, e->shape, a, sizeof a), tg_dims_str(t->ndim, t->shape, b, sizeof b));
+        else {
+            jobs[nj++] = (copy_job){e, t->dtype == TG_F32 ? (void *)t->data : (void *)t->idata};
+            continue;
+        }
+        if (!differ_status) differ_status = e->dtype != want ? TG_ERR_FORMAT : TG_ERR_SHAPE;
+        size_t len = strlen(differ);
+        if (len + strlen(what) + 8 < sizeof differ) snprintf(differ + len, sizeof differ - len, "%s%s", len ? "; " : "", what);
+        else if (len + 4 < sizeof differ && strcmp(differ + len - 3, "...") != 0) strcat(differ, "...");
     }
     for (int i = 0; !s && i < st.n; i++)
         if (!st.entries[i].used && !is_training_state(st.entries[i].name)) {
             report->n_unexpected++;
             note(report->unexpected, sizeof report->unexpected, st.entries[i].name);
         }
-    bool strict = opts && opts->strict;
-    if (!s && strict && (report->n_missing || report->n_unexpected))
-        s = tg_error(TG_ERR_FORMAT, "%s: '%s' does not match the model: missing [%s], unexpected [%s]", who, path,
-                     report->missing, report->unexpected);
+    bool strict = !(opts && opts->non_strict);
+    if (!s && (differ_status || (strict && (report->n_missing || report->n_unexpected))))
+        s = tg_error(differ_status ? differ_status : TG_ERR_FORMAT,
+                     "%s: '%s' does not match the model%s: %s%smissing [%s], unexpected [%s]%s", who, path,
+                     strict ? "" : " (non-strict load)", differ, differ[0] ? "; " : "", report->missing,
+                     report->unexpected,
+                     strict && !differ_status ? " (tg_ckpt_opts.non_strict loads the tensors that match)" : "");
     int64_t step = 0, has_spare[TG_CKPT_MAX_RNGS] = {0};
-    double lr = 0;
+    double lr[TG_OPTIM_MAX_GROUPS] = {0};
     tg_optimizer *op = opts ? opts->optim : NULL;
-    if (!s && op) s = plan_optim(&st, op, list, jobs, &nj, &step, &lr);
+    if (!s && op && op->numel != list->block_numel)
+        s = tg_error(TG_ERR_STATE, "%s: parameters were added to the list after the optimizer was made", who);
+    if (!s && op && !tg_optim_sync_entries(op)) s = tg_last_status();
+    if (!s && op) s = plan_optim(&st, op, list, jobs, &nj, &step, lr, frozen);
     tg_st_entry *e;
     if (!s && opts && opts->sched) {
         s = match(&st, "sched.last_epoch", TG_ST_I64, 0, NULL, true, &e);
@@ -335,7 +394,8 @@ tg_status tg_checkpoint_load(const char *path, tg_param_list *list, const tg_ckp
         report->n_loaded = nj;
         if (op) {
             op->step_count = step;
-            op->lr = lr;
+            for (int g = 0; g < op->n_groups; g++) op->groups[g].lr = lr[g];
+            memcpy(op->frozen_steps, frozen, (size_t)list->count * sizeof *frozen);
         }
         for (int r = 0; opts && r < opts->n_rngs; r++) opts->rngs[r]->has_spare = has_spare[r] != 0;
         if (opts && opts->meta) {
@@ -346,6 +406,7 @@ tg_status tg_checkpoint_load(const char *path, tg_param_list *list, const tg_ckp
     }
     tg_meta_clear(&meta);
     tg_free(jobs);
+    tg_free(frozen);
     tg_st_close(&st);
     return s;
 }

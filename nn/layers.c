@@ -151,3 +151,23 @@ tg_tensor *tg_batchnorm2d_layer_forward_relu(const tg_batchnorm2d_layer *l, tg_t
 {
     return batchnorm2d_forward("tg_batchnorm2d_layer_forward_relu", l, x, true);
 }
+
+tg_status tg_dropout_layer_init(tg_dropout_layer *l, tg_param_list *list, float p, tg_rng *rng)
+{
+    const char *who = "tg_dropout_layer_init";
+    if (!l || !list) return tg_error(TG_ERR_ARG, "%s: %s is NULL", who, l ? "list" : "layer");
+    if (!(p >= 0.0f && p <= 1.0f)) return tg_error(TG_ERR_ARG, "%s: p must be in [0, 1], got %g", who, (double)p);
+    l->p = p;
+    l->rng = rng;
+    l->training = &list->training;
+    return TG_OK;
+}
+
+tg_tensor *tg_dropout_layer_forward(const tg_dropout_layer *l, tg_tensor *x)
+{
+    if (!l || !l->training) {
+        tg_error(TG_ERR_ARG, "tg_dropout_layer_forward: layer is NULL or not initialised");
+        return NULL;
+    }
+    return tg_dropout(x, l->p, *l->training, l->rng);
+}

@@ -50,8 +50,16 @@ tg_tensor *tg_param_list_add_buffer(tg_param_list *list, const char *name, tg_dt
 tg_param_entry *tg_param_list_find(const tg_param_list *list, const char *name);
 /* Zeroes every parameter gradient (one memset over the grad block). */
 void tg_param_list_zero_grad(tg_param_list *list);
-/* Sets list->training (BatchNorm uses batch statistics when true). */
+/* Sets list->training, as model.train() / model.eval(): BatchNorm uses batch statistics and
+ * dropout layers drop only when true. */
 void tg_param_list_train(tg_param_list *list, bool training);
+/* Prints the state_dict's names and shapes in order, one per line, as
+ * `for k, v in model.state_dict().items(): print(k, tuple(v.shape))`:
+ *   0.weight (4, 3, 3, 3)
+ *   1.num_batches_tracked () int64 buffer
+ * with "buffer" after buffers and "frozen" after parameters that do not require grad,
+ * then a total line. NULL list or out: nothing. */
+void tg_param_list_print(const tg_param_list *list, FILE *out);
 /* Total elements of all parameters (no padding) or of all buffers. */
 int64_t tg_param_list_numel(const tg_param_list *list, tg_param_kind kind);
 /* Marks every parameter with ndim <= 1 (biases, BatchNorm weight/bias) as no_weight_decay; returns how many. */
@@ -104,12 +112,65 @@ tg_tensor *tg_batchnorm2d_layer_forward(const tg_batchnorm2d_layer *l, tg_tensor
 /* tg_relu(tg_batchnorm2d_layer_forward(l, x)), bit for bit, as one op (tg_batch_norm_relu). */
 tg_tensor *tg_batchnorm2d_layer_forward_relu(const tg_batchnorm2d_layer *l, tg_tensor *x);
 
+/* nn.Dropout: follows its list's training flag (tg_param_list_train), as model.train() /
+ * model.eval() switch every dropout of a PyTorch model; no tensors are registered. The
+ * functional tg_dropout(x, p, training, rng) stays for an explicit per-call choice. */
+typedef struct {
+    float p;
+    tg_rng *rng;                  /* NULL: the global generator */
+    const bool *training;         /* points at the list's training flag */
+} tg_dropout_layer;
+
+tg_status tg_dropout_layer_init(tg_dropout_layer *l, tg_param_list *list, float p, tg_rng *rng);
+tg_tensor *tg_dropout_layer_forward(const tg_dropout_layer *l, tg_tensor *x);
+
 /* Fills t with U(-bound, bound) from rng (NULL: global). */
 void tg_init_uniform(tg_tensor *t, float bound, tg_rng *rng);
 
+/* ---- nn.Sequential ------------------------------------------------------ */
+/* Layers appended in order get PyTorch's nn.Sequential names without typing them: the k-th
+ * layer appended (counting parameterless ones, as nn.Sequential does) registers its tensors
+ * as "<prefix>.<k>.weight" ... ("<k>.weight" with an empty prefix), so
+ *   nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(..))
+ * is five tg_sequential_add_* calls with state_dict names "0.weight", "0.bias", "1.weight",
+ * ..., "4.bias". The container is the caller's (tg_sequential_free); the layers' tensors are
+ * the list's. The add functions return the new layer (owned by the container; NULL + error). */
+typedef struct tg_sequential tg_sequential;
+
+/* list: where tensors are registered (borrowed; its training flag drives BatchNorm and dropout);
+ * prefix: "" or NULL for a top-level Sequential, e.g. "features" for model.features. */
+tg_sequential *tg_sequential_new(tg_param_list *list, const char *prefix);
+void tg_sequential_free(tg_sequential *s);
+/* Number of layers appended so far (= the index the next one gets). */
+int tg_sequential_length(const tg_sequential *s);
+tg_linear_layer *tg_sequential_add_linear(tg_sequential *s, int64_t in_features, int64_t out_features, bool bias,
+                                          tg_rng *rng);
+tg_conv2d_layer *tg_sequential_add_conv2d(tg_sequential *s, int64_t in_channels, int64_t out_channels, int kh, int kw,
+                                          tg_conv2d_opts opts, bool bias, tg_rng *rng);
+/* nn.BatchNorm2d(num_features) with PyTorch's eps 1e-5 and momentum 0.1. */
+tg_batchnorm2d_layer *tg_sequential_add_batchnorm2d(tg_sequential *s, int64_t num_features);
+tg_dropout_layer *tg_sequential_add_dropout(tg_sequential *s, float p, tg_rng *rng);
+/* Parameterless layers: nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Flatten() (start_dim 1), nn.MaxPool2d,
+ * nn.AvgPool2d. They take an index, as in PyTorch. TG_OK or an error. */
+tg_status tg_sequential_add_relu(tg_sequential *s);
+tg_status tg_sequential_add_sigmoid(tg_sequential *s);
+tg_status tg_sequential_add_tanh(tg_sequential *s);
+tg_status tg_sequential_add_flatten(tg_sequential *s);
+tg_status tg_sequential_add_max_pool2d(tg_sequential *s, tg_pool2d_opts opts);
+tg_status tg_sequential_add_avg_pool2d(tg_sequential *s, tg_pool2d_opts opts);
+/* Any parameterless function of one tensor (ctx passed through). */
+typedef tg_tensor *(*tg_module_fn)(tg_tensor *x, void *ctx);
+tg_status tg_sequential_add_fn(tg_sequential *s, tg_module_fn fn, void *ctx);
+/* Runs the layers in order (tape-owned result; NULL + the first error, naming the layer). */
+tg_tensor *tg_sequential_forward(const tg_sequential *s, tg_tensor *x);
+
 /* ---- optimizers -------------------------------------------------------- */
 /* PyTorch 1.13 update rules (single-tensor path), applied to every parameter of
- * the list; state lives in blocks with the list's layout (optimizer-owned). */
+ * the list; state lives in blocks with the list's layout (optimizer-owned).
+ * A parameter whose requires_grad is false (tg_tensor_set_requires_grad(w, false),
+ * a frozen layer) is skipped entirely, as PyTorch skips a parameter whose grad is
+ * None: no update, no weight decay, no momentum or Adam state change, and its own
+ * step count (Adam's bias correction) does not advance. */
 
 typedef enum { TG_OPTIM_SGD = 0, TG_OPTIM_ADAM, TG_OPTIM_ADAMW } tg_optim_kind;
 
@@ -127,34 +188,76 @@ typedef struct {
 tg_adam_opts tg_adam_defaults(void);
 tg_adam_opts tg_adamw_defaults(void);
 
+#define TG_OPTIM_MAX_GROUPS 16
+
+/* One parameter group, as an entry of PyTorch's optimizer.param_groups: its own learning
+ * rate, weight decay, SGD momentum and Adam betas (dampening, nesterov, eps and amsgrad are
+ * the optimizer's). Group 0 holds the constructor's options and every parameter not moved
+ * to another group. */
+typedef struct {
+    double lr;                    /* current learning rate (schedulers write it) */
+    double initial_lr;            /* lr when the group was made: the schedulers' base lr */
+    double weight_decay;
+    double momentum;              /* SGD */
+    double beta1, beta2;          /* Adam, AdamW */
+} tg_param_group;
+
 typedef struct tg_optimizer {
     tg_optim_kind kind;
     tg_param_list *params;
-    double lr;                    /* current learning rate (schedulers write it) */
-    double initial_lr;            /* lr at construction (schedulers' base lr) */
-    double momentum, dampening, weight_decay;
+    int n_groups;                 /* 1 + groups added with tg_optimizer_add_group */
+    tg_param_group groups[TG_OPTIM_MAX_GROUPS]; /* groups[0].lr: the learning rate of a one-group optimizer */
+    double dampening;
     bool nesterov;
-    double beta1, beta2, eps;
+    double eps;
     bool amsgrad;
-    int64_t step_count;           /* completed steps (PyTorch's state["step"]) */
+    int64_t step_count;           /* completed tg_optimizer_step calls */
     int64_t numel;                /* block size the state was made for */
+    int n_entries;                /* list->count the per-entry arrays were made for */
+    int *group_of;                /* per list entry: its group (buffers: 0, unused) */
+    int64_t *frozen_steps;        /* per list entry: steps it was skipped (its PyTorch state["step"] is
+                                     step_count - frozen_steps) */
     float *buf;                   /* SGD momentum_buffer / Adam exp_avg; NULL before the first step */
     float *sq;                    /* Adam exp_avg_sq */
     float *max_sq;                /* Adam max_exp_avg_sq (amsgrad) */
 } tg_optimizer;
 
-/* New optimizers over every parameter in list (register all parameters first). NULL on bad options. */
+/* New optimizers over every parameter in list (register all parameters first), in one group.
+ * NULL on bad options. */
 tg_optimizer *tg_sgd_new(tg_param_list *list, tg_sgd_opts opts);
 tg_optimizer *tg_adam_new(tg_param_list *list, tg_adam_opts opts);
 tg_optimizer *tg_adamw_new(tg_param_list *list, tg_adam_opts opts);
-/* One update from the gradients in the list's grad block. */
+/* The options a new group starts from: a copy of group 0's (as PyTorch fills a group's
+ * missing keys from the optimizer's defaults). Change what differs, then tg_optimizer_add_group. */
+tg_param_group tg_optimizer_group_defaults(const tg_optimizer *opt);
+/* Moves params (n parameters of opt's list, all still in group 0) into a new group with g's
+ * options; g.lr also becomes the group's initial_lr. As PyTorch's
+ *   SGD([{"params": rest}, {"params": head, "lr": 0.1}], lr=0.01)
+ * Returns the group's index, or -1 and an error (a tensor not in the list, a buffer, a
+ * parameter already in another group, bad options, more than TG_OPTIM_MAX_GROUPS groups).
+ * Make the groups before the scheduler and before loading a checkpoint into opt. */
+int tg_optimizer_add_group(tg_optimizer *opt, tg_tensor *const *params, int n, tg_param_group g);
+/* One update from the gradients in the list's grad block (parameters with requires_grad false skipped). */
 tg_status tg_optimizer_step(tg_optimizer *opt);
 void tg_optimizer_zero_grad(tg_optimizer *opt);
 void tg_optimizer_free(tg_optimizer *opt);
 
+/* ---- gradient clipping (torch.nn.utils) -------------------------------- */
+
+/* clip_grad_norm_: the 2-norm of all parameter gradients of list taken together (parameters
+ * with requires_grad false left out), computed in double; if max_norm < total, every gradient
+ * is multiplied by max_norm / (total + 1e-6) (PyTorch's formula, so a clipped norm is a little
+ * below max_norm). Returns the total norm before clipping (NaN or Inf if a gradient is not
+ * finite: the gradients are then scaled by NaN or 0 as PyTorch's error_if_nonfinite=False does),
+ * or -1 and an error if list is NULL or max_norm is negative or NaN. */
+double tg_clip_grad_norm(tg_param_list *list, double max_norm);
+/* clip_grad_value_: clamps every parameter gradient into [-clip_value, clip_value]. */
+tg_status tg_clip_grad_value(tg_param_list *list, double clip_value);
+
 /* ---- learning-rate schedules ------------------------------------------ */
-/* As torch.optim.lr_scheduler: construction sets opt->lr = base*f(0); each
- * tg_lr_sched_step() (call it after tg_optimizer_step) advances k and sets base*f(k). */
+/* As torch.optim.lr_scheduler: tg_lr_sched_init_* builds a schedule (the struct is the
+ * caller's) and sets every group's lr = its initial_lr * f(0); each tg_lr_sched_step()
+ * (call it after tg_optimizer_step) advances k and sets initial_lr * f(k) in every group. */
 
 typedef enum {
     TG_SCHED_STEP = 0,      /* gamma^floor(k/step_size) */
@@ -172,7 +275,6 @@ typedef double (*tg_lr_lambda)(int64_t k, void *ctx);
 typedef struct tg_lr_sched {
     tg_sched_kind kind;
     tg_optimizer *opt;
-    double base_lr;
     int64_t last_epoch;           /* k: number of tg_lr_sched_step calls */
     double gamma;
     int64_t step_size;
@@ -186,20 +288,21 @@ typedef struct tg_lr_sched {
     void *fn_ctx;
 } tg_lr_sched;
 
-/* Each sets opt->lr for k = 0; TG_OK or an error naming the bad argument. */
-tg_status tg_sched_step_lr(tg_lr_sched *s, tg_optimizer *opt, int64_t step_size, double gamma);
-tg_status tg_sched_multistep(tg_lr_sched *s, tg_optimizer *opt, const int64_t *milestones, int n, double gamma);
-tg_status tg_sched_cosine(tg_lr_sched *s, tg_optimizer *opt, int64_t t_max, double eta_min);
-tg_status tg_sched_exponential(tg_lr_sched *s, tg_optimizer *opt, double gamma);
+/* Constructors: each sets the groups' lr for k = 0; TG_OK or an error naming the bad argument. */
+tg_status tg_lr_sched_init_step_lr(tg_lr_sched *s, tg_optimizer *opt, int64_t step_size, double gamma);
+tg_status tg_lr_sched_init_multistep(tg_lr_sched *s, tg_optimizer *opt, const int64_t *milestones, int n,
+                                     double gamma);
+tg_status tg_lr_sched_init_cosine(tg_lr_sched *s, tg_optimizer *opt, int64_t t_max, double eta_min);
+tg_status tg_lr_sched_init_exponential(tg_lr_sched *s, tg_optimizer *opt, double gamma);
 /* The reference UNet schedule (create_lr_scheduler): warmup_steps = warmup epochs * steps per epoch
  * (0: no warmup), total_steps = epochs * steps per epoch, warmup_factor 1e-3, power 0.9.
  * Past total_steps the factor is 0 (PyTorch would raise a complex-number error). */
-tg_status tg_sched_warmup_poly(tg_lr_sched *s, tg_optimizer *opt, int64_t warmup_steps, int64_t total_steps,
-                               double warmup_factor, double power);
-tg_status tg_sched_lambda(tg_lr_sched *s, tg_optimizer *opt, tg_lr_lambda fn, void *ctx);
-/* The factor f(k) (lr = base_lr * f(k)). */
+tg_status tg_lr_sched_init_warmup_poly(tg_lr_sched *s, tg_optimizer *opt, int64_t warmup_steps,
+                                       int64_t total_steps, double warmup_factor, double power);
+tg_status tg_lr_sched_init_lambda(tg_lr_sched *s, tg_optimizer *opt, tg_lr_lambda fn, void *ctx);
+/* The factor f(k) (lr = initial_lr * f(k); the cosine's is group 0's). */
 double tg_lr_sched_factor(const tg_lr_sched *s, int64_t k);
-/* k += 1; opt->lr = base_lr * f(k). Returns the new lr. */
+/* Stepping: k += 1; every group's lr = its initial_lr * f(k). Returns group 0's new lr. */
 double tg_lr_sched_step(tg_lr_sched *s);
 
 /* ---- safetensors checkpoints ------------------------------------------ */
@@ -226,7 +329,10 @@ typedef struct {
     const char *rng_names[TG_CKPT_MAX_RNGS];
     int n_rngs;
     tg_meta *meta;                          /* save: written as __metadata__; load: filled (may be NULL) */
-    bool strict;                            /* load: missing or unexpected model tensors are errors */
+    bool non_strict;                        /* load: as load_state_dict(strict=False): missing model tensors
+                                               keep their values, unexpected ones are ignored (both still
+                                               listed in the report). Default (false): strict, a mismatch is
+                                               an error naming every missing and unexpected tensor. */
 } tg_ckpt_opts;
 
 typedef struct {
@@ -239,8 +345,11 @@ typedef struct {
  * on error the previous file is untouched. opts may be NULL (model only). */
 tg_status tg_checkpoint_save(const char *path, const tg_param_list *list, const tg_ckpt_opts *opts);
 /* Validates the whole file (header length, JSON, dtypes, shapes, offsets) and every match before
- * copying anything; a mismatch names the tensor. Non-strict: missing tensors keep their values,
- * unexpected ones are ignored; both are listed in report (may be NULL). */
+ * copying anything; a mismatch names the tensor. Strict by default, as PyTorch's load_state_dict:
+ * opts NULL or zero-initialised makes any missing or unexpected model tensor an error whose message
+ * lists the missing and unexpected names and the shapes that differ; nothing is copied then.
+ * opts->non_strict: missing tensors keep their values, unexpected ones are ignored; both are
+ * listed in report (may be NULL), as PyTorch's missing_keys / unexpected_keys. */
 tg_status tg_checkpoint_load(const char *path, tg_param_list *list, const tg_ckpt_opts *opts,
                              tg_ckpt_report *report);
 

@@ -49,6 +49,10 @@ tg_st_entry *tg_st_find(tg_st_file *st, const char *name);
 tg_status tg_st_read(tg_st_file *st, const tg_st_entry *e, void *dst);
 void tg_st_close(tg_st_file *st);
 
+/* Sizes the optimizer's per-entry arrays (group, frozen steps) for its list's current entries
+ * (entries added since start in group 0); false + error if out of memory. */
+bool tg_optim_sync_entries(tg_optimizer *o);
+
 /* Test hook: the writer fails as if the disk were full once `bytes` bytes are written (-1: off). */
 void tg_st_set_write_fail_after(int64_t bytes);
 

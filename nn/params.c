@@ -200,3 +200,21 @@ int tg_param_list_no_decay_1d(tg_param_list *list)
         }
     return n;
 }
+
+void tg_param_list_print(const tg_param_list *list, FILE *out)
+{
+    if (!list || !out) return;
+    char b[128];
+    int64_t n_params = 0, n_buffers = 0;
+    for (int i = 0; i < list->count; i++) {
+        const tg_param_entry *e = &list->entries[i];
+        const tg_tensor *t = e->tensor;
+        const bool buffer = e->kind == TG_KIND_BUFFER;
+        fprintf(out, "%s %s%s%s%s\n", e->name, tg_shape_str(t, b, sizeof b), t->dtype == TG_I64 ? " int64" : "",
+                buffer ? " buffer" : "", !buffer && !t->requires_grad ? " frozen" : "");
+        if (buffer) n_buffers += t->numel;
+        else n_params += t->numel;
+    }
+    fprintf(out, "%d tensors: %lld parameter values, %lld buffer values\n", list->count, (long long)n_params,
+            (long long)n_buffers);
+}

@@ -1,5 +1,5 @@
-/* Learning-rate schedules as torch.optim.lr_scheduler, in closed form:
- * lr(k) = base_lr * f(k), k = number of tg_lr_sched_step() calls so far. */
+/* Learning-rate schedules as torch.optim.lr_scheduler, in closed form: every group's
+ * lr(k) = its initial_lr * f(k), k = number of tg_lr_sched_step() calls so far. */
 #include "nn.h"
 
 #include <math.h>
@@ -11,28 +11,34 @@ static tg_status sched_begin(tg_lr_sched *s, tg_optimizer *opt, tg_sched_kind ki
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->opt = opt;
-    s->base_lr = opt->initial_lr;
     return TG_OK;
 }
 
 /* base_lr * f(k); the cosine's closed form directly, without dividing by base_lr. */
-static double lr_at(const tg_lr_sched *s, int64_t k)
+static double lr_at(const tg_lr_sched *s, int64_t k, double base_lr)
 {
     if (s->kind == TG_SCHED_COSINE)
-        return s->eta_min + (s->base_lr - s->eta_min) * (1.0 + cos(3.14159265358979323846 * (double)k / (double)s->t_max)) / 2.0;
-    return s->base_lr * tg_lr_sched_factor(s, k);
+        return s->eta_min + (base_lr - s->eta_min) * (1.0 + cos(3.14159265358979323846 * (double)k / (double)s->t_max)) / 2.0;
+    return base_lr * tg_lr_sched_factor(s, k);
+}
+
+/* Every group's lr for step k, each from its own initial lr (as PyTorch's base_lrs). */
+static void set_lrs(tg_lr_sched *s, int64_t k)
+{
+    tg_optimizer *o = s->opt;
+    for (int g = 0; g < o->n_groups; g++) o->groups[g].lr = lr_at(s, k, o->groups[g].initial_lr);
 }
 
 static tg_status sched_start(tg_lr_sched *s)
 {
     s->last_epoch = 0;
-    s->opt->lr = lr_at(s, 0);
+    set_lrs(s, 0);
     return TG_OK;
 }
 
-tg_status tg_sched_step_lr(tg_lr_sched *s, tg_optimizer *opt, int64_t step_size, double gamma)
+tg_status tg_lr_sched_init_step_lr(tg_lr_sched *s, tg_optimizer *opt, int64_t step_size, double gamma)
 {
-    const char *who = "tg_sched_step_lr";
+    const char *who = "tg_lr_sched_init_step_lr";
     if (step_size <= 0) return tg_error(TG_ERR_ARG, "%s: step_size must be positive, got %lld", who, (long long)step_size);
     if (!isfinite(gamma)) return tg_error(TG_ERR_ARG, "%s: gamma must be finite", who);
     tg_status st = sched_begin(s, opt, TG_SCHED_STEP, who);
@@ -42,9 +48,9 @@ tg_status tg_sched_step_lr(tg_lr_sched *s, tg_optimizer *opt, int64_t step_size,
     return sched_start(s);
 }
 
-tg_status tg_sched_multistep(tg_lr_sched *s, tg_optimizer *opt, const int64_t *milestones, int n, double gamma)
+tg_status tg_lr_sched_init_multistep(tg_lr_sched *s, tg_optimizer *opt, const int64_t *milestones, int n, double gamma)
 {
-    const char *who = "tg_sched_multistep";
+    const char *who = "tg_lr_sched_init_multistep";
     if (n < 0 || n > TG_SCHED_MAX_MILESTONES || (n > 0 && !milestones))
         return tg_error(TG_ERR_ARG, "%s: %d milestones given (0 to %d supported)", who, n, TG_SCHED_MAX_MILESTONES);
     for (int i = 1; i < n; i++)
@@ -60,9 +66,9 @@ tg_status tg_sched_multistep(tg_lr_sched *s, tg_optimizer *opt, const int64_t *m
     return sched_start(s);
 }
 
-tg_status tg_sched_cosine(tg_lr_sched *s, tg_optimizer *opt, int64_t t_max, double eta_min)
+tg_status tg_lr_sched_init_cosine(tg_lr_sched *s, tg_optimizer *opt, int64_t t_max, double eta_min)
 {
-    const char *who = "tg_sched_cosine";
+    const char *who = "tg_lr_sched_init_cosine";
     if (t_max <= 0) return tg_error(TG_ERR_ARG, "%s: T_max must be positive, got %lld", who, (long long)t_max);
     if (!isfinite(eta_min)) return tg_error(TG_ERR_ARG, "%s: eta_min must be finite", who);
     tg_status st = sched_begin(s, opt, TG_SCHED_COSINE, who);
@@ -72,9 +78,9 @@ tg_status tg_sched_cosine(tg_lr_sched *s, tg_optimizer *opt, int64_t t_max, doub
     return sched_start(s);
 }
 
-tg_status tg_sched_exponential(tg_lr_sched *s, tg_optimizer *opt, double gamma)
+tg_status tg_lr_sched_init_exponential(tg_lr_sched *s, tg_optimizer *opt, double gamma)
 {
-    const char *who = "tg_sched_exponential";
+    const char *who = "tg_lr_sched_init_exponential";
     if (!isfinite(gamma)) return tg_error(TG_ERR_ARG, "%s: gamma must be finite", who);
     tg_status st = sched_begin(s, opt, TG_SCHED_EXPONENTIAL, who);
     if (st) return st;
@@ -82,10 +88,10 @@ tg_status tg_sched_exponential(tg_lr_sched *s, tg_optimizer *opt, double gamma)
     return sched_start(s);
 }
 
-tg_status tg_sched_warmup_poly(tg_lr_sched *s, tg_optimizer *opt, int64_t warmup_steps, int64_t total_steps,
+tg_status tg_lr_sched_init_warmup_poly(tg_lr_sched *s, tg_optimizer *opt, int64_t warmup_steps, int64_t total_steps,
                                double warmup_factor, double power)
 {
-    const char *who = "tg_sched_warmup_poly";
+    const char *who = "tg_lr_sched_init_warmup_poly";
     if (warmup_steps < 0 || total_steps <= warmup_steps)
         return tg_error(TG_ERR_ARG, "%s: need 0 <= warmup_steps (%lld) < total_steps (%lld)", who,
                         (long long)warmup_steps, (long long)total_steps);
@@ -100,9 +106,9 @@ tg_status tg_sched_warmup_poly(tg_lr_sched *s, tg_optimizer *opt, int64_t warmup
     return sched_start(s);
 }
 
-tg_status tg_sched_lambda(tg_lr_sched *s, tg_optimizer *opt, tg_lr_lambda fn, void *ctx)
+tg_status tg_lr_sched_init_lambda(tg_lr_sched *s, tg_optimizer *opt, tg_lr_lambda fn, void *ctx)
 {
-    const char *who = "tg_sched_lambda";
+    const char *who = "tg_lr_sched_init_lambda";
     if (!fn) return tg_error(TG_ERR_ARG, "%s: lambda is NULL", who);
     tg_status st = sched_begin(s, opt, TG_SCHED_LAMBDA, who);
     if (st) return st;
@@ -123,8 +129,9 @@ double tg_lr_sched_factor(const tg_lr_sched *s, int64_t k)
     }
     case TG_SCHED_COSINE: {
         const double pi = 3.14159265358979323846;
-        double lr = s->eta_min + (s->base_lr - s->eta_min) * (1.0 + cos(pi * (double)k / (double)s->t_max)) / 2.0;
-        return s->base_lr != 0.0 ? lr / s->base_lr : 0.0;
+        const double base = s->opt ? s->opt->groups[0].initial_lr : 0.0;
+        double lr = s->eta_min + (base - s->eta_min) * (1.0 + cos(pi * (double)k / (double)s->t_max)) / 2.0;
+        return base != 0.0 ? lr / base : 0.0;
     }
     case TG_SCHED_EXPONENTIAL: return pow(s->gamma, (double)k);
     case TG_SCHED_WARMUP_POLY: {
@@ -149,6 +156,6 @@ double tg_lr_sched_step(tg_lr_sched *s)
         return NAN;
     }
     s->last_epoch++;
-    s->opt->lr = lr_at(s, s->last_epoch);
-    return s->opt->lr;
+    set_lrs(s, s->last_epoch);
+    return s->opt->groups[0].lr;
 }

@@ -510,7 +510,7 @@ static tg_unet *load_model(const char *path, int *head, float mean[3], float std
 {
     tg_meta meta = {0};
     tg_param_list *probe = tg_param_list_new();
-    tg_ckpt_opts opts = {.meta = &meta};
+    tg_ckpt_opts opts = {.meta = &meta, .non_strict = true};
     tg_status st = probe ? tg_checkpoint_load(path, probe, &opts, NULL) : TG_ERR_NOMEM;
     tg_param_list_free(probe);
     if (st != TG_OK) {
@@ -540,8 +540,7 @@ static tg_unet *load_model(const char *path, int *head, float mean[3], float std
     tg_meta_clear(&meta);
     tg_unet *m = tg_unet_new(3, (int)classes, (int)base_c, NULL);
     if (!m) return NULL;
-    tg_ckpt_opts strict = {.strict = true};
-    if (tg_checkpoint_load(path, m->params, &strict, NULL) != TG_OK) {
+    if (tg_checkpoint_load(path, m->params, NULL, NULL) != TG_OK) {
         tg_unet_free(m);
         return NULL;
     }
@@ -710,7 +709,7 @@ static int train_head(const config *c, int head, const drive_data *d)
         printf("%s head: warmup shortened to %d epoch%s (--epochs %d leaves no epoch after it)\n", HEAD_NAME[head],
                warmup, warmup == 1 ? "" : "s", c->epochs);
     tg_lr_sched sched;
-    if (tg_sched_warmup_poly(&sched, opt, warmup * steps_per_epoch, c->epochs * steps_per_epoch, 1e-3, 0.9) !=
+    if (tg_lr_sched_init_warmup_poly(&sched, opt, warmup * steps_per_epoch, c->epochs * steps_per_epoch, 1e-3, 0.9) !=
         TG_OK) {
         rc = fail("cannot set up the learning-rate schedule");
         goto done;
@@ -726,7 +725,7 @@ static int train_head(const config *c, int head, const drive_data *d)
     double best_dice = -1;
     if (c->resume && have_last) {
         tg_meta meta = {0};
-        tg_ckpt_opts ro = {.optim = opt, .sched = &sched, .meta = &meta, .strict = true};
+        tg_ckpt_opts ro = {.optim = opt, .sched = &sched, .meta = &meta};
         long long e = 0;
         if (tg_checkpoint_load(last_path, m->params, &ro, NULL) != TG_OK) {
             tg_meta_clear(&meta);
@@ -849,7 +848,7 @@ static int train_head(const config *c, int head, const drive_data *d)
             tg_optimizer_zero_grad(opt);
             tg_tape_clear();
             tg_batch_free(&b);
-            snprintf(status, sizeof status, "loss %.4f lr %.2e", loss_sum / (double)steps, opt->lr);
+            snprintf(status, sizeof status, "loss %.4f lr %.2e", loss_sum / (double)steps, opt->groups[0].lr);
             tg_progress_update(&bar, steps, status);
         }
         tg_tape_clear();
@@ -865,7 +864,7 @@ static int train_head(const config *c, int head, const drive_data *d)
             break;
         }
         tg_dist_allreduce_sum(&loss_sum, 1); /* the ranks' mean losses, averaged */
-        unet_epoch e = {.epoch = epoch, .lr = opt->lr, .train_loss = loss_sum / (double)steps / tg_dist_world_size()};
+        unet_epoch e = {.epoch = epoch, .lr = opt->groups[0].lr, .train_loss = loss_sum / (double)steps / tg_dist_world_size()};
         e.train_seconds = tg_progress_end(&bar, status);
         e.images_per_second = (double)images / e.train_seconds;
         e.wait_share = (tg_loader_get_stats(loader).wait_seconds - wait0) / e.train_seconds;

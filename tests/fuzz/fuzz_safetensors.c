@@ -31,7 +31,7 @@ static model model_new(void)
     tg_adam_opts ao = tg_adamw_defaults();
     ao.amsgrad = true;
     m.o = tg_adamw_new(m.l, ao);
-    tg_sched_warmup_poly(&m.s, m.o, 3, 10, 1e-3, 0.9);
+    tg_lr_sched_init_warmup_poly(&m.s, m.o, 3, 10, 1e-3, 0.9);
     for (int64_t i = 0; i < m.l->block_numel; i++) m.l->grad[i] = 0.01f * (float)i;
     tg_optimizer_step(m.o);
     tg_lr_sched_step(&m.s);
@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     model m = model_new();
     tg_meta got = {0};
     tg_ckpt_opts o = {.optim = m.o, .sched = &m.s, .rngs = {&m.r}, .rng_names = {"data"}, .n_rngs = 1,
-                      .meta = &got, .strict = size % 2 == 0};
+                      .meta = &got, .non_strict = size % 2 != 0};
     tg_ckpt_report rep;
     tg_status s = tg_checkpoint_load(path, m.l, &o, &rep);
     if (s != TG_OK && strlen(tg_last_error()) == 0) abort(); /* an error must say what it is */
