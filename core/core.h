@@ -6,6 +6,10 @@
  *   - Every tensor returned by an op (tg_add, tg_conv2d, tg_cross_entropy, ...)
  *     belongs to the current step's tape and is released, with its .grad, by
  *     one call: tg_tape_clear(). Keep a value past the step with tg_tensor_clone().
+ *     An op given a tensor of a cleared tape returns NULL with TG_ERR_STATE and a
+ *     message naming the op (the next step never reuses the cleared tensors' headers,
+ *     so this holds even right after the clear). Debug aid: TG_POISON_ARENA=1 in the
+ *     environment (or the CMake option) fills cleared arena memory with NaN bytes.
  *
  * Errors: public functions never abort on bad input. They return NULL (or a
  * tg_status) and set a message readable with tg_last_error(). An op given a

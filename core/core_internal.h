@@ -5,7 +5,8 @@
  *   1. Write its backward: `static void foo_backward(tg_node *n)` reads n->out->grad
  *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad.
  *   2. Declare `static const tg_op_def FOO_OP = {"foo", foo_backward};`
- *   3. In the forward: check inputs (tg_check_*), make the output with
+ *   3. In the forward: check every tensor input (tg_check_f32/i64/live: they also reject a
+ *      tensor whose tape was cleared, so a stale pointer cannot be read), make the output with
  *      tg_output_new(), compute it, then `tg_node *n = tg_record(&FOO_OP, out, k, in);`
  *      and, if n != NULL, save what backward needs in n->ctx / n->f / n->i.
  *   4. Add a gradient check and golden values to tests/.
@@ -68,9 +69,13 @@ float *tg_grad_fresh(tg_tensor *t, bool *fresh);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
 
-/* Input checks for ops: return false with an error naming `op` (NULL inputs keep the earlier error). */
+/* Input checks for ops: return false with an error naming `op` (NULL inputs keep the earlier error).
+ * Both also reject a tape tensor whose tape was cleared (one integer compare): every tensor an
+ * op reads must pass one of them, or tg_check_live for optional/any-dtype inputs. */
 bool tg_check_f32(const char *op, const char *arg, const tg_tensor *t);
 bool tg_check_i64(const char *op, const char *arg, const tg_tensor *t);
+/* t NULL or not stale; false with an error naming op and arg if t's tape was cleared. */
+bool tg_check_live(const char *op, const char *arg, const tg_tensor *t);
 bool tg_check_ndim(const char *op, const char *arg, const tg_tensor *t, int min_ndim, int max_ndim);
 
 /* Broadcast shapes as NumPy/PyTorch; false + error naming op if they do not fit. */

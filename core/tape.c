@@ -23,6 +23,21 @@ typedef struct block {
     char *mem;
 } block;
 
+/* Tensor headers come from two pools used in alternate steps, so the headers of a cleared
+ * tape are not handed out again by the very next step: a tensor kept across tg_tape_clear
+ * still shows its stale generation to the next step's ops (which reject it) instead of
+ * having become one of that step's outputs. Chunks are kept and reused. */
+#define HEADER_CHUNK 256
+typedef struct hchunk {
+    struct hchunk *next;
+    int used;
+    tg_tensor h[HEADER_CHUNK];
+} hchunk;
+
+typedef struct {
+    hchunk *first, *cur;
+} header_pool;
+
 typedef struct {
     block *blocks;         /* oldest first */
     block *cur;            /* the block being filled this step */
@@ -36,6 +51,7 @@ typedef struct {
     int64_t n_separate, cap_separate;
     void *scratch[TG_SCRATCH_SLOTS]; /* per-op temporary work, reused by every op */
     size_t scratch_size[TG_SCRATCH_SLOTS];
+    header_pool headers[2]; /* headers[gen & 1] serves this step */
     uint32_t gen;
     bool walked;
     bool grad_disabled;
@@ -149,6 +165,42 @@ void *tg_arena_calloc(size_t bytes)
     return p;
 }
 
+static tg_tensor *header_alloc(void)
+{
+    header_pool *p = &T.headers[T.gen & 1];
+    hchunk *c = p->cur;
+    while (c && c->used == HEADER_CHUNK) c = c->next;
+    if (!c) {
+        c = tg_malloc(sizeof *c);
+        if (!c) return NULL;
+        c->next = NULL;
+        c->used = 0;
+        hchunk *last = p->cur;
+        while (last && last->next) last = last->next;
+        if (last) last->next = c;
+        else p->first = c;
+    }
+    p->cur = c;
+    return &c->h[c->used++];
+}
+
+/* Debug aid: TG_POISON_ARENA (CMake option, or the environment variable TG_POISON_ARENA=1)
+ * fills the step arena with 0xFF bytes (float NaN, int64 -1) at each tg_tape_clear, so a
+ * value read after its tape was released shows at once. */
+static bool poison_arena(void)
+{
+#ifdef TG_POISON_ARENA
+    return true;
+#else
+    static int on = -1; /* the environment is read once */
+    if (on < 0) {
+        const char *v = getenv("TG_POISON_ARENA");
+        on = v && v[0] && strcmp(v, "0") != 0;
+    }
+    return on;
+#endif
+}
+
 tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
 {
     assert(ndim >= 0 && ndim <= TG_MAX_DIMS);
@@ -158,7 +210,7 @@ tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
         numel *= shape[d];
     }
     if (tg_profile_enabled()) tg_profile_output_made();
-    tg_tensor *t = block_arena_alloc(sizeof *t);
+    tg_tensor *t = header_alloc();
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->dtype = dtype;
@@ -242,13 +294,21 @@ void tg_tape_clear(void)
     for (int64_t k = 0; k < T.n_tensors; k++) T.tensors[k]->tape_gen = 0; /* retired */
     T.n_tensors = 0;
     T.n_nodes = 0;
+    const bool poison = poison_arena();
     for (int64_t k = 0; k < T.n_separate; k++) tg_free(T.separate[k]);
     T.n_separate = 0;
     T.used = 0;
     T.walked = false;
     if (++T.gen == 0) T.gen = 1;
-    for (block *b = T.blocks; b; b = b->next) b->used = 0;
+    for (block *b = T.blocks; b; b = b->next) {
+        if (poison) memset(b->mem, 0xFF, b->used);
+        b->used = 0;
+    }
     T.cur = T.blocks;
+    /* the pool this step uses last served the step before the one just cleared: all retired */
+    header_pool *p = &T.headers[T.gen & 1];
+    for (hchunk *c = p->first; c; c = c->next) c->used = 0;
+    p->cur = p->first;
 }
 
 static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
@@ -326,12 +386,30 @@ void tg_tape_print(FILE *out)
 
 /* ---- checks shared by ops ---- */
 
+/* A tape tensor whose tape was cleared: its memory now belongs to later ops. */
+static inline bool stale(const tg_tensor *t) { return t->tape_owned && t->tape_gen != T.gen; }
+
+static bool stale_error(const char *op, const char *arg)
+{
+    tg_error(TG_ERR_STATE,
+             "%s: %s belongs to a tape that tg_tape_clear() already released (its memory is reused by later ops); "
+             "keep values across steps with tg_tensor_clone()",
+             op, arg);
+    return false;
+}
+
+bool tg_check_live(const char *op, const char *arg, const tg_tensor *t)
+{
+    return !t || !stale(t) || stale_error(op, arg);
+}
+
 bool tg_check_f32(const char *op, const char *arg, const tg_tensor *t)
 {
     if (!t) {
         if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "%s: %s is NULL", op, arg);
         return false;
     }
+    if (stale(t)) return stale_error(op, arg);
     if (t->dtype != TG_F32) {
         tg_error(TG_ERR_ARG, "%s: %s must be a float32 tensor, got int64", op, arg);
         return false;
@@ -345,6 +423,7 @@ bool tg_check_i64(const char *op, const char *arg, const tg_tensor *t)
         if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "%s: %s is NULL", op, arg);
         return false;
     }
+    if (stale(t)) return stale_error(op, arg);
     if (t->dtype != TG_I64) {
         tg_error(TG_ERR_ARG, "%s: %s must be an int64 tensor of class indices, got float32", op, arg);
         return false;

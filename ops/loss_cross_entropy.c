@@ -265,7 +265,7 @@ static const tg_op_def NLL_OP = {"nll_loss", ce_backward};
 static bool ce_prepare(const char *op, bool logits, tg_tensor *input, tg_tensor *target, const tg_ce_opts *o,
                        ce_args *a)
 {
-    if (!tg_check_f32(op, "input", input) || !target) return false;
+    if (!tg_check_f32(op, "input", input) || !target || !tg_check_live(op, "target", target)) return false;
     if (!tgl_check_reduction(op, o->reduction, false)) return false;
     char s1[96], s2[96];
     if (input->ndim < 1) {

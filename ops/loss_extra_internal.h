@@ -71,7 +71,7 @@ static inline bool lx_check_target(const char *op, const char *arg, const tg_ten
         if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "%s: %s is NULL", op, arg);
         return false;
     }
-    return true;
+    return tg_check_live(op, arg, t);
 }
 
 /* Same shape, or an error "op: a has shape X but b has shape Y". */

@@ -627,7 +627,9 @@ tg_tensor *tg_where(tg_tensor *cond, tg_tensor *a, tg_tensor *b)
         if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "tg_where: cond is NULL");
         return NULL;
     }
-    if (!tg_check_f32("tg_where", "a", a) || !tg_check_f32("tg_where", "b", b)) return NULL;
+    if (!tg_check_live("tg_where", "cond", cond) || !tg_check_f32("tg_where", "a", a) ||
+        !tg_check_f32("tg_where", "b", b))
+        return NULL;
     where_plan p;
     tg_tensor ca;
     memset(&ca, 0, sizeof ca);
