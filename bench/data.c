@@ -65,6 +65,7 @@ int main(int argc, char **argv)
     const double steps[] = {0.0, 0.05, 0.2};
     for (int k = 0; k < 3; k++) {
         tg_loader_options o = tg_loader_defaults(B, 1);
+        o.shuffle = true;
         o.workers = 1;
         o.prefetch = 2;
         tg_loader *l = tg_loader_new(ds, &o);

@@ -207,7 +207,19 @@ typedef struct {
  * central differences f(x+h) - f(x-h) taken in double precision (h is the
  * representable step nearest eps*max(1,|x|)). An element passes if
  * |a - n| <= atol + rtol * |n|. Clears the tape; inputs' .grad is overwritten.
- * Returns TG_OK if fn ran (check report->passed), an error otherwise. */
+ * Returns TG_OK if fn ran (check report->passed), an error otherwise.
+ *
+ * eps, atol or rtol <= 0 (or NaN) selects the float32 default below. Why not PyTorch's
+ * (eps 1e-6, atol 1e-5, rtol 1e-3)? Those assume float64. fn computes in float32, whose
+ * values carry a relative rounding error near 6e-8: the difference quotient divides that
+ * by 2h, so with h = 1e-6 the "numeric" gradient is rounding noise (often exactly 0),
+ * while h = 1e-3 leaves ~1e-4 * |f| of noise and ~1e-6 of truncation error. atol 1e-3 and
+ * rtol 1e-2 sit ten times above that noise and still catch a wrong backward, which is off
+ * by a factor, a sign or a term, i.e. by far more than 1%. Smooth functions with |f| up
+ * to ~10 pass; for larger values or kinks, pass wider tolerances explicitly. */
+#define TG_GRADCHECK_EPS 1e-3
+#define TG_GRADCHECK_ATOL 1e-3
+#define TG_GRADCHECK_RTOL 1e-2
 tg_status tg_gradcheck(tg_scalar_fn fn, void *ctx, tg_tensor *const *inputs, int n_inputs,
                        double eps, double atol, double rtol, tg_gradcheck_report *report);
 /* One line describing the report, e.g. for test failure messages; returns buf. */

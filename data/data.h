@@ -180,9 +180,20 @@ tg_dataset *tg_seg_dataset_eval(const tg_seg_dataset *seg, const float mean[3], 
 /* Rows of tensors: x (N, ...) float, y (N, ...) int64 or NULL (targets 0). Borrows x and y. */
 tg_dataset *tg_tensor_dataset_new(const tg_tensor *x, const tg_tensor *y);
 
+/* torch.utils.data.Subset: sample i of the result is sample indices[i] of ds (n >= 1 indices,
+ * each in range, copied; repeats allowed). Borrows ds, which must outlive the subset. */
+tg_dataset *tg_dataset_subset(const tg_dataset *ds, const int64_t *indices, int64_t n);
+/* torch.utils.data.random_split: a permutation of ds's indices drawn from seed (tg_rng) is cut
+ * into n_parts subsets of lengths[k] samples (each >= 1, adding up to ds's length) written to
+ * parts[0..n_parts). The same seed gives the same split (not PyTorch's, whose generator
+ * differs). On error no part is left allocated. Free each part with tg_dataset_free. */
+tg_status tg_dataset_random_split(const tg_dataset *ds, const int64_t *lengths, int n_parts, uint64_t seed,
+                                  tg_dataset **parts);
+
 typedef struct {
     int64_t batch_size;
-    bool shuffle;     /* a new seeded permutation every epoch */
+    bool shuffle;     /* a new seeded permutation every epoch. tg_loader_defaults leaves it false
+                         (PyTorch's DataLoader default, right for evaluation): set it for training */
     bool drop_last;   /* skip the last incomplete batch */
     uint64_t seed;
     int workers;      /* background threads preparing batches (0: prepared inside tg_loader_next) */
@@ -192,7 +203,8 @@ typedef struct {
                                     batch (tg_batch_shard); 0, 0 (or 0, 1): the whole batch */
 } tg_loader_options;
 
-/* batch_size as given, shuffle, keep the last batch, 1 worker, 2 batches ahead. */
+/* batch_size as given, no shuffle (as PyTorch's DataLoader), keep the last batch, 1 worker,
+ * 2 batches ahead. Training wants .shuffle = true. */
 tg_loader_options tg_loader_defaults(int64_t batch_size, uint64_t seed);
 
 typedef struct {

@@ -142,7 +142,7 @@ struct tg_loader {
 
 tg_loader_options tg_loader_defaults(int64_t batch_size, uint64_t seed)
 {
-    tg_loader_options o = {.batch_size = batch_size, .shuffle = true, .seed = seed, .workers = 1, .prefetch = 2};
+    tg_loader_options o = {.batch_size = batch_size, .shuffle = false, .seed = seed, .workers = 1, .prefetch = 2};
     return o;
 }
 

@@ -19,6 +19,7 @@ Test(loader, every_sample_once_per_epoch_and_end_marks)
     tg_dataset *ds = tg_tensor_dataset_new(x, y);
     cr_assert_not_null(ds);
     tg_loader_options o = tg_loader_defaults(3, 42);
+    o.shuffle = true; /* training order (the defaults do not shuffle, as PyTorch) */
     tg_loader *l = tg_loader_new(ds, &o);
     cr_assert_eq(tg_loader_batches_per_epoch(l), 4);
     int64_t first_order[10];
@@ -130,6 +131,7 @@ static tg_dataset *noisy_new(noisy_ctx *c, int64_t n)
 static void run_all(tg_dataset *ds, int workers, int prefetch, int epochs, float *xs, int64_t *ys, int64_t *count)
 {
     tg_loader_options o = tg_loader_defaults(4, 2024);
+    o.shuffle = true; /* training order (the defaults do not shuffle, as PyTorch) */
     o.workers = workers;
     o.prefetch = prefetch;
     tg_loader *l = tg_loader_new(ds, &o);
@@ -184,6 +186,7 @@ Test(loader, start_epoch_resumes_with_the_same_batches)
     run_all(ds, 1, 2, 3, x0, y0, &n0);
     for (int workers = 0; workers <= 2; workers++) {
         tg_loader_options o = tg_loader_defaults(4, 2024);
+        o.shuffle = true; /* training order (the defaults do not shuffle, as PyTorch) */
         o.workers = workers;
         o.start_epoch = 2;
         tg_loader *l = tg_loader_new(ds, &o);
@@ -284,6 +287,7 @@ Test(loader, drive_batches_are_deterministic)
     tg_tensor *first[2][2] = {{NULL}};
     for (int run = 0; run < 2; run++) {
         tg_loader_options o = tg_loader_defaults(4, 9);
+        o.shuffle = true; /* training order (the defaults do not shuffle, as PyTorch) */
         o.workers = run ? 2 : 0;
         tg_loader *l = tg_loader_new(ds, &o);
         tg_batch b;

@@ -693,6 +693,7 @@ static int train_head(const config *c, int head, const drive_data *d)
     }
     opt = tg_sgd_new(m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum, .weight_decay = c->weight_decay});
     tg_loader_options lo = tg_loader_defaults(c->batch, c->seed);
+    lo.shuffle = true;
     lo.workers = c->workers;
     lo.shard_rank = tg_dist_rank(); /* data parallel: this rank's slice of every batch */
     lo.shard_count = tg_dist_world_size();
