@@ -159,6 +159,7 @@ tg_tensor *tg_tensor_randn(int ndim, const int64_t *shape, tg_rng *rng)
 tg_tensor *tg_tensor_clone(const tg_tensor *t)
 {
     if (!t) return NULL; /* keep the earlier error */
+    if (!tg_check_live("tg_tensor_clone", "the tensor", t)) return NULL;
     tg_tensor *c = t->dtype == TG_F32 ? tg_tensor_from_data(t->ndim, t->shape, t->data)
                                       : tg_tensor_from_i64(t->ndim, t->shape, t->idata);
     if (c) memcpy(c->name, t->name, sizeof c->name);
@@ -244,7 +245,7 @@ void tg_tensor_set(tg_tensor *t, const int64_t *index, float value)
 
 float tg_item(const tg_tensor *t)
 {
-    if (!t) return NAN;
+    if (!t || !tg_check_live("tg_item", "the tensor", t)) return NAN;
     if (t->numel != 1) {
         char b[96];
         tg_error(TG_ERR_SHAPE, "tg_item: tensor of shape %s has %lld elements, not 1", tg_shape_str(t, b, sizeof b),

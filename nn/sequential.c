@@ -183,6 +183,10 @@ tg_tensor *tg_sequential_forward(const tg_sequential *s, tg_tensor *x)
         tg_error(TG_ERR_ARG, "tg_sequential_forward: container is NULL");
         return NULL;
     }
+    if (!x) {
+        if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "tg_sequential_forward: input is NULL");
+        return NULL;
+    }
     for (int i = 0; i < s->count && x; i++) {
         const seq_item *it = &s->items[i];
         tg_tensor *y = NULL;

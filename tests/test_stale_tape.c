@@ -26,6 +26,10 @@ Test(stale_tape, kept_tensor_is_rejected_after_one_op)
     cr_expect(strstr(tg_last_error(), "tg_add") && strstr(tg_last_error(), "tg_tape_clear"), "%s", tg_last_error());
     /* the other argument position and a longer chain */
     tg_clear_error();
+    cr_expect_null(tg_tensor_clone(y), "a stale tensor was cloned");
+    cr_expect(isnan(tg_item(y)), "tg_item read a stale tensor");
+    cr_expect(strstr(tg_last_error(), "tg_item"), "%s", tg_last_error());
+    tg_clear_error();
     cr_expect_null(tg_add(one, y));
     cr_expect(strstr(tg_last_error(), "b belongs to a tape"), "%s", tg_last_error());
     for (int s = 0; s < 3; s++) {
