@@ -299,7 +299,7 @@ void tg_tape_clear(void)
     T.n_separate = 0;
     T.used = 0;
     T.walked = false;
-    if (++T.gen == 0) T.gen = 1;
+    if (++T.gen == 0) T.gen = 2; /* 0 marks retired tensors; 2 keeps the pools alternating */
     for (block *b = T.blocks; b; b = b->next) {
         if (poison) memset(b->mem, 0xFF, b->used);
         b->used = 0;
