@@ -51,6 +51,7 @@ static bool train(mlp *m, const tg_dataset *ds, bool adam, bool sharded, int ste
 {
     tg_optimizer *opt = make_opt(m->list, adam);
     tg_loader_options lo = tg_loader_defaults(64, 7);
+    lo.shuffle = true; /* training order (the defaults do not shuffle, as PyTorch) */
     lo.workers = 0;
     if (sharded) {
         lo.shard_rank = tg_dist_rank();
