@@ -114,7 +114,7 @@ Test(unet_drive_run, eval_refuses_non_finite_weights)
     snprintf(bad, sizeof bad, "%s/e/nan.safetensors", tmpdir);
     tg_unet *m = tg_unet_new(3, 2, 4, NULL);
     tg_meta meta = {0};
-    tg_ckpt_opts o = {.meta = &meta, .strict = true};
+    tg_ckpt_opts o = {.meta = &meta}; /* strict by default */
     cr_assert_eq(tg_checkpoint_load(path, m->params, &o, NULL), TG_OK, "%s", tg_last_error());
     m->params->entries[0].tensor->data[0] = NAN; /* in_conv.0.weight */
     cr_assert_eq(tg_checkpoint_save(bad, m->params, &o), TG_OK, "%s", tg_last_error());

@@ -585,7 +585,7 @@ static double best_dice_of(const char *path)
 {
     tg_meta meta = {0};
     tg_param_list *probe = tg_param_list_new();
-    tg_ckpt_opts opts = {.meta = &meta};
+    tg_ckpt_opts opts = {.meta = &meta, .non_strict = true};
     double d = probe && tg_checkpoint_load(path, probe, &opts, NULL) == TG_OK ? saved_best_dice(&meta) : -1.0;
     tg_param_list_free(probe);
     tg_meta_clear(&meta);
