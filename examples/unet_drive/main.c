@@ -10,6 +10,7 @@
  *   unet_drive --report-only [--out DIR]
  *   mpirun -np N unet_drive ...   data parallel (tapegrad_dist): --batch-size is the global batch;
  *                                 rank 0 evaluates and writes logs, checkpoints and the report
+ *   unet_drive step-dump ... / unet_drive init ...   (stepdump.c)
  */
 #include <errno.h>
 #include <math.h>
@@ -23,6 +24,7 @@
 #include "report.h"
 #include "seeds.h"
 #include "run.h"
+#include "stepdump.h"
 
 typedef struct {
     const char *data, *out, *eval_ckpt;
@@ -54,6 +56,7 @@ static const char *USAGE =
     "                                     segment one image: PRED 0/255 vessel mask (0 outside the mask M),\n"
     "                                     PROB the vessel probability as 8-bit grey; head, base width and\n"
     "                                     normalisation come from the checkpoint\n"
+    "       unet_drive step-dump ... | init ...   one training step as safetensors | fresh weights (step-dump --help)\n"
     "options (defaults in brackets):\n"
     "  --preset cpu|paper  cpu: base width 16, crop 256, batch 4, 150 epochs (a 2-core machine);\n"
     "                      paper: the reference's train.py, base width 32, crop 480, batch 4, 150 epochs;\n"
@@ -1166,6 +1169,8 @@ int main(int argc, char **argv)
     if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
     tg_dist_quiet_others(); /* only rank 0 prints */
     setvbuf(stdout, NULL, _IOLBF, 0); /* epoch lines appear at once in a log file too */
+    if (argc > 1 && (!strcmp(argv[1], "step-dump") || !strcmp(argv[1], "init")))
+        return unet_stepdump_main(argc - 1, argv + 1);
     config c;
     int rc = parse_args(argc, argv, &c);
     if (rc) return rc;
