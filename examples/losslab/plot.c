@@ -151,7 +151,7 @@ static bool compute(lp_plot *p, const cJSON *options, char *err, size_t n)
             cv->grad[i] = r.grads[0]->data[cv->two_class ? 2 * i + 1 : i]; /* logits (0, z): d/dz = d/d logit 1 */
         }
         ll_result_free(&r);
-        if (ok) ll_case_free(&c);
+        ll_case_free(&c); /* also after a failure (as losslab --jsonl) */
         if (!ok) {
             snprintf(err, n, "%s: %s", cv->loss->name, msg);
             return false;
