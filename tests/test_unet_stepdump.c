@@ -217,3 +217,52 @@ Test(unet_stepdump, bad_input_fails_clearly, .init = make_tmp, .fini = remove_tm
     struct stat st;
     cr_expect_neq(stat(out, &st), 0, "a failed run left %s behind", out);
 }
+
+/* On DRIVE itself (skipped without it): the first 2 training images in name order (21, 22), their
+ * centre crop at ((H-S)//2, (W-S)//2) of the normalised full image, and its target. */
+Test(unet_stepdump, drive_centre_crop, .init = make_tmp, .fini = remove_tmp)
+{
+    char probe[1024], ckpt[512], out[512];
+    struct stat st;
+    snprintf(probe, sizeof probe, "%s/training/images/21_training.tif", tg_drive_default_root());
+    if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
+    snprintf(ckpt, sizeof ckpt, "%s/init.safetensors", tmpdir);
+    snprintf(out, sizeof out, "%s/step.safetensors", tmpdir);
+    cr_assert_eq(run("init --head softmax --base-c 2 --out %s", ckpt), 0, "%s", output);
+    cr_assert_eq(run("step-dump --checkpoint %s --head softmax --base-c 2 --batch 2 --crop 64 --threads 2 --out %s",
+                     ckpt, out), 0, "%s", output);
+    st_all d;
+    st_load(out, &d);
+    const int ki = st_index(&d, "input"), kt = st_index(&d, "target");
+    cr_assert(ki >= 0 && kt >= 0);
+    const float *x = d.data[ki];
+    const int64_t *y = d.data[kt];
+    tg_seg_dataset *ds = tg_drive_open(NULL, TG_DRIVE_TRAINING);
+    cr_assert_not_null(ds, "%s", tg_last_error());
+    cr_expect(strstr(tg_seg_dataset_image_path(ds, 0), "21_training.tif"));
+    bool seen[3] = {false, false, false};
+    for (int b = 0; b < 2; b++) {
+        tg_image *img, *tgt;
+        cr_assert_eq(tg_seg_dataset_get(ds, b, &img, &tgt), TG_OK, "%s", tg_last_error());
+        const int H = img->height, W = img->width, S = 64, top = (H - S) / 2, left = (W - S) / 2;
+        float *full = malloc((size_t)3 * H * W * sizeof *full);
+        int64_t *fy = malloc((size_t)H * W * sizeof *fy);
+        cr_assert_eq(tg_seg_to_tensor(img, tgt, TG_DRIVE_MEAN, TG_DRIVE_STD, full, fy), TG_OK);
+        for (int r = 0; r < S; r++)
+            for (int c = 0; c < S; c++) {
+                for (int ch = 0; ch < 3; ch++)
+                    cr_assert_eq(x[((b * 3 + ch) * S + r) * S + c], full[((int64_t)ch * H + top + r) * W + left + c],
+                                 "image %d channel %d pixel (%d, %d)", b, ch, r, c);
+                const int64_t v = y[(b * S + r) * S + c];
+                cr_assert_eq(v, fy[(int64_t)(top + r) * W + left + c], "target %d pixel (%d, %d)", b, r, c);
+                seen[v == 255 ? 2 : v] = true;
+            }
+        free(full);
+        free(fy);
+        tg_image_free(img);
+        tg_image_free(tgt);
+    }
+    cr_expect(seen[0] && seen[1], "the centre crops hold background and vessel pixels");
+    tg_seg_dataset_free(ds);
+    st_free(&d);
+}
