@@ -3,8 +3,9 @@
 with the reference UNet of tests/gen_unet_fixtures.py (imported, not copied).
 
 Writes, under tests/fixtures/:
-  stepdump_data/{images,labels,masks}/img_{01,02,10}.png  a tiny segmentation folder (RGB noise with a
-        smooth ramp; labels 0/255; masks 0 outside a disc), so the test does not depend on DRIVE
+  stepdump_data/training/{images,labels,masks}/img_{01,02,10}.png  a tiny dataset in unet_drive's folder layout
+        (RGB noise with a smooth ramp; labels 0/255; masks 0 outside a disc; test/ holds a copy of img_10), so the
+        test does not depend on DRIVE; the test passes DRIVE's mean/std with --mean/--std
   stepdump_softmax_ckpt.safetensors  state_dict of UNet(3, 2, base_c=2) (seed 1; BN affine parameters and
         running statistics drawn at random so they are not the trivial 1/0), as torch writes it
   stepdump_softmax_expected.safetensors  one training-mode step on the first 2 images (name order),
@@ -52,8 +53,9 @@ def write_png(path, arr):
 
 def make_data(rng):
     """The folder's images; returns {name: (rgb uint8, target int64 0/1/255)}."""
-    for sub in ("images", "labels", "masks"):
-        os.makedirs(os.path.join(DATA, sub), exist_ok=True)
+    for split in ("training", "test"):
+        for sub in ("images", "labels", "masks"):
+            os.makedirs(os.path.join(DATA, split, sub), exist_ok=True)
     out = {}
     for name, h, w in IMAGES:
         yy, xx = np.mgrid[0:h, 0:w]
@@ -61,9 +63,10 @@ def make_data(rng):
         rgb = np.clip(ramp + rng.integers(0, 56, (h, w, 3)), 0, 255).astype(np.uint8)
         label = np.where(rng.random((h, w)) < 0.25, 255, 0).astype(np.uint8)
         mask = np.where((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (0.45 * min(h, w)) ** 2, 255, 0).astype(np.uint8)
-        write_png(os.path.join(DATA, "images", name + ".png"), rgb)
-        write_png(os.path.join(DATA, "labels", name + ".png"), label)
-        write_png(os.path.join(DATA, "masks", name + ".png"), mask)
+        for split in ("training", "test") if name == IMAGES[-1][0] else ("training",):
+            write_png(os.path.join(DATA, split, "images", name + ".png"), rgb)
+            write_png(os.path.join(DATA, split, "labels", name + ".png"), label)
+            write_png(os.path.join(DATA, split, "masks", name + ".png"), mask)
         target = np.where(mask == 0, 255, np.where(label != 0, 1, 0)).astype(np.int64)
         out[name] = (rgb, target)
     return out

@@ -1,13 +1,14 @@
 /* unet_drive step-dump / init: one training step written out for another framework to check.
  *
- *   unet_drive step-dump --checkpoint F --head sigmoid|softmax --base-c C --batch B --crop S
- *                        [--data DIR] [--class-weight W0,W1] [--trace] [--threads T] --out step.safetensors
+ *   unet_drive step-dump --checkpoint F --head sigmoid|softmax --base-c C --batch B --crop S [--data DIR]
+ *                        [--mean M0,M1,M2 --std S0,S1,S2] [--class-weight W0,W1] [--trace] [--threads T] --out F
  *   unet_drive init --head H --base-c C --seed S --out F
  *
  * step-dump loads F (a safetensors state_dict in PyTorch names, BN running statistics included,
  * strictly: nothing missing, nothing extra), takes the first B training images in name order,
  * centre-crops image and target to S x S (top-left corner ((H-S)//2, (W-S)//2)), normalises them
- * as training does (DRIVE's mean and std, no augmentation), runs one training-mode forward, the
+ * as training does (dataset.c: DRIVE's mean and std, computed for other folders, or --mean/--std;
+ * no augmentation), runs one training-mode forward, the
  * head's training loss (head_loss.c) and backward, no optimizer step, and writes "input"
  * (B,3,S,S) F32, "target" (B,S,S) I64 (0/1/255, as the loss sees it), "logits", "loss" (a scalar)
  * and "grad.<name>" for every parameter. --trace adds the UNet's block outputs (in_conv,
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dataset.h"
 #include "head_loss.h"
 #include "stepdump.h"
 
@@ -32,8 +34,9 @@ static const char *SD_USAGE =
     "  --head H            sigmoid (1 channel, BCE) or softmax (2 channels, CE): the training loss\n"
     "  --base-c C          UNet base width of the checkpoint [16]\n"
     "  --batch B [2]   --crop S [64]   --class-weight W0,W1 [1,2]   --threads T [all cores]\n"
-    "  --data DIR          DRIVE root (training/images...) or a folder with images/ labels/ [masks/]\n"
-    "                      [$TG_DRIVE_DIR or the default DRIVE root]\n"
+    "  --data DIR          DRIVE, or DIR/training and DIR/test with images/ labels/ [masks/], as training\n"
+    "                      takes it [$TG_DRIVE_DIR or the default DRIVE root]\n"
+    "  --mean M0,M1,M2 --std S0,S1,S2   normalisation [as training: DRIVE's, or computed over the images]\n"
     "  --trace             also the UNet's block outputs and their gradients (in_conv, down1..4, up1..4,\n"
     "                      out_conv; grad.<block>)\n"
     "init: fresh weights as training draws them for --seed S [0], same format, with unet_drive metadata\n";
@@ -43,7 +46,8 @@ typedef struct {
     int head, base_c, batch, crop, threads;
     long long seed;
     double cw[2];
-    bool trace;
+    float mean[3], std[3];
+    bool trace, mean_given, std_given;
 } sd_config;
 
 static int sd_usage_error(const char *cmd, const char *fmt, const char *arg)
@@ -87,7 +91,7 @@ static int sd_parse(const char *cmd, int argc, char **argv, sd_config *c)
             continue;
         }
         static const char *const DUMP_OPTS[] = {"--checkpoint", "--head", "--base-c", "--batch", "--crop", "--data",
-                                                "--out", "--class-weight", "--threads"};
+                                                "--out", "--class-weight", "--threads", "--mean", "--std"};
         static const char *const INIT_OPTS[] = {"--head", "--base-c", "--seed", "--out"};
         const char *const *opts = init ? INIT_OPTS : DUMP_OPTS;
         const size_t n_opts = init ? sizeof INIT_OPTS / sizeof *INIT_OPTS : sizeof DUMP_OPTS / sizeof *DUMP_OPTS;
@@ -118,6 +122,12 @@ static int sd_parse(const char *cmd, int argc, char **argv, sd_config *c)
         } else if (!strcmp(a, "--class-weight")) {
             if (!parse_class_weight(v, c->cw))
                 return sd_usage_error(cmd, "--class-weight takes two positive numbers W0,W1 (e.g. 1,2), not '%s'", v);
+        } else if (!strcmp(a, "--mean")) {
+            if (!unet_norm_parse(v, false, c->mean)) return sd_usage_error(cmd, "--mean takes three numbers M0,M1,M2, not '%s'", v);
+            c->mean_given = true;
+        } else if (!strcmp(a, "--std")) {
+            if (!unet_norm_parse(v, true, c->std)) return sd_usage_error(cmd, "--std takes three positive numbers S0,S1,S2, not '%s'", v);
+            c->std_given = true;
         } else if (!strcmp(a, "--checkpoint")) c->ckpt = v;
         else if (!strcmp(a, "--data")) c->data = v;
         else if (!strcmp(a, "--out")) c->out = v;
@@ -125,6 +135,7 @@ static int sd_parse(const char *cmd, int argc, char **argv, sd_config *c)
     if (c->head < 0) return sd_usage_error(cmd, "%s", "--head sigmoid|softmax is required");
     if (!c->out) return sd_usage_error(cmd, "%s", "--out FILE is required");
     if (!init && !c->ckpt) return sd_usage_error(cmd, "%s", "--checkpoint F is required");
+    if (c->mean_given != c->std_given) return sd_usage_error(cmd, "%s", "--mean and --std go together");
     return 0;
 }
 
@@ -159,25 +170,20 @@ static int run_init(const sd_config *c)
     return rc;
 }
 
-static bool is_dir(const char *root, const char *sub)
-{
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", root, sub);
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The first B training samples, centre-cropped and normalised, into x (B,3,S,S) and y (B,S,S). */
-static tg_status load_batch(const sd_config *c, tg_tensor **x, tg_tensor **y)
+/* The first B training samples, centre-cropped and normalised as training does, into x (B,3,S,S) and
+ * y (B,S,S); the normalisation used into mean/std. */
+static tg_status load_batch(const sd_config *c, tg_tensor **x, tg_tensor **y, float mean[3], float std[3])
 {
     const char *root = c->data ? c->data : tg_drive_default_root();
-    tg_seg_dataset *ds = NULL;
-    if (is_dir(root, "training/images")) ds = tg_drive_open(root, TG_DRIVE_TRAINING);
-    else if (is_dir(root, "images")) ds = tg_seg_folder_open(root, false);
-    else
-        return tg_error(TG_ERR_IO, "no training images at %s: expected DRIVE (%s/training/images/...) or a folder with "
-                        "images/ and labels/ (pass --data DIR or set TG_DRIVE_DIR)", root, root);
-    if (!ds) return tg_last_status();
+    unet_data data;
+    tg_status st0 = unet_data_open(root, true, c->mean_given ? c->mean : NULL, c->std_given ? c->std : NULL, &data);
+    if (st0 != TG_OK) {
+        unet_data_close(&data);
+        return st0;
+    }
+    memcpy(mean, data.mean, sizeof data.mean);
+    memcpy(std, data.std, sizeof data.std);
+    const tg_seg_dataset *ds = data.train;
     const int64_t B = c->batch, S = c->crop;
     tg_status st = TG_OK;
     if (tg_seg_dataset_length(ds) < B)
@@ -199,14 +205,14 @@ static tg_status load_batch(const sd_config *c, tg_tensor **x, tg_tensor **y)
             if (!ci || !ct) st = tg_last_status();
         }
         if (st == TG_OK)
-            st = tg_seg_to_tensor(ci, ct, TG_DRIVE_MEAN, TG_DRIVE_STD, (*x)->data + i * 3 * S * S,
+            st = tg_seg_to_tensor(ci, ct, mean, std, (*x)->data + i * 3 * S * S,
                                   (*y)->idata + i * S * S);
         tg_image_free(img);
         tg_image_free(tgt);
         tg_image_free(ci);
         tg_image_free(ct);
     }
-    tg_seg_dataset_free(ds);
+    unet_data_close(&data);
     if (st != TG_OK) {
         tg_tensor_free(*x);
         tg_tensor_free(*y);
@@ -228,7 +234,8 @@ static int run_step_dump(const sd_config *c)
         return sd_fail(cmd, "cannot load the checkpoint (check --head and --base-c)");
     }
     tg_tensor *x = NULL, *y = NULL;
-    if (load_batch(c, &x, &y) != TG_OK) {
+    float mean[3], std[3];
+    if (load_batch(c, &x, &y, mean, std) != TG_OK) {
         tg_unet_free(m);
         return sd_fail(cmd, "cannot read the training images");
     }
@@ -256,6 +263,11 @@ static int run_step_dump(const sd_config *c)
         meta_num(&meta, "crop", c->crop);
         meta_num(&meta, "class_weight_0", c->cw[0]);
         meta_num(&meta, "class_weight_1", c->cw[1]);
+        char norm[96];
+        unet_norm_format(mean, norm, sizeof norm);
+        tg_meta_set(&meta, "norm_mean", norm);
+        unet_norm_format(std, norm, sizeof norm);
+        tg_meta_set(&meta, "norm_std", norm);
         if (tg_trace_end(m->params, &meta) != TG_OK) rc = sd_fail(cmd, "cannot write the dump");
         else
             printf("unet_drive step-dump: %s head, %d images %dx%d, loss %.6f; %s written%s\n", HEAD_NAME[c->head],
