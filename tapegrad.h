@@ -13,6 +13,7 @@
 #include "ops/loss_extra.h"
 #include "nn/nn.h"
 #include "nn/unet.h"
+#include "nn/trace.h"
 #include "nn/seg_metrics.h"
 #include "data/data.h"
 

@@ -66,6 +66,8 @@ float *tg_grad(tg_tensor *t);
 /* Same, but a first-use buffer is left uninitialised and *fresh is set: the caller must then
  * write every element (store instead of add, and skip a zero-fill pass). */
 float *tg_grad_fresh(tg_tensor *t, bool *fresh);
+/* The current tape generation (a tape tensor t is alive while t->tape_gen equals it). */
+uint32_t tg_tape_generation(void);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
 

@@ -285,6 +285,8 @@ bool tg_grad_enabled(void) { return !T.grad_disabled; }
 
 int64_t tg_tape_size(void) { return T.n_nodes; }
 
+uint32_t tg_tape_generation(void) { return T.gen; }
+
 size_t tg_tape_bytes_reserved(void) { return T.reserved; }
 
 size_t tg_tape_bytes_used(void) { return T.used; }

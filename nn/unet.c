@@ -1,6 +1,8 @@
 /* The reference UNet (bilinear=True): construction in state_dict order, and its forward pass. */
 #include "unet.h"
 
+#include "trace.h"
+
 #include "../core/core_internal.h"
 #include "../ops/tensor_ops.h"
 
@@ -114,9 +116,12 @@ tg_tensor *tg_unet_forward(const tg_unet *m, tg_tensor *x)
     }
     const tg_pool2d_opts pool = {.kernel = {2, 2}};
     tg_tensor *skip[5];
-    skip[0] = double_conv_forward(&m->in_conv, x);
-    for (int i = 0; i < 4; i++) skip[i + 1] = double_conv_forward(&m->down[i], tg_max_pool2d(skip[i], pool));
+    /* block outputs named for an active trace (nn/trace.h), as PyTorch forward hooks see them */
+    static const char *const DOWN[4] = {"down1", "down2", "down3", "down4"}, *const UP[4] = {"up1", "up2", "up3", "up4"};
+    skip[0] = tg_trace_tensor("in_conv", double_conv_forward(&m->in_conv, x));
+    for (int i = 0; i < 4; i++)
+        skip[i + 1] = tg_trace_tensor(DOWN[i], double_conv_forward(&m->down[i], tg_max_pool2d(skip[i], pool)));
     tg_tensor *h = skip[4];
-    for (int i = 0; i < 4 && h; i++) h = up_forward(&m->up[i], h, skip[3 - i]);
-    return tg_conv2d_layer_forward(&m->out_conv, h);
+    for (int i = 0; i < 4 && h; i++) h = tg_trace_tensor(UP[i], up_forward(&m->up[i], h, skip[3 - i]));
+    return tg_trace_tensor("out_conv", tg_conv2d_layer_forward(&m->out_conv, h));
 }

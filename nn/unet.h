@@ -12,6 +12,9 @@
  * Any input size H, W >= 16 works (odd sizes: the upsampled map is zero-padded by diff/2 on the
  * left/top and the rest on the right/bottom, as F.pad in the reference).
  *
+ * Tracing (nn/trace.h): the forward names its block outputs in_conv, down1..down4, up1..up4 and
+ * out_conv (the logits), as forward hooks on those PyTorch modules would see them.
+ *
  * Ownership: the model owns its parameter list (tg_unet_free releases both); forward results
  * belong to the step's tape.
  */

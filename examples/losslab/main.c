@@ -4,6 +4,7 @@
  *   losslab NAME --input '[[...]]' --target '[...]' [--OPTION VALUE ...] [--json]
  *   losslab --jsonl < cases.jsonl      one JSON case per line -> one result line per case
  *   losslab --list | --help
+ *   losslab plot --losses A,B --range -8:8 --target 1 --out curves.png   (plot.c)
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,12 +15,14 @@
 
 #include "core/cli.h"
 #include "losslab.h"
+#include "plot.h"
 
 static const char *usage_text =
     "usage:\n"
     "  losslab NAME --input JSON --target JSON [--OPTION VALUE ...] [--json]\n"
     "  losslab --jsonl          read cases from stdin, one JSON object per line\n"
     "  losslab --list           the losses, their tensor arguments and options with defaults\n"
+    "  losslab plot --losses A,B,... --out curves.png   loss and gradient curves (plot --help)\n"
     "  losslab --help\n"
     "\n"
     "NAME and argument names are torch.nn.functional's (cross_entropy, nll_loss, ...; input, target,\n"
@@ -165,6 +168,7 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "plot")) return ll_plot_main(argc - 1, argv + 1); /* plot.c */
     if (!strcmp(argv[1], "--list")) {
         ll_print_list(stdout);
         return 0;

@@ -10,6 +10,7 @@
  *   unet_drive --report-only [--out DIR]
  *   mpirun -np N unet_drive ...   data parallel (tapegrad_dist): --batch-size is the global batch;
  *                                 rank 0 evaluates and writes logs, checkpoints and the report
+ *   unet_drive step-dump ... / unet_drive init ...   (stepdump.c)
  */
 #include <errno.h>
 #include <math.h>
@@ -19,12 +20,11 @@
 
 #include "dataset.h"
 #include "dist/dist.h"
+#include "head_loss.h"
 #include "report.h"
 #include "seeds.h"
 #include "run.h"
-
-enum { HEAD_SIGMOID = 0, HEAD_SOFTMAX = 1 };
-static const char *const HEAD_NAME[2] = {"sigmoid", "softmax"};
+#include "stepdump.h"
 
 typedef struct {
     const char *data, *out, *eval_ckpt;
@@ -56,6 +56,7 @@ static const char *USAGE =
     "                                     segment one image: PRED 0/255 vessel mask (0 outside the mask M),\n"
     "                                     PROB the vessel probability as 8-bit grey; head, base width and\n"
     "                                     normalisation come from the checkpoint\n"
+    "       unet_drive step-dump ... | init ...   one training step as safetensors | fresh weights (step-dump --help)\n"
     "options (defaults in brackets):\n"
     "  --preset cpu|paper  cpu: base width 16, crop 256, batch 4, 150 epochs (a 2-core machine);\n"
     "                      paper: the reference's train.py, base width 32, crop 480, batch 4, 150 epochs;\n"
@@ -236,55 +237,6 @@ static int fail(const char *what)
 {
     fprintf(stderr, "unet_drive: %s: %s\n", what, tg_last_error());
     return 1;
-}
-
-/* ---- the two heads' losses ------------------------------------------------------------------ */
-
-/* Per-batch target tensors, remade only when the batch shape changes (the last batch). */
-typedef struct {
-    tg_tensor *class_weight;  /* (2) for cross-entropy */
-    tg_tensor *t, *w;         /* sigmoid head: (N,1,H,W) float target and per-pixel weight */
-} loss_buffers;
-
-static void loss_buffers_free(loss_buffers *b)
-{
-    tg_tensor_free(b->class_weight);
-    tg_tensor_free(b->t);
-    tg_tensor_free(b->w);
-    memset(b, 0, sizeof *b);
-}
-
-/* The same loss for both heads, as a function of z = z1 - z0 (sigmoid head: z is its logit):
- *   sum over counted pixels of w_y * BCE(sigmoid(z), y) / sum of w_y,
- * which is exactly PyTorch's weighted cross-entropy with ignore_index 255 (reduction 'mean'). */
-static tg_tensor *head_loss(int head, tg_tensor *logits, const tg_tensor *y, const double cw[2], loss_buffers *b)
-{
-    if (!b->class_weight) {
-        b->class_weight = tg_tensor_from_data(TG_SHAPE(2), (const float[]){(float)cw[0], (float)cw[1]});
-        if (!b->class_weight) return NULL;
-    }
-    if (head == HEAD_SOFTMAX)
-        return tg_cross_entropy(logits, (tg_tensor *)y,
-                                (tg_ce_opts){.weight = b->class_weight, .ignore_index = 255, .has_ignore_index = true});
-    const int64_t N = y->shape[0], H = y->shape[1], W = y->shape[2];
-    if (!b->t || b->t->shape[0] != N || b->t->shape[2] != H || b->t->shape[3] != W) {
-        tg_tensor_free(b->t);
-        tg_tensor_free(b->w);
-        b->t = tg_tensor_zeros(TG_SHAPE(N, 1, H, W));
-        b->w = tg_tensor_zeros(TG_SHAPE(N, 1, H, W));
-        if (!b->t || !b->w) return NULL;
-    }
-    double wsum = 0.0;
-    for (int64_t i = 0; i < y->numel; i++) {
-        const int64_t v = y->idata[i];
-        const bool counted = v == 0 || v == 1;
-        b->t->data[i] = v == 1 ? 1.0f : 0.0f;
-        b->w->data[i] = counted ? (float)cw[v] : 0.0f;
-        wsum += counted ? cw[v] : 0.0;
-    }
-    tg_tensor *sum = tg_binary_cross_entropy_with_logits(logits, b->t,
-                                                         (tg_bce_opts){.weight = b->w, .reduction = TG_REDUCTION_SUM});
-    return tg_mul_scalar(sum, (float)(1.0 / wsum)); /* no counted pixel: NaN, as cross-entropy */
 }
 
 /* Data parallel: each rank's loss is a weighted mean over its own pixels. Scaled by
@@ -1217,6 +1169,8 @@ int main(int argc, char **argv)
     if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
     tg_dist_quiet_others(); /* only rank 0 prints */
     setvbuf(stdout, NULL, _IOLBF, 0); /* epoch lines appear at once in a log file too */
+    if (argc > 1 && (!strcmp(argv[1], "step-dump") || !strcmp(argv[1], "init")))
+        return unet_stepdump_main(argc - 1, argv + 1);
     config c;
     int rc = parse_args(argc, argv, &c);
     if (rc) return rc;
