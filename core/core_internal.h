@@ -3,7 +3,8 @@
  *
  * How to add an op (see ops/elementwise.c for many small examples):
  *   1. Write its backward: `static void foo_backward(tg_node *n)` reads n->out->grad
- *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad.
+ *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad (NULL: out of
+ *      memory, the error is set: return; tg_backward reports it).
  *   2. Declare `static const tg_op_def FOO_OP = {"foo", foo_backward};`
  *   3. In the forward: check inputs (tg_check_*), make the output with
  *      tg_output_new(), compute it, then `tg_node *n = tg_record(&FOO_OP, out, k, in);`
