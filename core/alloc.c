@@ -37,4 +37,27 @@ void *tg_aligned_alloc(size_t bytes)
     return p;
 }
 
+void *tg_realloc(void *p, size_t bytes)
+{
+    if (g_hook) { /* the hook decides whether this allocation succeeds (and counts it); realloc moves the data */
+        void *gate = g_hook(bytes);
+        if (!gate) {
+            tg_error(TG_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+            return NULL;
+        }
+        free(gate);
+    }
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) tg_error(TG_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return q;
+}
+
+char *tg_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *c = tg_malloc(n);
+    if (c) memcpy(c, s, n);
+    return c;
+}
+
 void tg_free(void *p) { free(p); }

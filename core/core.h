@@ -111,11 +111,12 @@ bool tg_tensor_same_shape(const tg_tensor *a, const tg_tensor *b);
 /* Writes "(2, 3, 4)" into buf; returns buf. */
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t n);
 char *tg_dims_str(int ndim, const int64_t *shape, char *buf, size_t n);
-/* Row-major offset of an index (ndim entries, each in range: asserted). */
+/* Row-major offset of an index (ndim entries); -1 and an error if an entry is out of range. */
 int64_t tg_tensor_offset(const tg_tensor *t, const int64_t *index);
-/* Element access (float tensors read as float, int tensors converted). */
+/* Element access (float tensors read as float, int tensors converted). An index out of range
+ * gives NaN (get) or TG_ERR_ARG (set, t unchanged), and an error. */
 float tg_tensor_get(const tg_tensor *t, const int64_t *index);
-void tg_tensor_set(tg_tensor *t, const int64_t *index, float value);
+tg_status tg_tensor_set(tg_tensor *t, const int64_t *index, float value);
 #define TG_INDEX(...) (const int64_t[]){__VA_ARGS__}
 /* The single value of a one-element tensor (NaN and an error otherwise). */
 float tg_item(const tg_tensor *t);

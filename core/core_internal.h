@@ -3,7 +3,8 @@
  *
  * How to add an op (see ops/elementwise.c for many small examples):
  *   1. Write its backward: `static void foo_backward(tg_node *n)` reads n->out->grad
- *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad.
+ *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad (NULL: out of
+ *      memory, the error is set: return; tg_backward reports it).
  *   2. Declare `static const tg_op_def FOO_OP = {"foo", foo_backward};`
  *   3. In the forward: check every tensor input (tg_check_f32/i64/live: they also reject a
  *      tensor whose tape was cleared, so a stale pointer cannot be read), make the output with
@@ -54,6 +55,10 @@ void tg_profile_recorded(const tg_op_def *op);
 void tg_profile_backward_done(const tg_op_def *op, double seconds);
 void *tg_scratch_alloc(int slot, size_t bytes);
 void tg_scratch_release(void);
+/* Clears the tape and returns all of this thread's arena, tape and scratch memory to the system,
+ * so the next step allocates from scratch (tests that count allocations). No tape tensor may be
+ * used afterwards, not even to be told it is stale. */
+void tg_tape_release(void);
 /* A tape-owned output tensor (data uninitialised). */
 tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape);
 /* Same, zero-filled. */
@@ -85,13 +90,20 @@ bool tg_broadcast_shape(const char *op, const tg_tensor *a, const tg_tensor *b, 
 /* Normalises a possibly negative dim; false + error if out of range. */
 bool tg_normalize_dim(const char *op, int ndim, int *dim);
 
+/* How many errors this thread has set so far (to tell a new error from an earlier one). */
+uint64_t tg_error_count(void);
+
 /* Allocation goes through one place so tests can count or fail it. */
 void *tg_malloc(size_t bytes);
 void *tg_calloc(size_t n, size_t size);
 void tg_free(void *p);
+/* As realloc: on failure NULL, an error, and p is left as it was. */
+void *tg_realloc(void *p, size_t bytes);
+char *tg_strdup(const char *s); /* caller frees with tg_free; NULL if out of memory */
 void *tg_aligned_alloc(size_t bytes); /* 64-byte aligned; free with tg_free */
 typedef void *(*tg_alloc_hook)(size_t bytes);
-/* Test hook: replaces the allocator's malloc (NULL restores it). */
+/* Test hook: replaces the allocator's malloc (NULL restores it); tg_realloc asks it for the new size
+ * (a NULL fails the call) and then lets realloc move the block. */
 void tg_set_alloc_hook(tg_alloc_hook hook);
 
 /* Once per process, at the first BLAS-backed op (matmul, linear, conv): one line on stderr

@@ -1,11 +1,14 @@
 /* Thread-local error state: one message, one status. */
-#include "core.h"
+#include "core_internal.h"
 
 #include <stdarg.h>
 #include <string.h>
 
 static _Thread_local char g_message[1024];
 static _Thread_local tg_status g_status = TG_OK;
+static _Thread_local uint64_t g_count = 0;
+
+uint64_t tg_error_count(void) { return g_count; }
 
 const char *tg_last_error(void) { return g_message; }
 
@@ -28,5 +31,6 @@ tg_status tg_error(tg_status status, const char *fmt, ...)
     va_end(ap);
     memcpy(g_message, msg, sizeof msg);
     g_status = status;
+    g_count++;
     return status;
 }

@@ -53,6 +53,7 @@ typedef struct {
     size_t scratch_size[TG_SCRATCH_SLOTS];
     header_pool headers[2]; /* headers[gen & 1] serves this step */
     uint32_t gen;
+    const char *record_failed; /* an op this step that could not be recorded (out of memory) */
     bool walked;
     bool grad_disabled;
 } tape_state;
@@ -108,7 +109,7 @@ static bool push_ptr(void ***vec, int64_t *n, int64_t *cap, void *p)
 {
     if (*n == *cap) {
         int64_t nc = *cap ? 2 * *cap : 1024;
-        void **nv = realloc(*vec, (size_t)nc * sizeof(void *));
+        void **nv = tg_realloc(*vec, (size_t)nc * sizeof(void *));
         if (!nv) {
             tg_error(TG_ERR_NOMEM, "out of memory growing the tape");
             return false;
@@ -156,6 +157,22 @@ void tg_scratch_release(void)
         T.scratch[s] = NULL;
         T.scratch_size[s] = 0;
     }
+}
+
+void tg_tape_release(void)
+{
+    tg_tape_clear();
+    for (block *b = T.blocks, *next; b; b = next) {
+        next = b->next;
+        tg_free(b->mem);
+        tg_free(b);
+    }
+    T.blocks = T.cur = NULL;
+    T.reserved = 0;
+    tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate);
+    T.nodes = NULL, T.tensors = NULL, T.separate = NULL;
+    T.cap_nodes = T.cap_tensors = T.cap_separate = 0;
+    tg_scratch_release();
 }
 
 void *tg_arena_calloc(size_t bytes)
@@ -243,14 +260,20 @@ tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *con
     for (int k = 0; k < n_in; k++) any |= in[k] && in[k]->requires_grad;
     if (!any) return NULL;
     tg_node *n = block_arena_alloc(sizeof *n + (size_t)n_in * sizeof(tg_tensor *));
-    if (!n) return NULL;
+    if (!n) {
+        T.record_failed = op->name; /* the op still returns its output: backward must refuse this tape */
+        return NULL;
+    }
     memset(n, 0, sizeof *n);
     n->op = op;
     n->n_in = n_in;
     n->in = (tg_tensor **)(n + 1);
     for (int k = 0; k < n_in; k++) n->in[k] = in[k];
     n->out = out;
-    if (!push_ptr((void ***)&T.nodes, &T.n_nodes, &T.cap_nodes, n)) return NULL;
+    if (!push_ptr((void ***)&T.nodes, &T.n_nodes, &T.cap_nodes, n)) {
+        T.record_failed = op->name;
+        return NULL;
+    }
     out->requires_grad = out->dtype == TG_F32;
     return n;
 }
@@ -301,6 +324,7 @@ void tg_tape_clear(void)
     T.n_separate = 0;
     T.used = 0;
     T.walked = false;
+    T.record_failed = NULL;
     if (++T.gen == 0) T.gen = 2; /* 0 marks retired tensors; 2 keeps the pools alternating */
     for (block *b = T.blocks; b; b = b->next) {
         if (poison) memset(b->mem, 0xFF, b->used);
@@ -326,6 +350,11 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
                         "%s: this tensor belongs to a tape that tg_tape_clear() already released; "
                         "run the forward pass again",
                         who);
+    if (out->tape_owned && T.record_failed)
+        return tg_error(TG_ERR_NOMEM,
+                        "%s: the tape is incomplete (out of memory recording a %s op); call tg_tape_clear() and "
+                        "run the forward pass again",
+                        who, T.record_failed);
     if (!out->requires_grad)
         return tg_error(TG_ERR_STATE,
                         "%s: the output does not require grad (no input of its computation requires grad, "
@@ -347,6 +376,7 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
                         "tg_backward_with and an upstream gradient)",
                         tg_shape_str(out, a, sizeof a));
     }
+    const uint64_t errors = tg_error_count(); /* an earlier call's error is not this walk's */
     float *g = tg_grad(out);
     if (!g) return TG_ERR_NOMEM;
     for (int64_t i = 0; i < out->numel; i++) g[i] += grad_out ? grad_out->data[i] : 1.0f;
@@ -361,9 +391,10 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
         } else {
             n->op->backward(n);
         }
+        if (tg_error_count() != errors) break; /* an op ran out of memory: its inputs' gradients are incomplete */
     }
     T.walked = true;
-    return tg_last_status() == TG_ERR_NOMEM ? TG_ERR_NOMEM : TG_OK;
+    return tg_error_count() != errors ? tg_last_status() : TG_OK;
 }
 
 tg_status tg_backward(tg_tensor *loss) { return seed_and_walk(loss, NULL); }

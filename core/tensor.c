@@ -220,27 +220,41 @@ bool tg_tensor_same_shape(const tg_tensor *a, const tg_tensor *b)
     return true;
 }
 
-int64_t tg_tensor_offset(const tg_tensor *t, const int64_t *index)
+static int64_t offset_of(const char *who, const tg_tensor *t, const int64_t *index)
 {
+    if (!t || !index) {
+        tg_error(TG_ERR_ARG, "%s: %s is NULL", who, t ? "index" : "tensor");
+        return -1;
+    }
     int64_t off = 0;
     for (int d = 0; d < t->ndim; d++) {
-        assert(index[d] >= 0 && index[d] < t->shape[d]);
+        if (index[d] < 0 || index[d] >= t->shape[d]) {
+            char b[96];
+            tg_error(TG_ERR_ARG, "%s: index %lld is out of range for dim %d of a tensor of shape %s", who,
+                     (long long)index[d], d, tg_shape_str(t, b, sizeof b));
+            return -1;
+        }
         off = off * t->shape[d] + index[d];
     }
     return off;
 }
 
+int64_t tg_tensor_offset(const tg_tensor *t, const int64_t *index) { return offset_of("tg_tensor_offset", t, index); }
+
 float tg_tensor_get(const tg_tensor *t, const int64_t *index)
 {
-    int64_t off = tg_tensor_offset(t, index);
+    int64_t off = offset_of("tg_tensor_get", t, index);
+    if (off < 0) return NAN;
     return t->dtype == TG_F32 ? t->data[off] : (float)t->idata[off];
 }
 
-void tg_tensor_set(tg_tensor *t, const int64_t *index, float value)
+tg_status tg_tensor_set(tg_tensor *t, const int64_t *index, float value)
 {
-    int64_t off = tg_tensor_offset(t, index);
+    int64_t off = offset_of("tg_tensor_set", t, index);
+    if (off < 0) return TG_ERR_ARG;
     if (t->dtype == TG_F32) t->data[off] = value;
     else t->idata[off] = (int64_t)value;
+    return TG_OK;
 }
 
 float tg_item(const tg_tensor *t)

@@ -83,7 +83,7 @@ tg_status tg_read_file(const char *path, uint8_t **buf, size_t *n)
                 fclose(f);
                 return tg_error(TG_ERR_FORMAT, "%s: file larger than %zu bytes", path, TG_MAX_FILE_BYTES);
             }
-            uint8_t *bigger = realloc(data, cap * 2);
+            uint8_t *bigger = tg_realloc(data, cap * 2);
             if (!bigger) {
                 tg_free(data);
                 fclose(f);

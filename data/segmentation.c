@@ -267,18 +267,18 @@ static tg_status list_files(const char *dir, char ***names, int64_t *count)
         if (!regular) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
-            char **bigger = realloc(v, sizeof(char *) * (size_t)cap);
+            char **bigger = tg_realloc(v, sizeof(char *) * (size_t)cap);
             if (!bigger) break;
             v = bigger;
         }
-        v[n] = strdup(e->d_name);
+        v[n] = tg_strdup(e->d_name);
         if (!v[n]) break;
         n++;
     }
     closedir(d);
     if (e) { /* stopped early: out of memory */
-        for (int64_t i = 0; i < n; i++) free(v[i]);
-        free(v);
+        for (int64_t i = 0; i < n; i++) tg_free(v[i]);
+        tg_free(v);
         return tg_error(TG_ERR_NOMEM, "%s: out of memory listing the directory", dir);
     }
     if (n > 1) qsort(v, (size_t)n, sizeof(char *), cmp_str);
@@ -289,8 +289,8 @@ static tg_status list_files(const char *dir, char ***names, int64_t *count)
 
 static void free_names(char **v, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) free(v[i]);
-    free(v);
+    for (int64_t i = 0; i < n; i++) tg_free(v[i]);
+    tg_free(v);
 }
 
 static size_t base_len(const char *name)

@@ -45,9 +45,9 @@ tg_unet *tg_unet_new(int in_channels, int num_classes, int base_c, tg_rng *rng)
         tg_error(TG_ERR_ARG, "tg_unet_new: base_c %d is too large", base_c);
         return NULL;
     }
-    tg_unet *m = calloc(1, sizeof *m);
+    tg_unet *m = tg_calloc(1, sizeof *m);
     if (!m || !(m->params = tg_param_list_new())) {
-        free(m);
+        tg_free(m);
         tg_error(TG_ERR_NOMEM, "tg_unet_new: out of memory");
         return NULL;
     }
@@ -83,7 +83,7 @@ void tg_unet_free(tg_unet *m)
 {
     if (!m) return;
     tg_param_list_free(m->params);
-    free(m);
+    tg_free(m);
 }
 
 /* Up block: upsample x2 (bilinear, align_corners), pad to skip's size, cat([skip, up]), DoubleConv. */

@@ -90,6 +90,7 @@ static void batch_norm_backward(tg_node *n)
     float *dx = tg_needs_grad(x) ? tg_grad(x) : NULL;
     float *dw = w && tg_needs_grad(w) ? tg_grad(w) : NULL;
     float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
+    if ((tg_needs_grad(x) && !dx) || (w && tg_needs_grad(w) && !dw) || (b && tg_needs_grad(b) && !db)) return;
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
     for (int64_t c = 0; c < cx->C; c++) {
         if (cx->relu) bn_backward_channel(cx, true, c, x->data, dy, out, wd, dx, dw, db);

@@ -220,7 +220,11 @@ static void conv2d_backward(tg_node *n)
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
     const bool direct = geom_is_3x3_same(g, G), dw_gemm = direct && need_w && tg_conv3x3_dw_by_gemm(g->C, O);
     const bool db_with_dw = direct && need_w && !dw_gemm;
-    if (b && tg_needs_grad(b) && !db_with_dw) tg_conv_bias_grad(tg_grad(b), dy, N, O, L);
+    if (b && tg_needs_grad(b) && !db_with_dw) {
+        float *db = tg_grad(b);
+        if (!db) return; /* out of memory: the error is set */
+        tg_conv_bias_grad(db, dy, N, O, L);
+    }
     if (!need_x && !need_w) return;
     if (direct) {
         /* the direct kernels write every element of dx: a new buffer needs no zero-fill */
@@ -345,7 +349,11 @@ static void conv_transpose2d_backward(tg_node *n)
     const int64_t N = x->shape[0], C = x->shape[1], G = cx->groups, O = g->C;
     const int64_t Cg = C / G, Og = O / G, K = Og * g->kh * g->kw, L = g->Ho * g->Wo, OHW = O * g->H * g->W;
     const bool pointwise = geom_is_pointwise(g);
-    if (b && tg_needs_grad(b)) tg_conv_bias_grad(tg_grad(b), dy, N, O, g->H * g->W);
+    if (b && tg_needs_grad(b)) {
+        float *db = tg_grad(b);
+        if (!db) return; /* out of memory: the error is set */
+        tg_conv_bias_grad(db, dy, N, O, g->H * g->W);
+    }
     bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     if (!need_x && !need_w) return;
     float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;

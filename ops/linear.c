@@ -19,15 +19,15 @@ static void linear_backward(tg_node *n)
     if (M == 0) return;
     if (tg_needs_grad(x)) {
         float *dx = tg_grad(x);
-        if (dx)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)in, (int)out, 1.0f, dy, (int)out,
-                        w->data, (int)in, 1.0f, dx, (int)in);
+        if (!dx) return; /* out of memory: the error is set */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)in, (int)out, 1.0f, dy, (int)out, w->data,
+                    (int)in, 1.0f, dx, (int)in);
     }
     if (tg_needs_grad(w)) {
         float *dw = tg_grad(w);
-        if (dw)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)M, 1.0f, dy, (int)out,
-                        x->data, (int)in, 1.0f, dw, (int)in);
+        if (!dw) return;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)M, 1.0f, dy, (int)out, x->data,
+                    (int)in, 1.0f, dw, (int)in);
     }
     if (b && tg_needs_grad(b)) {
         float *db = tg_grad(b);

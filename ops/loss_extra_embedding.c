@@ -21,6 +21,7 @@ static void cosine_embedding_backward(tg_node *n)
     const cosine_row *rows = n->ctx;
     float *g1 = tg_needs_grad(x1) ? tg_grad(n->in[0]) : NULL;
     float *g2 = tg_needs_grad(x2) ? tg_grad(n->in[1]) : NULL;
+    if ((tg_needs_grad(x1) && !g1) || (tg_needs_grad(x2) && !g2)) return; /* out of memory */
     const int64_t N = n->i[0], D = n->i[1];
     const float margin = (float)n->f[0];
     lx_upstream up = lx_upstream_of(n->out, (tg_reduction)n->i[2], N);
@@ -161,6 +162,7 @@ static void triplet_margin_backward(tg_node *n)
     float *ga = tg_needs_grad(a) ? tg_grad(a) : NULL;
     float *gp = tg_needs_grad(p) ? tg_grad(p) : NULL;
     float *gn = tg_needs_grad(ng) ? tg_grad(ng) : NULL;
+    if ((tg_needs_grad(a) && !ga) || (tg_needs_grad(p) && !gp) || (tg_needs_grad(ng) && !gn)) return; /* out of memory */
     const int64_t R = n->i[0], D = n->i[1];
     const bool swap = n->i[3];
     const float eps = (float)n->f[0];

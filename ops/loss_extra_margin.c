@@ -278,6 +278,7 @@ static void margin_ranking_backward(tg_node *n)
     const tg_tensor *x1 = n->in[0], *x2 = n->in[1], *t = n->in[2];
     float *g1 = tg_needs_grad(x1) ? tg_grad(n->in[0]) : NULL;
     float *g2 = tg_needs_grad(x2) ? tg_grad(n->in[1]) : NULL;
+    if ((tg_needs_grad(x1) && !g1) || (tg_needs_grad(x2) && !g2)) return; /* out of memory */
     const float margin = (float)n->f[0];
     lx_upstream up = lx_upstream_of(n->out, (tg_reduction)n->i[0], x1->numel);
     for (int64_t i = 0; i < x1->numel; i++) {

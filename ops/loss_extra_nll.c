@@ -71,6 +71,7 @@ static void gaussian_nll_backward(tg_node *n)
     const tg_tensor *x = n->in[0], *t = n->in[1], *var = n->in[2];
     float *gx = tg_needs_grad(x) ? tg_grad(n->in[0]) : NULL;
     float *gv = tg_needs_grad(var) ? tg_grad(n->in[2]) : NULL;
+    if ((tg_needs_grad(x) && !gx) || (tg_needs_grad(var) && !gv)) return; /* out of memory */
     const float eps = (float)n->f[0];
     const int64_t D = n->i[1]; /* input elements per var element */
     lx_upstream up = lx_upstream_of(n->out, (tg_reduction)n->i[0], x->numel);

@@ -608,6 +608,7 @@ static void where_backward(tg_node *n)
     tg_tensor *cond = n->in[0], *a = n->in[1], *b = n->in[2];
     float *ga = tg_needs_grad(a) ? tg_grad(a) : NULL;
     float *gb = tg_needs_grad(b) ? tg_grad(b) : NULL;
+    if ((tg_needs_grad(a) && !ga) || (tg_needs_grad(b) && !gb)) return; /* out of memory */
     const float *g = n->out->grad;
     const int64_t total = n->out->numel;
     WHERE_WALK(p, total, {

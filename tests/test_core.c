@@ -21,6 +21,34 @@ Test(core, zeros_shape_numel)
     tg_tensor_free(t);
 }
 
+Test(core, get_set_out_of_range_is_an_error_not_an_abort)
+{
+    tg_tensor *t = tg_tensor_zeros(TG_SHAPE(2, 3));
+    tg_tensor *k = tg_tensor_new(TG_I64, TG_SHAPE(4));
+    cr_assert(t && k);
+    cr_expect_eq(tg_tensor_set(t, TG_INDEX(1, 2), 7.0f), TG_OK);
+    cr_expect_eq(tg_tensor_set(k, TG_INDEX(3), 9.0f), TG_OK);
+    cr_expect_eq(tg_tensor_get(k, TG_INDEX(3)), 9.0f);
+    const int64_t bad[][2] = {{2, 0}, {0, 3}, {-1, 0}, {0, -1}, {1, INT64_MAX}};
+    for (int i = 0; i < 5; i++) {
+        tg_clear_error();
+        cr_expect_eq(tg_tensor_set(t, bad[i], 1.0f), TG_ERR_ARG, "index (%lld, %lld)", (long long)bad[i][0],
+                     (long long)bad[i][1]);
+        cr_expect(strstr(tg_last_error(), "out of range") != NULL, "%s", tg_last_error());
+        cr_expect(isnan(tg_tensor_get(t, bad[i])));
+        cr_expect_eq(tg_tensor_offset(t, bad[i]), -1);
+    }
+    cr_expect_eq(tg_tensor_set(k, TG_INDEX(4), 1.0f), TG_ERR_ARG);
+    cr_expect(strstr(tg_last_error(), "(2, 3)") == NULL && strstr(tg_last_error(), "(4,)") != NULL, "%s",
+              tg_last_error());
+    cr_expect(isnan(tg_tensor_get(NULL, TG_INDEX(0))));
+    cr_expect_eq(tg_tensor_set(NULL, TG_INDEX(0), 1.0f), TG_ERR_ARG);
+    for (int64_t i = 0; i < t->numel; i++) cr_expect_eq(t->data[i], i == 5 ? 7.0f : 0.0f); /* nothing else written */
+    for (int64_t i = 0; i < k->numel; i++) cr_expect_eq(k->idata[i], i == 3 ? 9 : 0);
+    tg_tensor_free(t);
+    tg_tensor_free(k);
+}
+
 Test(core, too_many_dims_is_an_error)
 {
     int64_t shape[7] = {1, 1, 1, 1, 1, 1, 1};

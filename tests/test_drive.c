@@ -1,6 +1,7 @@
 /* data/segmentation: DRIVE (the real data when present, a small fake copy in
  * the official layout always), binary-segmentation folders, their views. */
 #include "data_test_util.h"
+#include "dataset_skip.h"
 
 TestSuite(drive, .init = tdu_setup, .fini = tdu_teardown);
 TestSuite(folder, .init = tdu_setup, .fini = tdu_teardown);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "data_test_util.h"
+#include "dataset_skip.h"
 
 static tg_tensor *rows_tensor(int n, int width)
 {

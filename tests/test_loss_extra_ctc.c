@@ -17,6 +17,7 @@ static void log_softmax_backward(tg_node *n)
     const tg_tensor *y = n->out;
     const int64_t C = n->i[0], R = y->numel / C;
     float *gx = tg_grad(n->in[0]);
+    if (!gx) return;
     for (int64_t r = 0; r < R; r++) {
         double s = 0;
         for (int64_t c = 0; c < C; c++) s += y->grad[r * C + c];

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include "data_test_util.h"
+#include "dataset_skip.h"
 
 TestSuite(idx, .init = tdu_setup, .fini = tdu_teardown);
 

@@ -11,6 +11,7 @@
 
 #include "tapegrad.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 #define MNIST_BIN TG_BIN_DIR "/mnist"
 

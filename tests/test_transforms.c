@@ -7,6 +7,7 @@
 
 #include "data_test_util.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 static tg_image *image_from_json(const cJSON *rows)
 {

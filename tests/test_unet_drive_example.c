@@ -13,6 +13,7 @@
 
 #include "tapegrad.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 #define UNET_BIN TG_BIN_DIR "/unet_drive"
 #define TINY "--limit-train 2 --limit-test 1 --base-c 4 --crop 64 --batch-size 2 --overlays 1 --threads 2"

@@ -15,6 +15,7 @@ static void weighted_sum_backward(tg_node *n)
     const float *w = n->ctx;
     float g = n->out->grad[0];
     float *gx = tg_grad(n->in[0]);
+    if (!gx) return;
     for (int64_t i = 0; i < n->in[0]->numel; i++) gx[i] += g * w[i];
 }
 
