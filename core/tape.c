@@ -172,6 +172,13 @@ void tg_tape_release(void)
     tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate);
     T.nodes = NULL, T.tensors = NULL, T.separate = NULL;
     T.cap_nodes = T.cap_tensors = T.cap_separate = 0;
+    for (int k = 0; k < 2; k++) { /* tensor headers too: no tensor of an earlier step may be used after this */
+        for (hchunk *c = T.headers[k].first, *next; c; c = next) {
+            next = c->next;
+            tg_free(c);
+        }
+        T.headers[k].first = T.headers[k].cur = NULL;
+    }
     tg_scratch_release();
 }
 

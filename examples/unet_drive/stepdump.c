@@ -228,7 +228,7 @@ static int run_step_dump(const sd_config *c)
     tg_set_flush_denormal(true); /* as training */
     tg_unet *m = tg_unet_new(3, c->head == HEAD_SIGMOID ? 1 : 2, c->base_c, NULL);
     if (!m) return sd_fail(cmd, "cannot build the model");
-    tg_ckpt_opts strict = {.strict = true};
+    tg_ckpt_opts strict = {0}; /* strict: the default */
     if (tg_checkpoint_load(c->ckpt, m->params, &strict, NULL) != TG_OK) {
         tg_unet_free(m);
         return sd_fail(cmd, "cannot load the checkpoint (check --head and --base-c)");
