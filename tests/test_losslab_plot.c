@@ -24,16 +24,8 @@ static void setup(void)
 }
 static void teardown(void) { tgt_remove_tree(tmpdir); }
 
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = snprintf(cmd, sizeof cmd, "%s plot ", LOSSLAB);
-    vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    return tgt_run_capture(cmd, output, sizeof output);
-}
+/* losslab plot with these arguments (printf-style), output captured in `output`; its exit code. */
+#define run(...) tgt_run_capturef(output, sizeof output, LOSSLAB " plot " __VA_ARGS__)
 
 #define MAX_ROWS 1024
 #define MAX_COLS 16

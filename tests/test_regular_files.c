@@ -4,6 +4,7 @@
  * command-line cases run under `timeout`, so the old code fails the test instead of hanging it. */
 #include "data_test_util.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 TestSuite(regular, .init = tdu_setup, .fini = tdu_teardown, .timeout = 120);
 

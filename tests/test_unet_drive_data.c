@@ -24,16 +24,8 @@
 static char tmpdir[256];
 static char output[1 << 17];
 
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = snprintf(cmd, sizeof cmd, "%s ", UNET_BIN);
-    vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    return tgt_run_capture(cmd, output, sizeof output);
-}
+/* unet_drive with these arguments (printf-style), output captured in `output`; its exit code. */
+#define run(...) tgt_run_capturef(output, sizeof output, UNET_BIN " " __VA_ARGS__)
 
 static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_data"); }
 static void remove_tmp(void) { tgt_remove_tree(tmpdir); }

@@ -21,24 +21,9 @@
 static char tmpdir[256];
 static char output[1 << 16];
 
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = snprintf(cmd, sizeof cmd, "%s ", UNET_BIN);
-    vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    return tgt_run_capture(cmd, output, sizeof output);
-}
+/* unet_drive with these arguments (printf-style), output captured in `output`; its exit code. */
+#define run(...) tgt_run_capturef(output, sizeof output, UNET_BIN " " __VA_ARGS__)
 
-static void need_drive(void)
-{
-    char probe[1024];
-    struct stat st;
-    snprintf(probe, sizeof probe, "%s/test/images/01_test.tif", tg_drive_default_root());
-    if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
-}
 
 static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_test"); }
 static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
@@ -85,7 +70,7 @@ TestSuite(unet_drive_example, .init = make_tmp, .fini = remove_tmp, .timeout = 3
 
 Test(unet_drive_example, both_heads_train_and_report)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(run(TINY " --epochs 2 --out %s/run", tmpdir), 0, "%s", output);
     char dir[600];
     snprintf(dir, sizeof dir, "%s/run", tmpdir);
@@ -116,7 +101,7 @@ Test(unet_drive_example, both_heads_train_and_report)
 
 Test(unet_drive_example, resume_continues_exactly)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(run(TINY " --head sigmoid --epochs 3 --overlays 0 --out %s/a", tmpdir), 0, "%s", output);
     cr_assert_eq(run(TINY " --head sigmoid --epochs 3 --overlays 0 --stop-after 1 --out %s/b", tmpdir), 0, "%s", output);
     cr_assert_eq(run(TINY " --head sigmoid --epochs 3 --overlays 0 --resume --out %s/b", tmpdir), 0, "%s", output);
@@ -155,7 +140,7 @@ static long slurp(const char *path, char *out, long cap)
 
 Test(unet_drive_example, one_and_two_threads_train_the_same_bits)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(run(TINY " --head softmax --epochs 2 --overlays 0 --out %s/t2", tmpdir), 0, "%s", output);
     cr_assert_eq(run(TINY " --head softmax --epochs 2 --overlays 0 --threads 1 --out %s/t1", tmpdir), 0, "%s", output);
     static char a[1 << 20], b[1 << 20];
@@ -169,7 +154,7 @@ Test(unet_drive_example, one_and_two_threads_train_the_same_bits)
 
 Test(unet_drive_example, eval_reproduces_the_logged_dice)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(run(TINY " --head sigmoid --epochs 1 --overlays 0 --out %s/e", tmpdir), 0, "%s", output);
     char path[600], v[64];
     int lines;
@@ -196,7 +181,7 @@ Test(unet_drive_example, bad_input_fails_clearly)
     cr_expect_neq(strstr(output, "needs a value"), NULL, "%s", output);
     cr_expect_eq(run("--data %s/missing --epochs 1", tmpdir), 1);
     cr_expect_neq(strstr(output, "no DRIVE dataset at"), NULL, "%s", output);
-    need_drive();
+    tgt_need_drive();
     cr_expect_eq(run("--report-only --out %s/empty", tmpdir), 1, "%s", output);
     cr_expect_neq(strstr(output, "no logs in"), NULL, "%s", output);
 }

@@ -18,6 +18,7 @@
 
 #include "tapegrad.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 #define UNET_BIN TG_BIN_DIR "/unet_drive"
 #define TINY "--limit-train 2 --limit-test 1 --base-c 4 --crop 64 --batch-size 2 --overlays 0 --threads 2"
@@ -25,24 +26,9 @@
 static char tmpdir[256];
 static char output[1 << 16];
 
-/* Runs a shell command line (printf-style) with output captured; returns the exit code. */
-static int sh(const char *fmt, ...)
-{
-    static char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return tgt_run_capture(cmd, output, sizeof output);
-}
+/* A shell command line (printf-style), output captured in `output`; its exit code. */
+#define sh(...) tgt_run_capturef(output, sizeof output, __VA_ARGS__)
 
-static void need_drive(void)
-{
-    char probe[1024];
-    struct stat st;
-    snprintf(probe, sizeof probe, "%s/test/images/01_test.tif", tg_drive_default_root());
-    if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
-}
 
 static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_run"); }
 static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
@@ -96,7 +82,7 @@ TestSuite(unet_drive_run, .init = make_tmp, .fini = remove_tmp, .timeout = 300);
 /* Issue 13.4: --lr 1e308 used to exit 0 with all-infinite last and best checkpoints. */
 Test(unet_drive_run, a_diverged_run_fails_and_saves_no_model)
 {
-    need_drive();
+    tgt_need_drive();
     int rc = sh(UNET_BIN " " TINY " --head sigmoid --epochs 1 --lr 1e308 --out %s/d", tmpdir);
     cr_expect_eq(rc, 1, "%s", output);
     cr_expect(strstr(output, "diverged") || strstr(output, "loss became"), "%s", output);
@@ -107,7 +93,7 @@ Test(unet_drive_run, a_diverged_run_fails_and_saves_no_model)
 /* Issue 13.4: --eval of a checkpoint with non-finite weights used to print "Dice 0.0000". */
 Test(unet_drive_run, eval_refuses_non_finite_weights)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --head softmax --epochs 1 --out %s/e", tmpdir), 0, "%s", output);
     char path[600], bad[600];
     snprintf(path, sizeof path, "%s/e/softmax/best.safetensors", tmpdir);
@@ -128,7 +114,7 @@ Test(unet_drive_run, eval_refuses_non_finite_weights)
 /* Issue 13.6: a save killed half-way leaves last.safetensors.tmp.XXXXXX; the next run removes it. */
 Test(unet_drive_run, stale_temp_files_are_removed)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh("mkdir -p %s/s/sigmoid", tmpdir), 0);
     char p1[600], p2[600];
     snprintf(p1, sizeof p1, "%s/s/sigmoid/last.safetensors.tmp.Ab12Cd", tmpdir);
@@ -150,7 +136,7 @@ Test(unet_drive_run, stale_temp_files_are_removed)
  * model overwrite best.safetensors. */
 Test(unet_drive_run, resume_refuses_a_corrupt_log)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --head sigmoid --epochs 4 --stop-after 2 --out %s/c", tmpdir), 0, "%s", output);
     char log[600], best[600], last[600], keep_best[600], keep_last[600];
     snprintf(log, sizeof log, "%s/c/sigmoid/log.jsonl", tmpdir);
@@ -184,7 +170,7 @@ Test(unet_drive_run, resume_refuses_a_corrupt_log)
 /* Issue 13.8: --resume with no checkpoint used to start afresh and rewrite log.jsonl. */
 Test(unet_drive_run, resume_without_a_checkpoint_fails)
 {
-    need_drive();
+    tgt_need_drive();
     cr_expect_eq(sh(UNET_BIN " " TINY " --head sigmoid --epochs 2 --resume --out %s/r", tmpdir), 1, "%s", output);
     cr_expect_neq(strstr(output, "nothing to resume"), NULL, "%s", output);
     cr_expect(!exists("%s/r/sigmoid/log.jsonl", tmpdir), "a fresh run was started");
@@ -198,7 +184,7 @@ Test(unet_drive_run, resume_without_a_checkpoint_fails)
 /* Issue 13.9: --resume used to accept another crop, batch size, lr or seed. */
 Test(unet_drive_run, resume_refuses_other_settings_unless_allowed)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --head softmax --epochs 3 --stop-after 1 --out %s/o", tmpdir), 0, "%s", output);
     cr_expect_eq(sh(UNET_BIN " " TINY " --head softmax --epochs 3 --lr 0.02 --seed 5 --crop 80 --resume --out %s/o",
                     tmpdir), 2, "%s", output);
@@ -213,7 +199,7 @@ Test(unet_drive_run, resume_refuses_other_settings_unless_allowed)
 /* Issue 13.10: two runs on one --out used to interleave their logs and checkpoints. */
 Test(unet_drive_run, an_output_directory_in_use_is_refused)
 {
-    need_drive();
+    tgt_need_drive();
     char dir[600], lock[700];
     snprintf(dir, sizeof dir, "%s/l", tmpdir);
     snprintf(lock, sizeof lock, "%s/.lock", dir);
@@ -233,7 +219,7 @@ Test(unet_drive_run, an_output_directory_in_use_is_refused)
 /* Issue 13.11: under ulimit -f the run used to be killed by SIGXFSZ, leaving a temp file. */
 Test(unet_drive_run, a_file_size_limit_ends_with_a_message)
 {
-    need_drive();
+    tgt_need_drive();
     /* 100 blocks (50-100 KB): the log fits, a checkpoint (over 250 KB) does not */
     int rc = sh("ulimit -f 100 && " UNET_BIN " " TINY " --head sigmoid --epochs 1 --out %s/f", tmpdir);
     cr_expect_eq(rc, 1, "%s", output);
@@ -255,7 +241,7 @@ Test(unet_drive_run, a_file_size_limit_ends_with_a_message_in_mnist_too)
 /* Issue 13.13: --crop 4096 used to grow until the kernel's OOM killer ended the run. */
 Test(unet_drive_run, an_impossible_memory_need_is_refused)
 {
-    need_drive();
+    tgt_need_drive();
     cr_expect_eq(sh(UNET_BIN " " TINY " --crop 4096 --base-c 64 --epochs 1 --out %s/m", tmpdir), 1, "%s", output);
     cr_expect_neq(strstr(output, "GB (estimate)"), NULL, "%s", output);
     cr_expect(!exists("%s/m", tmpdir), "the run started");
@@ -264,7 +250,7 @@ Test(unet_drive_run, an_impossible_memory_need_is_refused)
 /* Issue 13.14: an --out longer than 1100 bytes used to be cut (files written elsewhere). */
 Test(unet_drive_run, long_output_paths_work)
 {
-    need_drive();
+    tgt_need_drive();
     char dir[2048];
     int n = snprintf(dir, sizeof dir, "%s", tmpdir);
     for (int i = 0; i < 13; i++) n += snprintf(dir + n, sizeof dir - (size_t)n, "/%02d%.97d", i, 0);
@@ -280,7 +266,7 @@ Test(unet_drive_run, long_output_paths_work)
 /* Issue 13.15: a curves.png cut short by a full disk used to be reported as written. */
 Test(unet_drive_run, a_cut_curves_png_is_reported)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --head sigmoid --epochs 1 --out %s/p", tmpdir), 0, "%s", output);
     if (!strstr(output, "curves: ")) cr_skip_test("no PLplot: curves.png is not drawn");
     cr_assert_eq(sh("rm %s/p/curves.png", tmpdir), 0);

@@ -17,6 +17,7 @@
 
 #include "tapegrad.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 #define UNET_BIN TG_BIN_DIR "/unet_drive"
 #define TINY "--limit-train 2 --limit-test 1 --base-c 4 --crop 64 --batch-size 2 --overlays 0 --threads 2"
@@ -24,24 +25,9 @@
 static char tmpdir[256];
 static char output[1 << 16];
 
-/* Runs a shell command line (printf-style) with output captured; returns the exit code. */
-static int sh(const char *fmt, ...)
-{
-    static char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return tgt_run_capture(cmd, output, sizeof output);
-}
+/* A shell command line (printf-style), output captured in `output`; its exit code. */
+#define sh(...) tgt_run_capturef(output, sizeof output, __VA_ARGS__)
 
-static void need_drive(void)
-{
-    char probe[1024];
-    struct stat st;
-    snprintf(probe, sizeof probe, "%s/test/images/01_test.tif", tg_drive_default_root());
-    if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
-}
 
 static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_use"); }
 static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
@@ -91,7 +77,7 @@ static void field(const char *line, const char *key, char *out, size_t n)
 /* Issue 14.1: --preset sets the defaults, flags override them, log.jsonl and the report say what ran. */
 Test(unet_drive_use, presets_and_flags_give_the_effective_configuration)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --preset cpu --head sigmoid --stop-after 1 --out %s/pc", tmpdir), 0, "%s",
                  output);
     char path[600], v[64];
@@ -134,7 +120,7 @@ static tg_image *load_png(const char *fmt, const char *dir)
 /* Issue 14.4: --predict writes the mask and the probability; head and base width come from the checkpoint. */
 Test(unet_drive_use, predict_segments_one_image)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --epochs 1 --out %s/pr", tmpdir), 0, "%s", output);
     const char *root = tg_drive_default_root();
     for (int h = 0; h < 2; h++) {
@@ -194,7 +180,7 @@ Test(unet_drive_use, predict_segments_one_image)
  * an uninterrupted run (the same checkpoint bytes). */
 Test(unet_drive_use, an_interrupted_run_resumes_to_the_same_checkpoint)
 {
-    need_drive();
+    tgt_need_drive();
     cr_assert_eq(sh(UNET_BIN " " TINY " --head sigmoid --epochs 5 --out %s/whole", tmpdir), 0, "%s", output);
     /* interrupt once epoch 1 is logged (during epoch 2 or later) */
     int rc = sh("(" UNET_BIN " " TINY " --head sigmoid --epochs 5 --out %s/int & pid=$!; "

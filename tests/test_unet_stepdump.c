@@ -14,6 +14,7 @@
 #include "../nn/nn_internal.h"
 #include "tapegrad.h"
 #include "test_support.h"
+#include "dataset_skip.h"
 
 #define UNET_BIN TG_BIN_DIR "/unet_drive"
 #define FIX TG_FIXTURE_DIR

@@ -45,7 +45,7 @@ void unet_epoch_json(const unet_run *run, const unet_epoch *e, char *buf, size_t
     PUT("peak_rss_mb", run->peak_rss_mb, "%.1f");
     if (e->evaluated) {
         PUT("test_loss", e->test_loss, "%.6f");
-        PUT("dice", e->dice, "%.6f");
+        PUT("dice", e->dice, "%.17g"); /* exact: a resumed run restores its best Dice from the log */
         PUT("miou", e->miou, "%.6f");
         PUT("global_acc", e->global_acc, "%.6f");
         PUT("acc_background", e->acc[0], "%.6f");

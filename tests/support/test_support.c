@@ -2,8 +2,11 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "core/core_internal.h"
@@ -203,4 +206,28 @@ void tgt_remove_tree(const char *dir)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_expect_eq(system(cmd), 0, "cannot remove %s", dir);
+}
+
+int tgt_run_capturef(char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *cmd = malloc((size_t)len + 1);
+    cr_assert(cmd, "out of memory for a command line");
+    va_start(ap, fmt);
+    vsnprintf(cmd, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    int rc = tgt_run_capture(cmd, out, n);
+    free(cmd);
+    return rc;
+}
+
+void tgt_need_drive(void)
+{
+    char probe[4096];
+    struct stat st;
+    snprintf(probe, sizeof probe, "%s/test/images/01_test.tif", tg_drive_default_root());
+    if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
 }

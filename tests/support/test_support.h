@@ -48,6 +48,10 @@ void tgt_expect_fixture_case(const char *name, const cJSON *c, tg_tensor *y, tg_
 /* Runs a shell command with stdout and stderr captured into out (n bytes, NUL-terminated);
  * returns its exit code (128 if it did not exit normally). */
 int tgt_run_capture(const char *cmd, char *out, size_t n);
+/* The same for a printf-style command line. */
+int tgt_run_capturef(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Skips the calling Criterion test (a visible skip) when DRIVE's test images are not found. */
+void tgt_need_drive(void);
 /* Makes a fresh directory /tmp/tg_<tag>_XXXXXX into dir (size bytes); tgt_remove_tree deletes it. */
 void tgt_make_tmpdir(char *dir, size_t size, const char *tag);
 void tgt_remove_tree(const char *dir);
