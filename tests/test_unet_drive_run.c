@@ -44,30 +44,6 @@ static bool exists(const char *fmt, ...)
     return stat(path, &st) == 0;
 }
 
-/* Whole file into a new buffer (*n bytes); NULL if unreadable. */
-static char *slurp(const char *path, long *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)*n + 1);
-    cr_assert(b && fread(b, 1, (size_t)*n, f) == (size_t)*n);
-    b[*n] = '\0';
-    fclose(f);
-    return b;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    long na = 0, nb = 0;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
-    bool same = x && y && na == nb && !memcmp(x, y, (size_t)na);
-    free(x);
-    free(y);
-    return same;
-}
 
 static void write_file(const char *path, const char *text)
 {
@@ -146,7 +122,7 @@ Test(unet_drive_run, resume_refuses_a_corrupt_log)
     snprintf(keep_last, sizeof keep_last, "%s/last.copy", tmpdir);
     cr_assert_eq(sh("cp %s %s && cp %s %s", best, keep_best, last, keep_last), 0);
     long n;
-    char *text = slurp(log, &n);
+    char *text = tgt_read_whole(log, &n);
     char *second = strchr(text, '\n') + 1;
     char *corrupt = malloc((size_t)n + 16);
     snprintf(corrupt, (size_t)n + 16, "{\"head\": \"sig\x01%s", second); /* line 1 cut and garbled */
@@ -155,12 +131,12 @@ Test(unet_drive_run, resume_refuses_a_corrupt_log)
     free(text);
     cr_expect_eq(sh(UNET_BIN " " TINY " --head sigmoid --epochs 4 --resume --out %s/c", tmpdir), 1, "%s", output);
     cr_expect_neq(strstr(output, "log.jsonl:1"), NULL, "the message names the line:\n%s", output);
-    cr_expect(same_file(best, keep_best) && same_file(last, keep_last), "a checkpoint changed");
+    cr_expect(tgt_same_file(best, keep_best) && tgt_same_file(last, keep_last), "a checkpoint changed");
     /* a log that lost its lines (the checkpoint says epoch 2) is refused too */
     write_file(log, "");
     cr_expect_eq(sh(UNET_BIN " " TINY " --head sigmoid --epochs 4 --resume --out %s/c", tmpdir), 1, "%s", output);
     cr_expect_neq(strstr(output, "epoch 2"), NULL, "%s", output);
-    cr_expect(same_file(best, keep_best), "best.safetensors changed");
+    cr_expect(tgt_same_file(best, keep_best), "best.safetensors changed");
     /* --report-only names the line as well */
     write_file(log, "{\"head\": \"sigmoid\", \"epoch\": 1}\nnot json\n");
     cr_expect_eq(sh(UNET_BIN " --report-only --out %s/c", tmpdir), 1, "%s", output);

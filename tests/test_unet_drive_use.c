@@ -32,30 +32,6 @@ static char output[1 << 16];
 static void make_tmp(void) { tgt_make_tmpdir(tmpdir, sizeof tmpdir, "unet_use"); }
 static void remove_tmp(void) { tgt_remove_tree(tmpdir); }
 
-/* Whole file into a new buffer (*n bytes); NULL if unreadable. */
-static char *slurp(const char *path, long *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)*n + 1);
-    cr_assert(b && fread(b, 1, (size_t)*n, f) == (size_t)*n);
-    b[*n] = '\0';
-    fclose(f);
-    return b;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    long na = 0, nb = 0;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
-    bool same = x && y && na == nb && !memcmp(x, y, (size_t)na);
-    free(x);
-    free(y);
-    return same;
-}
 
 TestSuite(unet_drive_use, .init = make_tmp, .fini = remove_tmp, .timeout = 300);
 
@@ -83,7 +59,7 @@ Test(unet_drive_use, presets_and_flags_give_the_effective_configuration)
     char path[600], v[64];
     snprintf(path, sizeof path, "%s/pc/sigmoid/log.jsonl", tmpdir);
     long n;
-    char *log = slurp(path, &n);
+    char *log = tgt_read_whole(path, &n);
     cr_assert_not_null(log);
     const char *cfg = strstr(log, "\"config\": {");
     cr_assert_not_null(cfg, "no effective configuration in %s:\n%s", path, log);
@@ -97,7 +73,7 @@ Test(unet_drive_use, presets_and_flags_give_the_effective_configuration)
     cr_expect_str_eq(v, "64");
     free(log);
     snprintf(path, sizeof path, "%s/pc/report.md", tmpdir);
-    char *md = slurp(path, &n);
+    char *md = tgt_read_whole(path, &n);
     cr_assert_not_null(md);
     cr_expect_neq(strstr(md, "Effective configuration"), NULL, "%s", md);
     cr_expect_neq(strstr(md, "\"preset\":\"cpu\""), NULL, "%s", md);
@@ -206,8 +182,8 @@ Test(unet_drive_use, an_interrupted_run_resumes_to_the_same_checkpoint)
     cr_assert_eq(sh("%s", cmd), 0, "%s", output);
     char a[600], b[600];
     snprintf(a, sizeof a, "%s/whole/sigmoid/last.safetensors", tmpdir);
-    cr_expect(same_file(a, last), "the resumed run's last.safetensors differs from the uninterrupted run's");
+    cr_expect(tgt_same_file(a, last), "the resumed run's last.safetensors differs from the uninterrupted run's");
     snprintf(a, sizeof a, "%s/whole/sigmoid/best.safetensors", tmpdir);
     snprintf(b, sizeof b, "%s/int/sigmoid/best.safetensors", tmpdir);
-    cr_expect(same_file(a, b), "best.safetensors differs");
+    cr_expect(tgt_same_file(a, b), "best.safetensors differs");
 }

@@ -422,7 +422,7 @@ static bool png_complete(const char *path)
 }
 #endif
 
-tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
+tg_status unet_plot_panels(const char *path, void (*draw)(const void *ctx, bool dice), const void *ctx)
 {
 #ifdef TG_HAVE_PLPLOT
     if (!have_device("pngcairo"))
@@ -434,16 +434,17 @@ tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
     plsfnam(path);
     plspage(0, 0, 1200, 480, 0, 0);
     plscolbg(255, 255, 255);
-    plscol0(15, 0, 0, 0);     /* axes and text: black */
-    plscol0(1, 31, 119, 180); /* sigmoid: blue */
-    plscol0(2, 214, 39, 40);  /* softmax: red */
-    plscol0(3, 215, 215, 215); /* grid */
+    plscol0(15, 0, 0, 0);            /* axes and text: black */
+    plscol0(1, 31, 119, 180);        /* sigmoid: blue */
+    plscol0(2, 214, 39, 40);         /* softmax: red */
+    plscol0(3, 215, 215, 215);       /* grid */
+    plscol0a(4, 31, 119, 180, 0.25); /* bands */
+    plscol0a(5, 214, 39, 40, 0.25);
     plssub(2, 1);
     plinit();
     if (!plot_failed) {
-        const int colors[2] = {1, 2};
-        panel(runs, n_runs, false, colors);
-        panel(runs, n_runs, true, colors);
+        draw(ctx, false);
+        draw(ctx, true);
     }
     plend();
     if (plot_failed) return TG_ERR_STATE;
@@ -457,10 +458,32 @@ tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
     }
     return TG_OK;
 #else
-    (void)path, (void)runs, (void)n_runs;
+    (void)path, (void)draw, (void)ctx;
     return tg_error(TG_ERR_STATE, "built without PLplot (install libplplot-dev and plplot-driver-cairo, then "
                                   "rebuild; scripts/setup.sh does)");
 #endif
+}
+
+typedef struct {
+    const unet_run *runs;
+    int n_runs;
+} curves_ctx;
+
+#ifdef TG_HAVE_PLPLOT
+static void curves_panel(const void *ctx, bool dice)
+{
+    const curves_ctx *c = ctx;
+    static const int colors[2] = {1, 2};
+    panel(c->runs, c->n_runs, dice, colors);
+}
+#else
+static void curves_panel(const void *ctx, bool dice) { (void)ctx, (void)dice; }
+#endif
+
+tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs)
+{
+    const curves_ctx c = {runs, n_runs};
+    return unet_plot_panels(path, curves_panel, &c);
 }
 
 /* ---- overlays -------------------------------------------------------------------------------- */

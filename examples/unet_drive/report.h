@@ -50,6 +50,9 @@ tg_status unet_report_write(const char *out_dir, const unet_run *runs, int n_run
  * TG_ERR_STATE with a message if PLplot or its cairo driver is not available; TG_ERR_IO if
  * the file could not be written whole (then it is removed). */
 tg_status unet_plot_curves(const char *path, const unet_run *runs, int n_runs);
+/* The same 1200x480 PNG frame with two panels: draw(ctx, false) left (loss), draw(ctx, true) right
+ * (Dice); colours 1/2 sigmoid/softmax, 3 grid, 4/5 translucent bands. Same errors as above. */
+tg_status unet_plot_panels(const char *path, void (*draw)(const void *ctx, bool dice), const void *ctx);
 
 /* Overlay of one test image: the RGB image, then per prediction the image dimmed with true
  * positives white, false positives red, false negatives green; pixels outside the field of

@@ -257,14 +257,6 @@ static void write_tables(FILE *f, const seed_runs *s, const unet_run *r0)
 /* ---- curves.png: mean curves with a ±1 std band per head ---------------------------------- */
 
 #ifdef TG_HAVE_PLPLOT
-static bool plot_failed;
-static int plot_exit_handler(PLCHAR_VECTOR msg)
-{
-    tg_error(TG_ERR_STATE, "PLplot: %s", msg);
-    plot_failed = true;
-    return 0;
-}
-
 /* Per epoch 1..max: mean and std over the seeds of the loss (dice false) or Dice; n 0 where none. */
 static int curve(const seed_runs *s, int h, bool dice, double *x, double *mean, double *sd)
 {
@@ -343,54 +335,15 @@ static void band_panel(const seed_runs *s, bool dice)
     plwidth(1.0);
 }
 
-static bool have_device(const char *name)
-{
-    const char *menu_store[128], *devs_store[128];
-    const char **menu = menu_store, **devs = devs_store;
-    int n = 128;
-    plgDevs(&menu, &devs, &n);
-    for (int i = 0; i < n; i++)
-        if (devs[i] && !strcmp(devs[i], name)) return true;
-    return false;
-}
 #endif
 
-static tg_status plot_bands(const char *path, const seed_runs *s)
-{
 #ifdef TG_HAVE_PLPLOT
-    if (!have_device("pngcairo"))
-        return tg_error(TG_ERR_STATE, "PLplot's pngcairo driver is missing (install plplot-driver-cairo; "
-                                      "scripts/setup.sh does)");
-    plot_failed = false;
-    plsexit(plot_exit_handler);
-    plsdev("pngcairo");
-    plsfnam(path);
-    plspage(0, 0, 1200, 480, 0, 0);
-    plscolbg(255, 255, 255);
-    plscol0(15, 0, 0, 0);
-    plscol0(1, 31, 119, 180);               /* sigmoid: blue */
-    plscol0(2, 214, 39, 40);                /* softmax: red */
-    plscol0(3, 215, 215, 215);              /* grid */
-    plscol0a(4, 31, 119, 180, 0.25);        /* bands */
-    plscol0a(5, 214, 39, 40, 0.25);
-    plssub(2, 1);
-    plinit();
-    if (!plot_failed) {
-        band_panel(s, false);
-        band_panel(s, true);
-    }
-    plend();
-    if (plot_failed) return TG_ERR_STATE;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_error(TG_ERR_IO, "PLplot did not write %s", path);
-    fclose(f);
-    return TG_OK;
+static void bands_panel(const void *ctx, bool dice) { band_panel(ctx, dice); }
 #else
-    (void)path, (void)s;
-    return tg_error(TG_ERR_STATE, "built without PLplot (install libplplot-dev and plplot-driver-cairo, then "
-                                  "rebuild; scripts/setup.sh does)");
+static void bands_panel(const void *ctx, bool dice) { (void)ctx, (void)dice; }
 #endif
-}
+
+static tg_status plot_bands(const char *path, const seed_runs *s) { return unet_plot_panels(path, bands_panel, s); }
 
 tg_status unet_seeds_report(const char *out, const long long *seeds, int n)
 {

@@ -231,3 +231,27 @@ void tgt_need_drive(void)
     snprintf(probe, sizeof probe, "%s/test/images/01_test.tif", tg_drive_default_root());
     if (stat(probe, &st) != 0) cr_skip_test("DRIVE not found at %s (see README: TG_DRIVE_DIR)", tg_drive_default_root());
 }
+
+char *tgt_read_whole(const char *path, long *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)*n + 1);
+    cr_assert(b && fread(b, 1, (size_t)*n, f) == (size_t)*n);
+    b[*n] = '\0';
+    fclose(f);
+    return b;
+}
+
+bool tgt_same_file(const char *a, const char *b)
+{
+    long na = 0, nb = 0;
+    char *x = tgt_read_whole(a, &na), *y = tgt_read_whole(b, &nb);
+    bool same = x && y && na == nb && !memcmp(x, y, (size_t)na);
+    free(x);
+    free(y);
+    return same;
+}

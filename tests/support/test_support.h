@@ -52,6 +52,10 @@ int tgt_run_capture(const char *cmd, char *out, size_t n);
 int tgt_run_capturef(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Skips the calling Criterion test (a visible skip) when DRIVE's test images are not found. */
 void tgt_need_drive(void);
+/* Whole file into a new malloc'd, NUL-terminated buffer (*n bytes); NULL if unreadable. */
+char *tgt_read_whole(const char *path, long *n);
+/* Two files with the same bytes (false if either is unreadable). */
+bool tgt_same_file(const char *a, const char *b);
 /* Makes a fresh directory /tmp/tg_<tag>_XXXXXX into dir (size bytes); tgt_remove_tree deletes it. */
 void tgt_make_tmpdir(char *dir, size_t size, const char *tag);
 void tgt_remove_tree(const char *dir);
