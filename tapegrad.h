@@ -5,7 +5,6 @@
 #include "core/version.h"
 #include "core/core.h"
 #include "core/progress.h"
-#include "core/cli.h"
 #include "ops/tensor_ops.h"
 #include "ops/nn_ops.h"
 #include "ops/loss_common.h"

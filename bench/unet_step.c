@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/cli.h"
 #include "tapegrad.h"
 
 static int cmp(const void *a, const void *b)
@@ -74,7 +75,7 @@ int main(int argc, char **argv)
     qsort(t_eval, (size_t)reps, sizeof(double), cmp);
     printf("train_step %.1f %.1f\n", 1e3 * t_step[0], 1e3 * t_step[reps / 2]);
     printf("eval_584x565 %.1f %.1f\n", 1e3 * t_eval[0], 1e3 * t_eval[reps / 2]);
-    printf("# peak memory %.0f MB, step arena %.0f MB\n# op profile of the %s step:\n", tg_cli_peak_rss_mb(),
+    printf("# peak memory %.0f MB, step arena %.0f MB\n# op profile of the %s step:\n", cli_peak_rss_mb(),
            tg_tape_bytes_reserved() / 1e6, cold_profile ? "first (cold)" : "last");
     tg_profile_print(stdout);
     free(t_step), free(t_eval);

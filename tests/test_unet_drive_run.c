@@ -203,7 +203,7 @@ Test(unet_drive_run, a_file_size_limit_ends_with_a_message)
     cr_expect_eq(sh("ls %s/f/sigmoid | grep -c tmp", tmpdir), 1, "a temp file is left: %s", output);
 }
 
-/* Issue 13.11 holds for every example (one helper, tg_cli_ignore_file_size_signal): mnist too. */
+/* Issue 13.11 holds for every example (one helper, examples/common's cli_ignore_file_size_signal): mnist too. */
 Test(unet_drive_run, a_file_size_limit_ends_with_a_message_in_mnist_too)
 {
     struct stat st;

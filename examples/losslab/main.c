@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/cli.h"
+#include "common/cli.h"
 #include "losslab.h"
 #include "plot.h"
 
@@ -159,7 +159,7 @@ static int run_single(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    tg_cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
+    cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
     if (argc < 2) {
         fprintf(stderr, "losslab: give a loss name, --jsonl, --list or --help\n%s", usage_text);
         return 2;

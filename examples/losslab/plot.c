@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cli.h"
+#include "common/cli.h"
 #include "losslab.h"
 #include "plot.h"
 
@@ -357,9 +357,9 @@ int ll_plot_main(int argc, char **argv)
         else if (!strcmp(key, "range")) {
             if (!parse_range(v, &p.lo, &p.hi)) rc = lp_usage_error("--range takes A:B with A < B (e.g. -8:8), not '%s'", v);
         } else if (!strcmp(key, "target")) {
-            if (!tg_cli_parse_double(v, &p.target)) rc = lp_usage_error("--target takes a number, not '%s'", v);
+            if (!cli_parse_double(v, &p.target)) rc = lp_usage_error("--target takes a number, not '%s'", v);
         } else if (!strcmp(key, "points")) {
-            if (!tg_cli_parse_long(v, 2, 100000, &n)) rc = lp_usage_error("--points takes a whole number 2..100000, not '%s'", v);
+            if (!cli_parse_long(v, 2, 100000, &n)) rc = lp_usage_error("--points takes a whole number 2..100000, not '%s'", v);
             else p.points = (int)n;
         } else if (id == LL_OPT_REDUCTION) {
             rc = lp_usage_error("%s: the curves are per element (reduction 'none')", a);

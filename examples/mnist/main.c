@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/cli.h"
 #include "dist/dist.h"
 #include "model.h"
 
@@ -64,32 +65,32 @@ static int parse_args(int argc, char **argv, config *c)
         if (!strcmp(a, "--model")) {
             if (!mnist_arch_parse(v, &c->arch)) return usage_error("--model must be mlp or cnn, not '%s'", v);
         } else if (!strcmp(a, "--epochs")) {
-            if (!tg_cli_parse_long(v, 1, 1000, &n)) return usage_error("--epochs takes a whole number 1..1000, not '%s'", v);
+            if (!cli_parse_long(v, 1, 1000, &n)) return usage_error("--epochs takes a whole number 1..1000, not '%s'", v);
             c->epochs = (int)n;
         } else if (!strcmp(a, "--batch")) {
-            if (!tg_cli_parse_long(v, 1, 65536, &n)) return usage_error("--batch takes a whole number 1..65536, not '%s'", v);
+            if (!cli_parse_long(v, 1, 65536, &n)) return usage_error("--batch takes a whole number 1..65536, not '%s'", v);
             c->batch = (int)n;
         } else if (!strcmp(a, "--optimizer")) {
             if (!strcmp(v, "sgd")) c->sgd = true;
             else if (!strcmp(v, "adam")) c->sgd = false;
             else return usage_error("--optimizer must be adam or sgd, not '%s'", v);
         } else if (!strcmp(a, "--lr")) {
-            if (!tg_cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
+            if (!cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
             c->lr_set = true;
         } else if (!strcmp(a, "--momentum")) {
-            if (!tg_cli_parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
+            if (!cli_parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
                 return usage_error("--momentum takes a number in [0, 1), not '%s'", v);
         } else if (!strcmp(a, "--seed")) {
-            if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
+            if (!cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
             c->seed = (uint64_t)n;
         } else if (!strcmp(a, "--threads")) {
-            if (!tg_cli_parse_long(v, 1, 1024, &n)) return usage_error("--threads takes a whole number 1..1024, not '%s'", v);
+            if (!cli_parse_long(v, 1, 1024, &n)) return usage_error("--threads takes a whole number 1..1024, not '%s'", v);
             c->threads = (int)n;
         } else if (!strcmp(a, "--limit")) {
-            if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", v);
+            if (!cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit takes a whole number >= 1, not '%s'", v);
             c->limit = n;
         } else if (!strcmp(a, "--index")) {
-            if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--index takes a whole number >= 0, not '%s'", v);
+            if (!cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--index takes a whole number >= 0, not '%s'", v);
             c->index = n;
             c->index_set = true;
         } else if (!strcmp(a, "--data")) c->data = v;
@@ -313,7 +314,7 @@ static int run_train(const config *c)
         rc = fail("--batch");
         goto done;
     }
-    if (main_rank && !tg_cli_make_dirs(c->out)) {
+    if (main_rank && !cli_make_dirs(c->out)) {
         fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
         rc = 1;
         goto done;
@@ -419,7 +420,7 @@ static int run_train(const config *c)
                 "\"peak_rss_mb\": %.1f, \"world_size\": %d}\n",
                 epoch, mnist_arch_name(c->arch), c->sgd ? "sgd" : "adam", c->lr, c->batch,
                 (unsigned long long)c->seed, tg_get_num_threads(), (long long)n, loss_sum / (double)n, acc, test_loss,
-                train_seconds, eval_seconds, ips, tg_cli_peak_rss_mb(), tg_dist_world_size());
+                train_seconds, eval_seconds, ips, cli_peak_rss_mb(), tg_dist_world_size());
         fflush(log);
         tg_meta meta = {0};
         char buf[64];
@@ -436,7 +437,7 @@ static int run_train(const config *c)
     }
     if (rc == 0)
         printf("saved %s (PyTorch state_dict names, see examples/mnist/model.h); log %s; peak memory %.0f MB\n",
-               ckpt_path, log_path, tg_cli_peak_rss_mb());
+               ckpt_path, log_path, cli_peak_rss_mb());
 done:
     if (log) fclose(log);
     free(perm);
@@ -455,7 +456,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    tg_cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
+    cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
     tg_blas_select_kernel(argc, argv);
     if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
     tg_dist_quiet_others();

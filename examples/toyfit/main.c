@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cli.h"
 #include "tapegrad.h"
 
 static int usage(const char *msg)
@@ -41,7 +42,7 @@ static tg_tensor *uniform_param(int64_t rows, int64_t cols, int64_t fan_in, tg_r
 
 int main(int argc, char **argv)
 {
-    tg_cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
+    cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
     tg_blas_select_kernel(argc, argv);
     int steps = 2000, hidden = 64;
     float lr = 0.5f;

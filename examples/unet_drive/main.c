@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "dataset.h"
+#include "common/cli.h"
 #include "dist/dist.h"
 #include "head_loss.h"
 #include "report.h"
@@ -147,7 +148,7 @@ static int parse_args(int argc, char **argv, config *c)
         long long n;
 #define INT_OPT(name, field, lo, hi)                                                                                  \
     else if (!strcmp(a, name)) {                                                                                       \
-        if (!tg_cli_parse_long(v, lo, hi, &n)) return usage_error(name " takes a whole number " #lo ".." #hi ", not '%s'", v); \
+        if (!cli_parse_long(v, lo, hi, &n)) return usage_error(name " takes a whole number " #lo ".." #hi ", not '%s'", v); \
         c->field = (int)n;                                                                                             \
     }
         if (!strcmp(a, "--head")) {
@@ -180,12 +181,12 @@ static int parse_args(int argc, char **argv, config *c)
             c->std_given = true;
         }
         else if (!strcmp(a, "--lr")) {
-            if (!tg_cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
+            if (!cli_parse_double(v, &c->lr) || c->lr <= 0) return usage_error("--lr takes a positive number, not '%s'", v);
         } else if (!strcmp(a, "--momentum")) {
-            if (!tg_cli_parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
+            if (!cli_parse_double(v, &c->momentum) || c->momentum < 0 || c->momentum >= 1)
                 return usage_error("--momentum takes a number in [0, 1), not '%s'", v);
         } else if (!strcmp(a, "--weight-decay")) {
-            if (!tg_cli_parse_double(v, &c->weight_decay) || c->weight_decay < 0)
+            if (!cli_parse_double(v, &c->weight_decay) || c->weight_decay < 0)
                 return usage_error("--weight-decay takes a number >= 0, not '%s'", v);
         } else if (!strcmp(a, "--class-weight")) {
             char *end;
@@ -201,14 +202,14 @@ static int parse_args(int argc, char **argv, config *c)
                 !isfinite(c->class_weight[1]))
                 return usage_error("--class-weight takes two positive numbers W0,W1 (e.g. 1,2), not '%s'", v);
         } else if (!strcmp(a, "--seed")) {
-            if (!tg_cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
+            if (!cli_parse_long(v, 0, INT64_MAX, &n)) return usage_error("--seed takes a whole number >= 0, not '%s'", v);
             c->seed = (uint64_t)n;
             seed_given = true;
         } else if (!strcmp(a, "--limit-train")) {
-            if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-train takes a whole number >= 1, not '%s'", v);
+            if (!cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-train takes a whole number >= 1, not '%s'", v);
             c->limit_train = n;
         } else if (!strcmp(a, "--limit-test")) {
-            if (!tg_cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-test takes a whole number >= 1, not '%s'", v);
+            if (!cli_parse_long(v, 1, INT64_MAX, &n)) return usage_error("--limit-test takes a whole number >= 1, not '%s'", v);
             c->limit_test = n;
         } else if (!strcmp(a, "--data")) c->data = v;
         else if (!strcmp(a, "--out")) c->out = v, out_given = true;
@@ -409,7 +410,7 @@ static void fill_meta(tg_meta *meta, const config *c, int head, int epoch, const
 static bool meta_get_int(const tg_meta *m, const char *key, long long lo, long long hi, long long *out)
 {
     const char *v = tg_meta_get(m, key);
-    return v && tg_cli_parse_long(v, lo, hi, out);
+    return v && cli_parse_long(v, lo, hi, out);
 }
 
 /* The settings a resumed run would write that differ from the checkpoint's (keys the checkpoint
@@ -530,7 +531,7 @@ static double saved_best_dice(const tg_meta *meta)
 {
     const char *v = tg_meta_get(meta, "best_dice");
     double d;
-    return v && tg_cli_parse_double(v, &d) ? d : -1.0;
+    return v && cli_parse_double(v, &d) ? d : -1.0;
 }
 
 static double best_dice_of(const char *path)
@@ -610,7 +611,7 @@ static int train_head(const config *c, int head, const drive_data *d)
     FILE *log = NULL;
     loss_buffers lb = {0};
     unet_run run = {0};
-    if (!tg_cli_make_dirs(P.dir)) {
+    if (!cli_make_dirs(P.dir)) {
         fprintf(stderr, "unet_drive: cannot create %s: %s\n", P.dir, strerror(errno));
         rc = 1;
         goto done;
@@ -834,7 +835,7 @@ static int train_head(const config *c, int head, const drive_data *d)
             printf("%s epoch %d/%d: train loss %.4f, %.1f s (%.2f img/s, data wait %.1f%%)\n", HEAD_NAME[head], epoch,
                    c->epochs, e.train_loss, e.train_seconds, e.images_per_second, 100 * e.wait_share);
         }
-        run.peak_rss_mb = tg_cli_peak_rss_mb();
+        run.peak_rss_mb = cli_peak_rss_mb();
         if (!unet_run_push(&run, &e)) {
             rc = fail("out of memory");
             break;
@@ -862,7 +863,7 @@ static int train_head(const config *c, int head, const drive_data *d)
     }
     if (rc == 0)
         printf("%s head done: log %s, checkpoints %s and %s, peak memory %.0f MB\n", HEAD_NAME[head], log_path,
-               last_path, best_path, tg_cli_peak_rss_mb());
+               last_path, best_path, cli_peak_rss_mb());
 done:
     if (log && fclose(log) != 0 && rc == 0) {
         fprintf(stderr, "unet_drive: cannot write %s: %s\n", log_path, strerror(errno));
@@ -1164,7 +1165,7 @@ static int check_memory(const config *c, const drive_data *d)
 
 int main(int argc, char **argv)
 {
-    tg_cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
+    cli_ignore_file_size_signal(); /* past ulimit -f: EFBIG and a message, not a silent kill */
     tg_blas_select_kernel(argc, argv);
     if (tg_dist_init(&argc, &argv) != TG_OK) return fail("cannot join the MPI job");
     tg_dist_quiet_others(); /* only rank 0 prints */
@@ -1187,7 +1188,7 @@ int main(int argc, char **argv)
             drive_data_free(&d);
             return 1;
         }
-        if (!tg_cli_make_dirs(c.out)) {
+        if (!cli_make_dirs(c.out)) {
             fprintf(stderr, "unet_drive: cannot create the output directory %s: %s\n", c.out, strerror(errno));
             drive_data_free(&d);
             return 1;

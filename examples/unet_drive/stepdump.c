@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/cli.h"
 #include "dataset.h"
 #include "head_loss.h"
 #include "stepdump.h"
@@ -106,19 +107,19 @@ static int sd_parse(const char *cmd, int argc, char **argv, sd_config *c)
             else if (!strcmp(v, "softmax")) c->head = HEAD_SOFTMAX;
             else return sd_usage_error(cmd, "--head must be sigmoid or softmax, not '%s'", v);
         } else if (!strcmp(a, "--base-c")) {
-            if (!tg_cli_parse_long(v, 1, 512, &n)) return sd_usage_error(cmd, "--base-c takes a whole number 1..512, not '%s'", v);
+            if (!cli_parse_long(v, 1, 512, &n)) return sd_usage_error(cmd, "--base-c takes a whole number 1..512, not '%s'", v);
             c->base_c = (int)n;
         } else if (!strcmp(a, "--batch")) {
-            if (!tg_cli_parse_long(v, 1, 1024, &n)) return sd_usage_error(cmd, "--batch takes a whole number 1..1024, not '%s'", v);
+            if (!cli_parse_long(v, 1, 1024, &n)) return sd_usage_error(cmd, "--batch takes a whole number 1..1024, not '%s'", v);
             c->batch = (int)n;
         } else if (!strcmp(a, "--crop")) {
-            if (!tg_cli_parse_long(v, 16, 4096, &n)) return sd_usage_error(cmd, "--crop takes a whole number 16..4096, not '%s'", v);
+            if (!cli_parse_long(v, 16, 4096, &n)) return sd_usage_error(cmd, "--crop takes a whole number 16..4096, not '%s'", v);
             c->crop = (int)n;
         } else if (!strcmp(a, "--threads")) {
-            if (!tg_cli_parse_long(v, 1, 1024, &n)) return sd_usage_error(cmd, "--threads takes a whole number 1..1024, not '%s'", v);
+            if (!cli_parse_long(v, 1, 1024, &n)) return sd_usage_error(cmd, "--threads takes a whole number 1..1024, not '%s'", v);
             c->threads = (int)n;
         } else if (!strcmp(a, "--seed")) {
-            if (!tg_cli_parse_long(v, 0, INT64_MAX, &c->seed)) return sd_usage_error(cmd, "--seed takes a whole number >= 0, not '%s'", v);
+            if (!cli_parse_long(v, 0, INT64_MAX, &c->seed)) return sd_usage_error(cmd, "--seed takes a whole number >= 0, not '%s'", v);
         } else if (!strcmp(a, "--class-weight")) {
             if (!parse_class_weight(v, c->cw))
                 return sd_usage_error(cmd, "--class-weight takes two positive numbers W0,W1 (e.g. 1,2), not '%s'", v);

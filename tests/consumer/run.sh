@@ -6,6 +6,8 @@
 # 2. the same install + pkg-config --static with plain cc
 # 3. add_subdirectory and FetchContent of the source tree (only library targets in the build)
 # 4. BUILD_SHARED_LIBS=ON: SONAME, only tg_/TG_ symbols exported, find_package and pkg-config
+# The examples' helpers (examples/common: flag parsing, mkdir -p) are no part of the library:
+# neither the static nor the shared library defines them.
 # Also: the install tree holds headers under include/tapegrad/ (no *_internal.h), the CMake
 # package, tapegrad.pc, and no trace of the source or build paths; a generic OpenBLAS kernel
 # on an AVX2/AVX-512 CPU gives one warning line, and the same correct results.
@@ -81,6 +83,9 @@ step lib-static-build cmake --build "$work/lib-static" -j "$jobs"
 step lib-static-install cmake --install "$work/lib-static" --prefix "$static_prefix"
 [ -f "$static_prefix/lib/libtapegrad.a" ] || fail "no lib/libtapegrad.a in the static install"
 [ -z "$(find "$static_prefix" -name 'libtapegrad.so*')" ] || fail "a shared library in the static install"
+static_syms=$(nm --defined-only "$static_prefix/lib/libtapegrad.a" 2>/dev/null | awk 'NF == 3 {print $3}')
+grep -qx tg_matmul <<<"$static_syms" || fail "nm finds no tg_matmul in the static library"
+! grep -Eq '^(tg_)?cli_' <<<"$static_syms" || fail "the static library defines the examples' cli_ helpers (examples/common)"
 step check-install-static check_install "$static_prefix"
 step app-package-configure cmake -S "$here" -B "$work/app-package" -DTG_CONSUMER_MODE=package \
   -DCMAKE_PREFIX_PATH="$static_prefix" -DCMAKE_BUILD_TYPE=Debug
@@ -120,7 +125,7 @@ for mode in subdirectory fetchcontent; do
   step "app-$mode-configure" cmake -S "$here" -B "$b" -DTG_CONSUMER_MODE=$mode -DTAPEGRAD_SOURCE_DIR="$src" \
     -DCMAKE_BUILD_TYPE=Debug
   cmake --build "$b" --target help >"$work/app-$mode-targets.log"
-  if grep -E '^\.\.\. (test_|bench_|fuzz_|toyfit|mnist|unet_drive|losslab|tg_test_support)' \
+  if grep -E '^\.\.\. (test_|bench_|fuzz_|toyfit|mnist|unet_drive|losslab|tg_test_support|tg_examples_common)' \
       "$work/app-$mode-targets.log"; then
     fail "$mode: the consumer's build has tapegrad's examples/tests/benchmarks (above)"
   fi
@@ -149,6 +154,7 @@ exports=$(nm -D --defined-only "$so" | awk '{print $NF}')
 others=$(grep -Ev '^(tg_|TG_)' <<<"$exports" || true)
 [ -z "$others" ] || fail "the shared library exports non-tg_ symbols: $(echo $others | head -c 300)"
 grep -qx tg_matmul <<<"$exports" || fail "tg_matmul is not exported"
+! grep -Eq '^(tg_)?cli_' <<<"$exports" || fail "the shared library exports the examples' cli_ helpers (examples/common)"
 step check-install-shared check_install "$shared_prefix"
 step app-shared-configure cmake -S "$here" -B "$work/app-shared" -DTG_CONSUMER_MODE=package \
   -DCMAKE_PREFIX_PATH="$shared_prefix" -DCMAKE_BUILD_TYPE=Debug

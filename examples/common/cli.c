@@ -1,4 +1,4 @@
-/* Helpers for command-line training programs. */
+/* Helpers the example programs share (cli.h). */
 #include "cli.h"
 
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-bool tg_cli_parse_long(const char *s, long long lo, long long hi, long long *out)
+bool cli_parse_long(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
     errno = 0;
@@ -20,7 +20,7 @@ bool tg_cli_parse_long(const char *s, long long lo, long long hi, long long *out
     return true;
 }
 
-bool tg_cli_parse_double(const char *s, double *out)
+bool cli_parse_double(const char *s, double *out)
 {
     char *end;
     errno = 0;
@@ -30,7 +30,7 @@ bool tg_cli_parse_double(const char *s, double *out)
     return true;
 }
 
-bool tg_cli_make_dirs(const char *path)
+bool cli_make_dirs(const char *path)
 {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
@@ -48,14 +48,14 @@ bool tg_cli_make_dirs(const char *path)
     return errno == EEXIST && stat(buf, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-double tg_cli_peak_rss_mb(void)
+double cli_peak_rss_mb(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-void tg_cli_ignore_file_size_signal(void)
+void cli_ignore_file_size_signal(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
