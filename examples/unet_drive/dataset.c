@@ -103,9 +103,9 @@ tg_status unet_norm_compute(const tg_seg_dataset *ds, float mean[3], float std[3
         if (st != TG_OK) return st;
         const size_t P = (size_t)img->width * (size_t)img->height;
         for (size_t k = 0; k < P; k++) {
-            if (tgt->data[k] == 255) continue;
+            if (tgt->data[k] == UNET_IGNORE_LABEL) continue;
             for (int c = 0; c < 3; c++) {
-                const double v = img->data[3 * k + (size_t)c] / 255.0;
+                const double v = img->data[3 * k + (size_t)c] / (double)UNET_PIXEL_MAX;
                 s[c] += v;
                 ss[c] += v * v;
             }
@@ -143,8 +143,8 @@ static int min_side(const tg_seg_dataset *ds)
 
 int unet_default_crop(int base)
 {
-    if (base == 565) return 480;
-    int crop = (int)((long long)base * 480 / 565) / 16 * 16;
+    if (base == UNET_DRIVE_WIDTH) return UNET_DRIVE_CROP;
+    int crop = (int)((long long)base * UNET_DRIVE_CROP / UNET_DRIVE_WIDTH) / 16 * 16;
     return crop < 16 ? 16 : crop;
 }
 

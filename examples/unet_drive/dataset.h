@@ -8,6 +8,17 @@
 
 #include "tapegrad.h"
 
+/* Target value of a pixel outside the field of view (or the mask): the loss and the metrics skip it
+ * (PyTorch's ignore_index). Labels are 0 background, 1 vessel. */
+#define UNET_IGNORE_LABEL 255
+/* Full intensity of an 8-bit image channel: pixel values are divided by it, and a 0/1 mask is
+ * written as 0/UNET_PIXEL_MAX. */
+#define UNET_PIXEL_MAX 255
+/* DRIVE's images are 565 x 584 pixels; the reference's train.py crops 480 x 480 of them. */
+#define UNET_DRIVE_WIDTH 565
+#define UNET_DRIVE_HEIGHT 584
+#define UNET_DRIVE_CROP 480
+
 typedef enum { UNET_LAYOUT_DRIVE, UNET_LAYOUT_FOLDERS } unet_layout;
 
 typedef struct {

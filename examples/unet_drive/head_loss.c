@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "dataset.h"
+
 void loss_buffers_free(loss_buffers *b)
 {
     tg_tensor_free(b->class_weight);
@@ -18,8 +20,8 @@ tg_tensor *head_loss(int head, tg_tensor *logits, const tg_tensor *y, const doub
         if (!b->class_weight) return NULL;
     }
     if (head == HEAD_SOFTMAX)
-        return tg_cross_entropy(logits, (tg_tensor *)y,
-                                (tg_ce_opts){.weight = b->class_weight, .ignore_index = 255, .has_ignore_index = true});
+        return tg_cross_entropy(logits, (tg_tensor *)y, (tg_ce_opts){.weight = b->class_weight,
+                                .ignore_index = UNET_IGNORE_LABEL, .has_ignore_index = true});
     const int64_t N = y->shape[0], H = y->shape[1], W = y->shape[2];
     if (!b->t || b->t->shape[0] != N || b->t->shape[2] != H || b->t->shape[3] != W) {
         tg_tensor_free(b->t);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataset.h"
+
 #ifdef TG_HAVE_PLPLOT
 #include <plplot.h>
 #endif
@@ -506,7 +508,7 @@ tg_status unet_overlay_save(const char *path, const tg_image *image, const uint8
                 uint8_t *dst = tg_image_at(out, (k + 1) * (W + gap) + x, y, 0);
                 const uint8_t p = preds[k][(size_t)y * W + x];
                 uint8_t rgb[3];
-                if (t == 255) { /* outside the field of view */
+                if (t == UNET_IGNORE_LABEL) { /* outside the field of view */
                     for (int c = 0; c < 3; c++) rgb[c] = (uint8_t)(src[c] / 6);
                 } else if (t == 1 && p == 1) {
                     rgb[0] = rgb[1] = rgb[2] = 255;
