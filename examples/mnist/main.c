@@ -289,169 +289,215 @@ static int run_predict(const config *c)
     return rc;
 }
 
-static int run_train(const config *c)
-{
-    tg_tensor *xtr = NULL, *ytr = NULL, *xte = NULL, *yte = NULL;
-    tg_tensor *xb = NULL, *yb = NULL, *xr = NULL, *yr = NULL;
-    int64_t *perm = NULL;
-    FILE *log = NULL;
-    mnist_model *m = NULL;
-    tg_optimizer *opt = NULL;
-    int rc = 0;
-    char log_path[1100], ckpt_path[1100];
-    if (load_split(c, TG_MNIST_TRAIN, &xtr, &ytr) != TG_OK) {
-        rc = fail("cannot load the training set");
-        goto done;
-    }
-    if (load_split(c, TG_MNIST_TEST, &xte, &yte) != TG_OK) {
-        rc = fail("cannot load the test set");
-        goto done;
-    }
-    int64_t n = xtr->shape[0];
-    if (c->limit && c->limit < n) n = c->limit;
-    const bool main_rank = tg_dist_is_main();
-    if (tg_dist_check_batch(c->batch) != TG_OK) {
-        rc = fail("--batch");
-        goto done;
-    }
-    if (main_rank && !cli_make_dirs(c->out)) {
-        fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
-        rc = 1;
-        goto done;
-    }
-    snprintf(log_path, sizeof log_path, "%s/log.jsonl", c->out);
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/model.safetensors", c->out);
-    log = fopen(main_rank ? log_path : "/dev/null", "w");
-    if (!log) {
-        fprintf(stderr, "mnist: cannot write %s: %s\n", log_path, strerror(errno));
-        rc = 1;
-        goto done;
-    }
+/* What a training run holds; train_free frees it. */
+typedef struct {
+    tg_tensor *xtr, *ytr, *xte, *yte; /* the training and test splits */
+    int64_t n;                        /* training images used (--limit) */
+    int64_t B, full, rest;            /* the global batch; full batches per epoch and the last one's size */
+    int64_t s0, r0;                   /* this rank's first row in a full batch and in the last one */
+    tg_tensor *xb, *yb, *xr, *yr;     /* this rank's share of a full batch and of the last one */
+    int64_t *perm;                    /* the epoch's order of the training images */
+    char *log_path, *ckpt_path;
+    FILE *log;
+    tg_rng rng;                       /* the model's initial weights, then every epoch's order */
+    mnist_model *m;
+    tg_optimizer *opt;
+} trainer;
 
-    tg_rng rng;
-    tg_rng_seed(&rng, c->seed);
-    m = mnist_model_new(c->arch, &rng);
-    if (!m) {
-        rc = fail("cannot build the model");
-        goto done;
+/* Closes the log (a failed close is a failed write) and frees everything; the exit code. */
+static int train_free(trainer *t, int rc)
+{
+    if (t->log && fclose(t->log) != 0 && rc == 0) {
+        fprintf(stderr, "mnist: cannot write %s: %s\n", t->log_path, strerror(errno));
+        rc = 1;
     }
-    if (tg_dist_broadcast_state(m->params) != TG_OK) {
-        rc = fail("cannot share the initial weights");
-        goto done;
+    free(t->log_path);
+    free(t->ckpt_path);
+    free(t->perm);
+    tg_tensor_free(t->xb);
+    tg_tensor_free(t->yb);
+    tg_tensor_free(t->xr);
+    tg_tensor_free(t->yr);
+    tg_optimizer_free(t->opt);
+    mnist_model_free(t->m);
+    tg_tensor_free(t->xtr);
+    tg_tensor_free(t->ytr);
+    tg_tensor_free(t->xte);
+    tg_tensor_free(t->yte);
+    return rc;
+}
+
+/* dir/name as a new string (any length); NULL if out of memory. */
+static char *join_path(const char *dir, const char *name)
+{
+    size_t size = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(size);
+    if (p) snprintf(p, size, "%s/%s", dir, name);
+    return p;
+}
+
+/* The data, the output directory and the log (rank 0 writes; other ranks log to /dev/null). */
+static int open_run(const config *c, trainer *t)
+{
+    if (load_split(c, TG_MNIST_TRAIN, &t->xtr, &t->ytr) != TG_OK) return fail("cannot load the training set");
+    if (load_split(c, TG_MNIST_TEST, &t->xte, &t->yte) != TG_OK) return fail("cannot load the test set");
+    t->n = t->xtr->shape[0];
+    if (c->limit && c->limit < t->n) t->n = c->limit;
+    if (tg_dist_check_batch(c->batch) != TG_OK) return fail("--batch");
+    if (tg_dist_is_main() && !cli_make_dirs(c->out)) {
+        fprintf(stderr, "mnist: cannot create the output directory %s: %s\n", c->out, strerror(errno));
+        return 1;
     }
-    if (c->sgd) opt = tg_sgd_new(m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum});
+    t->log_path = join_path(c->out, "log.jsonl");
+    t->ckpt_path = join_path(c->out, "model.safetensors");
+    if (!t->log_path || !t->ckpt_path) return fail("out of memory");
+    t->log = fopen(tg_dist_is_main() ? t->log_path : "/dev/null", "w");
+    if (!t->log) {
+        fprintf(stderr, "mnist: cannot write %s: %s\n", t->log_path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* The model (seeded; every rank gets rank 0's weights) and the optimizer. */
+static int build_model(const config *c, trainer *t)
+{
+    tg_rng_seed(&t->rng, c->seed);
+    t->m = mnist_model_new(c->arch, &t->rng);
+    if (!t->m) return fail("cannot build the model");
+    if (tg_dist_broadcast_state(t->m->params) != TG_OK) return fail("cannot share the initial weights");
+    if (c->sgd) t->opt = tg_sgd_new(t->m->params, (tg_sgd_opts){.lr = c->lr, .momentum = c->momentum});
     else {
         tg_adam_opts ao = tg_adam_defaults();
         ao.lr = c->lr;
-        opt = tg_adam_new(m->params, ao);
+        t->opt = tg_adam_new(t->m->params, ao);
     }
-    if (!opt) {
-        rc = fail("cannot build the optimizer");
-        goto done;
-    }
+    if (!t->opt) return fail("cannot build the optimizer");
+    return 0;
+}
 
+static void print_plan(const config *c, const trainer *t)
+{
     const int threads = tg_get_num_threads();
     printf("mnist: %s, %lld training images, %lld test images, batch %d, %s lr %g%s, seed %llu, %d thread%s\n",
-           mnist_arch_name(c->arch), (long long)n, (long long)xte->shape[0], c->batch, c->sgd ? "sgd" : "adam",
+           mnist_arch_name(c->arch), (long long)t->n, (long long)t->xte->shape[0], c->batch, c->sgd ? "sgd" : "adam",
            c->lr, c->sgd && c->momentum > 0 ? " (momentum)" : "", (unsigned long long)c->seed, threads,
            threads == 1 ? "" : "s");
     printf("flush-to-zero: %s (denormal floats become 0, as torch.set_flush_denormal(True): decayed momentum on\n"
            "always-zero border pixels would otherwise slow x86 arithmetic badly); OpenBLAS kernels: %s\n",
            tg_set_flush_denormal(true) ? "on" : "unavailable on this CPU", tg_blas_core());
+}
 
-    const int64_t B = c->batch, full = n / B, rest = n % B;
-    int64_t s0, sB, r0 = 0, sR = 0; /* this rank's slice of a full batch and of the last one */
-    tg_dist_shard(B, &s0, &sB);
-    tg_dist_shard(rest, &r0, &sR);
-    if (rest && sR == 0) {
+/* This rank's batch buffers: its slice of a full batch and of the last, shorter one. */
+static int make_batches(const config *c, trainer *t)
+{
+    t->B = c->batch, t->full = t->n / t->B, t->rest = t->n % t->B;
+    int64_t sB, sR = 0;
+    tg_dist_shard(t->B, &t->s0, &sB);
+    tg_dist_shard(t->rest, &t->r0, &sR);
+    if (t->rest && sR == 0) {
         fprintf(stderr, "mnist: the last batch has %lld images, fewer than the %d processes: change --batch or --limit\n",
-                (long long)rest, tg_dist_world_size());
-        rc = 2;
-        goto done;
+                (long long)t->rest, tg_dist_world_size());
+        return 2;
     }
-    xb = tg_tensor_zeros(TG_SHAPE(sB, 1, 28, 28)), yb = tg_tensor_new(TG_I64, TG_SHAPE(sB));
-    xr = rest ? tg_tensor_zeros(TG_SHAPE(sR, 1, 28, 28)) : NULL;
-    yr = rest ? tg_tensor_new(TG_I64, TG_SHAPE(sR)) : NULL;
-    perm = malloc((size_t)xtr->shape[0] * sizeof *perm);
-    if (!xb || !yb || (rest && (!xr || !yr)) || !perm) {
-        rc = fail("out of memory for the batches");
-        goto done;
+    t->xb = tg_tensor_zeros(TG_SHAPE(sB, 1, 28, 28)), t->yb = tg_tensor_new(TG_I64, TG_SHAPE(sB));
+    t->xr = t->rest ? tg_tensor_zeros(TG_SHAPE(sR, 1, 28, 28)) : NULL;
+    t->yr = t->rest ? tg_tensor_new(TG_I64, TG_SHAPE(sR)) : NULL;
+    t->perm = malloc((size_t)t->xtr->shape[0] * sizeof *t->perm);
+    if (!t->xb || !t->yb || (t->rest && (!t->xr || !t->yr)) || !t->perm) return fail("out of memory for the batches");
+    return 0;
+}
+
+/* One epoch's training steps over a fresh order; the summed loss (this rank's share) and the time. */
+static int train_epoch(const config *c, trainer *t, int epoch, double *loss_sum, double *seconds)
+{
+    tg_param_list_train(t->m->params, true);
+    tg_rng_permutation(&t->rng, t->perm, t->n);
+    char label[32], status[64];
+    snprintf(label, sizeof label, "epoch %d/%d", epoch, c->epochs);
+    tg_progress bar;
+    const int64_t B = t->B, full = t->full, rest = t->rest;
+    tg_progress_begin(&bar, tg_dist_progress_stream(), label, full + (rest > 0), B, "img");
+    *loss_sum = 0;
+    for (int64_t k = 0; k < full + (rest > 0); k++) {
+        int64_t b = k < full ? B : rest;
+        tg_tensor *bx = k < full ? t->xb : t->xr, *by = k < full ? t->yb : t->yr;
+        gather_rows(bx, by, t->xtr, t->ytr, t->perm + k * B + (k < full ? t->s0 : t->r0), bx->shape[0]);
+        tg_tensor *loss = tg_cross_entropy(mnist_model_forward(t->m, bx), by, (tg_ce_opts){0});
+        if (tg_backward(loss) != TG_OK || tg_dist_allreduce_grads(t->m->params, bx->shape[0], b) != TG_OK ||
+            tg_optimizer_step(t->opt) != TG_OK)
+            return fail("training step failed");
+        *loss_sum += (double)loss->data[0] * (double)bx->shape[0];
+        tg_optimizer_zero_grad(t->opt);
+        tg_tape_clear();
+        snprintf(status, sizeof status, "loss %.4f", *loss_sum / (double)(k * B + b));
+        tg_progress_update(&bar, k + 1, status);
     }
-    for (int epoch = 1; epoch <= c->epochs && rc == 0; epoch++) {
-        tg_param_list_train(m->params, true);
-        tg_rng_permutation(&rng, perm, n);
-        char label[32], status[64];
-        snprintf(label, sizeof label, "epoch %d/%d", epoch, c->epochs);
-        tg_progress bar;
-        tg_progress_begin(&bar, tg_dist_progress_stream(), label, full + (rest > 0), B, "img");
-        double loss_sum = 0;
-        for (int64_t k = 0; k < full + (rest > 0); k++) {
-            int64_t b = k < full ? B : rest;
-            tg_tensor *bx = k < full ? xb : xr, *by = k < full ? yb : yr;
-            gather_rows(bx, by, xtr, ytr, perm + k * B + (k < full ? s0 : r0), bx->shape[0]);
-            tg_tensor *loss = tg_cross_entropy(mnist_model_forward(m, bx), by, (tg_ce_opts){0});
-            if (tg_backward(loss) != TG_OK || tg_dist_allreduce_grads(m->params, bx->shape[0], b) != TG_OK ||
-                tg_optimizer_step(opt) != TG_OK) {
-                rc = fail("training step failed");
-                break;
-            }
-            loss_sum += (double)loss->data[0] * (double)bx->shape[0];
-            tg_optimizer_zero_grad(opt);
-            tg_tape_clear();
-            snprintf(status, sizeof status, "loss %.4f", loss_sum / (double)(k * B + b));
-            tg_progress_update(&bar, k + 1, status);
-        }
-        if (rc) break;
-        double train_seconds = tg_progress_end(&bar, status);
-        tg_dist_allreduce_sum(&loss_sum, 1); /* the ranks' shares of the epoch's loss */
-        tg_param_list_train(m->params, false);
-        double acc, test_loss, t0 = tg_now();
-        if (evaluate(m, xte, yte, &acc, &test_loss) != TG_OK) {
-            rc = fail("evaluation failed");
-            break;
-        }
-        double eval_seconds = tg_now() - t0, ips = (double)n / train_seconds;
-        printf("epoch %d: train loss %.4f, test accuracy %.4f, test loss %.4f, %.1f s, %.0f images/s\n", epoch,
-               loss_sum / (double)n, acc, test_loss, train_seconds, ips);
-        fprintf(log,
+    *seconds = tg_progress_end(&bar, status);
+    return 0;
+}
+
+/* The checkpoint (rank 0), with the model's name, the epoch, its accuracy and the seed. */
+static int save_checkpoint(const config *c, const trainer *t, int epoch, double acc)
+{
+    tg_meta meta = {0};
+    char buf[64];
+    tg_meta_set(&meta, "model", mnist_arch_name(c->arch));
+    snprintf(buf, sizeof buf, "%d", epoch);
+    tg_meta_set(&meta, "epoch", buf);
+    snprintf(buf, sizeof buf, "%.6f", acc);
+    tg_meta_set(&meta, "test_accuracy", buf);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)c->seed);
+    tg_meta_set(&meta, "seed", buf);
+    tg_ckpt_opts co = {.meta = &meta};
+    int rc = 0;
+    if (tg_dist_is_main() && tg_checkpoint_save(t->ckpt_path, t->m->params, &co) != TG_OK)
+        rc = fail("cannot save the checkpoint");
+    tg_meta_clear(&meta);
+    return rc;
+}
+
+/* After an epoch's steps: the evaluation, its line on stdout and in the log, the checkpoint. */
+static int end_epoch(const config *c, trainer *t, int epoch, double loss_sum, double train_seconds)
+{
+    tg_dist_allreduce_sum(&loss_sum, 1); /* the ranks' shares of the epoch's loss */
+    tg_param_list_train(t->m->params, false);
+    double acc, test_loss, t0 = tg_now();
+    if (evaluate(t->m, t->xte, t->yte, &acc, &test_loss) != TG_OK) return fail("evaluation failed");
+    const double eval_seconds = tg_now() - t0, ips = (double)t->n / train_seconds, n = (double)t->n;
+    printf("epoch %d: train loss %.4f, test accuracy %.4f, test loss %.4f, %.1f s, %.0f images/s\n", epoch,
+           loss_sum / n, acc, test_loss, train_seconds, ips);
+    if (fprintf(t->log,
                 "{\"epoch\": %d, \"model\": \"%s\", \"optimizer\": \"%s\", \"lr\": %g, \"batch\": %d, \"seed\": %llu, "
                 "\"threads\": %d, \"train_images\": %lld, \"train_loss\": %.6f, \"test_accuracy\": %.6f, "
                 "\"test_loss\": %.6f, \"epoch_seconds\": %.3f, \"eval_seconds\": %.3f, \"images_per_second\": %.1f, "
                 "\"peak_rss_mb\": %.1f, \"world_size\": %d}\n",
                 epoch, mnist_arch_name(c->arch), c->sgd ? "sgd" : "adam", c->lr, c->batch,
-                (unsigned long long)c->seed, tg_get_num_threads(), (long long)n, loss_sum / (double)n, acc, test_loss,
-                train_seconds, eval_seconds, ips, cli_peak_rss_mb(), tg_dist_world_size());
-        fflush(log);
-        tg_meta meta = {0};
-        char buf[64];
-        tg_meta_set(&meta, "model", mnist_arch_name(c->arch));
-        snprintf(buf, sizeof buf, "%d", epoch);
-        tg_meta_set(&meta, "epoch", buf);
-        snprintf(buf, sizeof buf, "%.6f", acc);
-        tg_meta_set(&meta, "test_accuracy", buf);
-        snprintf(buf, sizeof buf, "%llu", (unsigned long long)c->seed);
-        tg_meta_set(&meta, "seed", buf);
-        tg_ckpt_opts co = {.meta = &meta};
-        if (main_rank && tg_checkpoint_save(ckpt_path, m->params, &co) != TG_OK) rc = fail("cannot save the checkpoint");
-        tg_meta_clear(&meta);
+                (unsigned long long)c->seed, tg_get_num_threads(), (long long)t->n, loss_sum / n, acc, test_loss,
+                train_seconds, eval_seconds, ips, cli_peak_rss_mb(), tg_dist_world_size()) < 0 ||
+        fflush(t->log) != 0) {
+        fprintf(stderr, "mnist: cannot write %s: %s\n", t->log_path, strerror(errno));
+        return 1;
+    }
+    return save_checkpoint(c, t, epoch, acc);
+}
+
+static int run_train(const config *c)
+{
+    trainer t = {0};
+    int rc = open_run(c, &t);
+    if (rc == 0) rc = build_model(c, &t);
+    if (rc == 0) print_plan(c, &t);
+    if (rc == 0) rc = make_batches(c, &t);
+    for (int epoch = 1; epoch <= c->epochs && rc == 0; epoch++) {
+        double loss_sum, train_seconds;
+        rc = train_epoch(c, &t, epoch, &loss_sum, &train_seconds);
+        if (rc == 0) rc = end_epoch(c, &t, epoch, loss_sum, train_seconds);
     }
     if (rc == 0)
         printf("saved %s (PyTorch state_dict names, see examples/mnist/model.h); log %s; peak memory %.0f MB\n",
-               ckpt_path, log_path, cli_peak_rss_mb());
-done:
-    if (log) fclose(log);
-    free(perm);
-    tg_tensor_free(xb);
-    tg_tensor_free(yb);
-    tg_tensor_free(xr);
-    tg_tensor_free(yr);
-    tg_optimizer_free(opt);
-    mnist_model_free(m);
-    tg_tensor_free(xtr);
-    tg_tensor_free(ytr);
-    tg_tensor_free(xte);
-    tg_tensor_free(yte);
-    return rc;
+               t.ckpt_path, t.log_path, cli_peak_rss_mb());
+    return train_free(&t, rc);
 }
 
 int main(int argc, char **argv)
