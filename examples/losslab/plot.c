@@ -52,6 +52,7 @@ typedef struct {
     double *z;
     const char *out, *csv;
     char options[256]; /* the options as given, for the title */
+    size_t options_len;
 } lp_plot;
 
 static int lp_usage_error(const char *msg, const char *arg)
@@ -319,25 +320,51 @@ static bool write_png(const lp_plot *p, char *err, size_t n)
 #endif
 }
 
-int ll_plot_main(int argc, char **argv)
+/* One option --KEY V (key: KEY with '-' as '_'; id its losslab option or -1) into p, losses or
+ * options (the losses' options, also listed in p->options for the title); 0 or the exit code. */
+static int lp_set_option(lp_plot *p, const char **losses, cJSON *options, const char *a, const char *key, int id,
+                         const char *v)
 {
-    lp_plot p = {.lo = -8, .hi = 8, .target = 1, .points = 401};
-    const char *losses = NULL;
-    cJSON *options = cJSON_CreateObject();
+    long long n;
+    if (!strcmp(key, "losses")) *losses = v;
+    else if (!strcmp(key, "out")) p->out = v;
+    else if (!strcmp(key, "csv")) p->csv = v;
+    else if (!strcmp(key, "range")) {
+        if (!parse_range(v, &p->lo, &p->hi)) return lp_usage_error("--range takes A:B with A < B (e.g. -8:8), not '%s'", v);
+    } else if (!strcmp(key, "target")) {
+        if (!cli_parse_double(v, &p->target)) return lp_usage_error("--target takes a number, not '%s'", v);
+    } else if (!strcmp(key, "points")) {
+        if (!cli_parse_long(v, 2, 100000, &n)) return lp_usage_error("--points takes a whole number 2..100000, not '%s'", v);
+        p->points = (int)n;
+    } else if (id == LL_OPT_REDUCTION) {
+        return lp_usage_error("%s: the curves are per element (reduction 'none')", a);
+    } else if (id >= 0) {
+        if (cJSON_GetObjectItemCaseSensitive(options, key)) return lp_usage_error("%s is given twice", a);
+        cJSON *val = ll_json_parse(v);
+        if (!val) val = cJSON_CreateString(v);
+        cJSON_AddItemToObject(options, key, val);
+        size_t len = p->options_len;
+        len += (size_t)snprintf(p->options + len, len < sizeof p->options ? sizeof p->options - len : 0, "%s%s %s",
+                                len ? ", " : "", key, v);
+        p->options_len = len < sizeof p->options ? len : sizeof p->options;
+    } else {
+        return lp_usage_error("unknown option '%s' (losslab --list shows the losses' options)", a);
+    }
+    return 0;
+}
+
+/* The command line into p, losses and options; *help if --help was given (then nothing else is
+ * done). 0 or the exit code of a usage error. */
+static int lp_parse_args(int argc, char **argv, lp_plot *p, const char **losses, cJSON *options, bool *help)
+{
     int rc = 0;
-    char err[LL_ERR_LEN] = "";
-    size_t opt_len = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(PLOT_USAGE, stdout);
-            cJSON_Delete(options);
+            *help = true;
             return 0;
         }
-        if (strncmp(a, "--", 2) || !a[2]) {
-            rc = lp_usage_error("unexpected argument '%s'", a);
-            break;
-        }
+        if (strncmp(a, "--", 2) || !a[2]) return lp_usage_error("unexpected argument '%s'", a);
         char key[64];
         snprintf(key, sizeof key, "%s", a + 2);
         for (char *c = key; *c; c++)
@@ -345,75 +372,90 @@ int ll_plot_main(int argc, char **argv)
         const int id = ll_find_opt(key);
         const bool flag = id >= 0 && ll_opt_infos[id].kind == LL_VAL_BOOL &&
                           !(i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false")));
-        if (!flag && i + 1 >= argc) {
-            rc = lp_usage_error("option %s needs a value", a);
-            break;
-        }
+        if (!flag && i + 1 >= argc) return lp_usage_error("option %s needs a value", a);
         const char *v = flag ? "true" : argv[++i];
-        long long n;
-        if (!strcmp(key, "losses")) losses = v;
-        else if (!strcmp(key, "out")) p.out = v;
-        else if (!strcmp(key, "csv")) p.csv = v;
-        else if (!strcmp(key, "range")) {
-            if (!parse_range(v, &p.lo, &p.hi)) rc = lp_usage_error("--range takes A:B with A < B (e.g. -8:8), not '%s'", v);
-        } else if (!strcmp(key, "target")) {
-            if (!cli_parse_double(v, &p.target)) rc = lp_usage_error("--target takes a number, not '%s'", v);
-        } else if (!strcmp(key, "points")) {
-            if (!cli_parse_long(v, 2, 100000, &n)) rc = lp_usage_error("--points takes a whole number 2..100000, not '%s'", v);
-            else p.points = (int)n;
-        } else if (id == LL_OPT_REDUCTION) {
-            rc = lp_usage_error("%s: the curves are per element (reduction 'none')", a);
-        } else if (id >= 0) {
-            if (cJSON_GetObjectItemCaseSensitive(options, key)) {
-                rc = lp_usage_error("%s is given twice", a);
-                break;
-            }
-            cJSON *val = ll_json_parse(v);
-            if (!val) val = cJSON_CreateString(v);
-            cJSON_AddItemToObject(options, key, val);
-            opt_len += (size_t)snprintf(p.options + opt_len, opt_len < sizeof p.options ? sizeof p.options - opt_len : 0,
-                                        "%s%s %s", opt_len ? ", " : "", key, v);
-            if (opt_len >= sizeof p.options) opt_len = sizeof p.options;
-        } else {
-            rc = lp_usage_error("unknown option '%s' (losslab --list shows the losses' options)", a);
-        }
+        rc = lp_set_option(p, losses, options, a, key, id, v);
     }
-    if (rc == 0 && !losses) rc = lp_usage_error("%s", "--losses NAME[,NAME...] is required");
-    if (rc == 0 && !p.out && !p.csv) rc = lp_usage_error("%s", "give --out FILE.png, --csv FILE.csv or both");
-    /* the losses */
-    char *list = rc == 0 ? strdup(losses) : NULL;
-    for (char *save = NULL, *name = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && name;
-         name = strtok_r(NULL, ",", &save)) {
+    return rc;
+}
+
+/* The curves of the comma-separated losses: each a function of one logit (or of z1 - z0), at most
+ * LP_MAX_LOSSES, none twice. 0 or the exit code. */
+static int lp_add_losses(lp_plot *p, const char *losses)
+{
+    char *list = strdup(losses);
+    if (!list) {
+        fprintf(stderr, "losslab plot: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    for (char *save = NULL, *name = strtok_r(list, ",", &save); rc == 0 && name; name = strtok_r(NULL, ",", &save)) {
         const ll_loss *l = ll_find_loss(name);
         if (!l) rc = lp_usage_error("unknown loss '%s' (losslab --list)", name);
         else if (!one_logit_loss(l) && !two_class_loss(l))
             rc = lp_usage_error("%s is not a function of one logit (or of z1 - z0): plot takes losses with an input "
                                 "and a float target, cross_entropy and multi_margin_loss", name);
-        else if (p.n_curves == LP_MAX_LOSSES) rc = lp_usage_error("at most 8 losses, got more in '%s'", losses);
+        else if (p->n_curves == LP_MAX_LOSSES) rc = lp_usage_error("at most 8 losses, got more in '%s'", losses);
         else {
-            for (int k = 0; k < p.n_curves && rc == 0; k++)
-                if (p.curves[k].loss == l) rc = lp_usage_error("%s is listed twice", name);
-            p.curves[p.n_curves].loss = l;
-            p.curves[p.n_curves++].two_class = two_class_loss(l);
+            for (int k = 0; k < p->n_curves && rc == 0; k++)
+                if (p->curves[k].loss == l) rc = lp_usage_error("%s is listed twice", name);
+            p->curves[p->n_curves].loss = l;
+            p->curves[p->n_curves++].two_class = two_class_loss(l);
         }
     }
     free(list);
-    if (rc == 0 && !p.n_curves) rc = lp_usage_error("%s", "--losses names no loss");
-    /* every option must reach some loss */
-    for (const cJSON *o = options->child; rc == 0 && o; o = o->next) {
+    if (rc == 0 && !p->n_curves) rc = lp_usage_error("%s", "--losses names no loss");
+    return rc;
+}
+
+/* Every option must reach some listed loss; 0 or the exit code. */
+static int lp_check_options(const lp_plot *p, const cJSON *options)
+{
+    for (const cJSON *o = options->child; o; o = o->next) {
         bool used = false;
-        for (int k = 0; k < p.n_curves; k++) used |= ll_takes_opt(p.curves[k].loss, (ll_opt_id)ll_find_opt(o->string));
-        if (!used) rc = lp_usage_error("no listed loss takes the option '%s'", o->string);
+        for (int k = 0; k < p->n_curves; k++) used |= ll_takes_opt(p->curves[k].loss, (ll_opt_id)ll_find_opt(o->string));
+        if (!used) return lp_usage_error("no listed loss takes the option '%s'", o->string);
     }
-    if (rc == 0) {
-        p.z = malloc((size_t)p.points * sizeof *p.z);
-        if (!p.z) rc = 1, snprintf(err, sizeof err, "out of memory");
-        for (int i = 0; rc == 0 && i < p.points; i++) p.z[i] = p.lo + (p.hi - p.lo) * i / (p.points - 1);
+    return 0;
+}
+
+/* The points z over [lo, hi], then each loss's values and gradients, the CSV and the PNG asked for. */
+static bool lp_run(lp_plot *p, const cJSON *options, char *err, size_t n)
+{
+    p->z = malloc((size_t)p->points * sizeof *p->z);
+    if (!p->z) {
+        snprintf(err, n, "out of memory");
+        return false;
     }
-    if (rc == 0 && !compute(&p, options, err, sizeof err)) rc = 1;
-    if (rc == 0 && p.csv && !write_csv(&p, err, sizeof err)) rc = 1;
-    if (rc == 0 && p.out && !write_png(&p, err, sizeof err)) rc = 1;
-    if (rc == 1) fprintf(stderr, "losslab plot: %s\n", err);
+    for (int i = 0; i < p->points; i++) p->z[i] = p->lo + (p->hi - p->lo) * i / (p->points - 1);
+    return compute(p, options, err, n) && (!p->csv || write_csv(p, err, n)) && (!p->out || write_png(p, err, n));
+}
+
+int ll_plot_main(int argc, char **argv)
+{
+    lp_plot p = {.lo = -8, .hi = 8, .target = 1, .points = 401};
+    const char *losses = NULL;
+    cJSON *options = cJSON_CreateObject();
+    if (!options) {
+        fprintf(stderr, "losslab plot: out of memory\n");
+        return 1;
+    }
+    bool help = false;
+    int rc = lp_parse_args(argc, argv, &p, &losses, options, &help);
+    if (help) {
+        fputs(PLOT_USAGE, stdout);
+        cJSON_Delete(options);
+        return 0;
+    }
+    if (rc == 0 && !losses) rc = lp_usage_error("%s", "--losses NAME[,NAME...] is required");
+    if (rc == 0 && !p.out && !p.csv) rc = lp_usage_error("%s", "give --out FILE.png, --csv FILE.csv or both");
+    if (rc == 0) rc = lp_add_losses(&p, losses);
+    if (rc == 0) rc = lp_check_options(&p, options);
+    char err[LL_ERR_LEN] = "";
+    if (rc == 0 && !lp_run(&p, options, err, sizeof err)) {
+        fprintf(stderr, "losslab plot: %s\n", err);
+        rc = 1;
+    }
     if (rc == 0) {
         printf("losslab plot: %d loss%s over [%g, %g], %d points, target %g:", p.n_curves, p.n_curves == 1 ? "" : "es",
                p.lo, p.hi, p.points, p.target);
