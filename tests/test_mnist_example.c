@@ -122,3 +122,23 @@ Test(mnist_example, bad_flags_exit_2)
         cr_expect(strstr(out, "usage:") != NULL, "%s", out);
     }
 }
+
+/* An --out longer than 1100 bytes used to be cut in the log and checkpoint paths (the run then
+ * failed to open a log in a directory that does not exist, or wrote elsewhere). */
+Test(mnist_example, long_output_paths_work)
+{
+    need_data();
+    char dir[2048], cmd[4096], path[2200];
+    static char out[1 << 16];
+    int n = snprintf(dir, sizeof dir, "%s", tmpdir);
+    for (int i = 0; i < 13; i++) n += snprintf(dir + n, sizeof dir - (size_t)n, "/%02d%.97d", i, 0);
+    cr_assert_gt(n, 1250);
+    snprintf(cmd, sizeof cmd, "%s --model mlp --epochs 1 --limit 64 --threads 2 --out %s", MNIST_BIN, dir);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    const char *files[] = {"log.jsonl", "model.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        cr_expect(stat(path, &st) == 0 && st.st_size > 0, "%s missing under the long --out", files[i]);
+    }
+}

@@ -224,15 +224,27 @@ static int apply_option(const option *o, config *c, const char *v)
     return 0;
 }
 
+/* --preset NAME: base width, crop, batch and epochs. cpu: a 2-core machine; paper: the
+ * reference's train.py (which runs 200 epochs on a GPU). */
+static const struct {
+    const char *name;
+    int base_c, crop, batch, epochs;
+} PRESETS[] = {
+    {"cpu", 16, 256, 4, 150},
+    {"paper", 32, UNET_DRIVE_CROP, 4, 150},
+};
+
 /* --preset sets defaults first, whatever its place on the line: the flags then override them. */
 static int apply_preset(int argc, char **argv, config *c)
 {
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--preset")) {
             const char *v = argv[++i];
-            if (!strcmp(v, "cpu")) c->base_c = 16, c->crop = 256, c->batch = 4, c->epochs = 150;
-            else if (!strcmp(v, "paper")) c->base_c = 32, c->crop = 480, c->batch = 4, c->epochs = 150;
-            else return usage_error("--preset must be cpu or paper, not '%s'", v);
+            size_t k = 0;
+            while (k < sizeof PRESETS / sizeof *PRESETS && strcmp(v, PRESETS[k].name)) k++;
+            if (k == sizeof PRESETS / sizeof *PRESETS) return usage_error("--preset must be cpu or paper, not '%s'", v);
+            c->base_c = PRESETS[k].base_c, c->crop = PRESETS[k].crop;
+            c->batch = PRESETS[k].batch, c->epochs = PRESETS[k].epochs;
             c->preset = v;
         }
     return 0;
