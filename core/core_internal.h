@@ -1,29 +1,41 @@
 /* What an op implementation needs from core: tape nodes, step-arena outputs,
  * gradient buffers, input checks. Not part of the public API.
  *
- * How to add an op (see ops/elementwise.c for many small examples):
- *   1. Write its backward: `static void foo_backward(tg_node *n)` reads n->out->grad
- *      and ADDS into tg_grad(n->in[i]) for each input with requires_grad (NULL: out of
- *      memory, the error is set: return; tg_backward reports it).
- *   2. Declare `static const tg_op_def FOO_OP = {"foo", foo_backward};`
- *   3. In the forward: check every tensor input (tg_check_f32/i64/live: they also reject a
- *      tensor whose tape was cleared, so a stale pointer cannot be read), make the output with
- *      tg_output_new(), compute it, then `tg_node *n = tg_record(&FOO_OP, out, k, in);`
- *      and, if n != NULL, save what backward needs in n->ctx / n->f / n->i.
- *   4. Add a gradient check and golden values to tests/.
+ * How to add an op: three places (see ops/elementwise.c for many small examples).
+ *   1. The op's file, ops/<file>.c (a new file or the file of its family), and its one-line
+ *      declaration in that family's public header (ops/tensor_ops.h, nn_ops.h, loss.h, loss_extra.h):
+ *      a. its backward: `static void foo_backward(tg_node *n)` reads n->out->grad and ADDS into
+ *         tg_grad(n->in[i]) for each input with requires_grad (NULL: out of memory, the error is
+ *         set: return; tg_backward reports it);
+ *      b. its descriptor: `TG_OP_DEFINE(FOO_OP, foo, foo_backward);` (ops/op_list.h);
+ *      c. its forward: check every tensor input (tg_check_f32/i64/live: they also reject a tensor
+ *         whose tape was cleared, so a stale pointer cannot be read), make the output with
+ *         tg_output_new(), compute it, then `tg_node *n = tg_record(&FOO_OP, out, k, in);` and, if
+ *         n != NULL, save what backward needs in n->ctx / n->f / n->i.
+ *   2. The list: one X(foo, file, kind, in_min, in_max, GC(...), FX(...)) line in ops/op_list.h.
+ *      That gives it its id and name (tape, profiler); a LOSS is then also in losslab's list and
+ *      its --jsonl fixture (a row in examples/losslab/table.c: summary, arguments, options, call;
+ *      tests/test_op_list.c fails until it is there).
+ *   3. Its test: a gradient check (tgt_expect_gradcheck) in the tests/<program>.c that GC names,
+ *      and PyTorch golden cases: a case in the tests/gen_*.py generator that writes FX's JSON file
+ *      (rerun it with /usr/bin/python3) and the test that reads that file. tests/test_op_list.c
+ *      fails while either is missing.
  */
 #ifndef TG_CORE_INTERNAL_H
 #define TG_CORE_INTERNAL_H
 
 #include "core.h"
+#include "ops/op_list.h" /* macros and the op ids only: core reads the list, calls nothing in ops/ */
 #include <assert.h>
 
 typedef struct tg_node tg_node;
 typedef void (*tg_backward_fn)(tg_node *n);
 
+/* One per op, defined in the op's file with TG_OP_DEFINE from the list (ops/op_list.h). */
 typedef struct {
     const char *name;
     tg_backward_fn backward;
+    int id; /* TG_OP_<name>; 0 for an op outside the list (a test's own) */
 } tg_op_def;
 
 #define TG_NODE_PARAMS 8
@@ -73,6 +85,9 @@ float *tg_grad(tg_tensor *t);
 float *tg_grad_fresh(tg_tensor *t, bool *fresh);
 /* The current tape generation (a tape tensor t is alive while t->tape_gen equals it). */
 uint32_t tg_tape_generation(void);
+/* Node k (0 = first recorded) of this thread's tape: its op, and its input count in *n_in;
+ * NULL past the end. For tests that ask which ops a tape ran (tests/support). */
+const tg_op_def *tg_tape_node_op(int64_t k, int *n_in);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
 

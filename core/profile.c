@@ -1,13 +1,15 @@
 /* Op profiler: wall time per op type, forward and backward, for this thread's tape.
  * Forward time of an op runs from its first tg_output_new to its tg_record (so an op that
- * calls other ops is charged their time too); backward time is its backward function. */
+ * calls other ops is charged their time too); backward time is its backward function.
+ * One slot per op of the list (ops/op_list.h), found by the op's id; ops outside the list
+ * (a test's own) share a few slots found by address. */
 #include "core_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define MAX_OPS 256
+#define MAX_UNLISTED 32
 
 typedef struct {
     const tg_op_def *op;
@@ -19,8 +21,9 @@ typedef struct {
     bool on;
     bool pending;            /* an op's output exists, its tg_record has not come yet */
     double mark;             /* when that output was made */
-    op_time ops[MAX_OPS];
-    int n_ops;
+    op_time listed[TG_OP_COUNT];    /* by id; op NULL: not seen since the last reset */
+    op_time unlisted[MAX_UNLISTED];
+    int n_unlisted;
 } profile_state;
 
 static _Thread_local profile_state P;
@@ -42,16 +45,23 @@ void tg_profile_enable(bool on)
 
 void tg_profile_reset(void)
 {
-    P.n_ops = 0;
+    memset(P.listed, 0, sizeof P.listed);
+    P.n_unlisted = 0;
     P.pending = false;
 }
 
 static op_time *slot(const tg_op_def *op)
 {
-    for (int k = 0; k < P.n_ops; k++)
-        if (P.ops[k].op == op) return &P.ops[k];
-    if (P.n_ops == MAX_OPS) return NULL;
-    op_time *s = &P.ops[P.n_ops++];
+    op_time *s;
+    if (op->id > TG_OP_NONE && op->id < TG_OP_COUNT) {
+        s = &P.listed[op->id];
+        if (s->op) return s;
+    } else {
+        for (int k = 0; k < P.n_unlisted; k++)
+            if (P.unlisted[k].op == op) return &P.unlisted[k];
+        if (P.n_unlisted == MAX_UNLISTED) return NULL;
+        s = &P.unlisted[P.n_unlisted++];
+    }
     memset(s, 0, sizeof *s);
     s->op = op;
     return s;
@@ -94,13 +104,16 @@ static int by_total(const void *a, const void *b)
 
 void tg_profile_print(FILE *out)
 {
-    op_time sorted[MAX_OPS];
-    memcpy(sorted, P.ops, (size_t)P.n_ops * sizeof *sorted);
-    qsort(sorted, (size_t)P.n_ops, sizeof *sorted, by_total);
+    op_time sorted[TG_OP_COUNT + MAX_UNLISTED];
+    int n = 0;
+    for (int id = 0; id < TG_OP_COUNT; id++)
+        if (P.listed[id].op) sorted[n++] = P.listed[id];
+    for (int k = 0; k < P.n_unlisted; k++) sorted[n++] = P.unlisted[k];
+    qsort(sorted, (size_t)n, sizeof *sorted, by_total);
     double all = 0.0;
-    for (int k = 0; k < P.n_ops; k++) all += sorted[k].fwd + sorted[k].bwd;
+    for (int k = 0; k < n; k++) all += sorted[k].fwd + sorted[k].bwd;
     fprintf(out, "%-26s %8s %10s %8s %10s %7s\n", "op", "calls", "fwd ms", "bwd calls", "bwd ms", "share");
-    for (int k = 0; k < P.n_ops; k++) {
+    for (int k = 0; k < n; k++) {
         const op_time *s = &sorted[k];
         fprintf(out, "%-26s %8lld %10.1f %8lld %10.1f %6.1f%%\n", s->op->name, (long long)s->n_fwd, 1e3 * s->fwd,
                 (long long)s->n_bwd, 1e3 * s->bwd, all > 0 ? 100.0 * (s->fwd + s->bwd) / all : 0.0);

@@ -317,6 +317,13 @@ int64_t tg_tape_size(void) { return T.n_nodes; }
 
 uint32_t tg_tape_generation(void) { return T.gen; }
 
+const tg_op_def *tg_tape_node_op(int64_t k, int *n_in)
+{
+    if (k < 0 || k >= T.n_nodes) return NULL;
+    if (n_in) *n_in = T.nodes[k]->n_in;
+    return T.nodes[k]->op;
+}
+
 size_t tg_tape_bytes_reserved(void) { return T.reserved; }
 
 size_t tg_tape_bytes_used(void) { return T.used; }

@@ -59,7 +59,7 @@ static void relu_backward(tg_node *node)
         gx[i] += y[i] > 0.0f ? gi : 0.0f;
     }
 }
-static const tg_op_def RELU_OP = {"relu", relu_backward};
+TG_OP_DEFINE(RELU_OP, relu, relu_backward);
 
 TG_CLONES static void relu_kernel(float *restrict y, const float *restrict x, int64_t n)
 {
@@ -83,7 +83,7 @@ static void leaky_relu_backward(tg_node *node)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (x[i] > 0.0f ? 1.0f : s);
 }
-static const tg_op_def LEAKY_RELU_OP = {"leaky_relu", leaky_relu_backward};
+TG_OP_DEFINE(LEAKY_RELU_OP, leaky_relu, leaky_relu_backward);
 
 tg_tensor *tg_leaky_relu(tg_tensor *a, float negative_slope)
 {
@@ -109,7 +109,7 @@ static void sigmoid_backward(tg_node *node)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
 }
-static const tg_op_def SIGMOID_OP = {"sigmoid", sigmoid_backward};
+TG_OP_DEFINE(SIGMOID_OP, sigmoid, sigmoid_backward);
 
 TG_CLONES static void sigmoid_kernel(float *restrict y, const float *restrict x, int64_t n)
 {
@@ -135,7 +135,7 @@ static void tanh_backward(tg_node *node)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
 }
-static const tg_op_def TANH_OP = {"tanh", tanh_backward};
+TG_OP_DEFINE(TANH_OP, tanh, tanh_backward);
 
 tg_tensor *tg_tanh(tg_tensor *a)
 {
@@ -161,7 +161,7 @@ static void softplus_backward(tg_node *node)
         gx[i] += bx > th ? g[i] : g[i] * sigmoidf(bx);
     }
 }
-static const tg_op_def SOFTPLUS_OP = {"softplus", softplus_backward};
+TG_OP_DEFINE(SOFTPLUS_OP, softplus, softplus_backward);
 
 tg_tensor *tg_softplus(tg_tensor *a, float beta, float threshold)
 {
@@ -338,8 +338,8 @@ static void softmax_backward(tg_node *node)
         softmax_grad_tile(y + off, g + off, gx + off, C, inner, w, log_out);
     }
 }
-static const tg_op_def SOFTMAX_OP = {"softmax", softmax_backward};
-static const tg_op_def LOG_SOFTMAX_OP = {"log_softmax", softmax_backward};
+TG_OP_DEFINE(SOFTMAX_OP, softmax, softmax_backward);
+TG_OP_DEFINE(LOG_SOFTMAX_OP, log_softmax, softmax_backward);
 
 static tg_tensor *softmax_forward(const char *name, const tg_op_def *def, tg_tensor *a, int dim, bool log_out)
 {

@@ -98,8 +98,8 @@ static void batch_norm_backward(tg_node *n)
     }
 }
 
-static const tg_op_def BATCH_NORM_OP = {"batch_norm", batch_norm_backward};
-static const tg_op_def BATCH_NORM_RELU_OP = {"batch_norm_relu", batch_norm_backward};
+TG_OP_DEFINE(BATCH_NORM_OP, batch_norm, batch_norm_backward);
+TG_OP_DEFINE(BATCH_NORM_RELU_OP, batch_norm_relu, batch_norm_backward);
 
 static bool check_channel_vec(const char *op, const char *arg, const tg_tensor *t, int64_t C, const tg_tensor *x)
 {

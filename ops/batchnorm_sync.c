@@ -79,7 +79,7 @@ static void sync_bn_backward(tg_node *n)
     }
 }
 
-static const tg_op_def SYNC_BN_OP = {"sync_batch_norm", sync_bn_backward};
+TG_OP_DEFINE(SYNC_BN_OP, sync_batch_norm, sync_bn_backward);
 
 static bool channel_vec_ok(const char *op, const char *arg, const tg_tensor *t, int64_t C)
 {

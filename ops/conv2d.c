@@ -271,7 +271,7 @@ static void conv2d_backward(tg_node *n)
     }
 }
 
-static const tg_op_def CONV2D_OP = {"conv2d", conv2d_backward};
+TG_OP_DEFINE(CONV2D_OP, conv2d, conv2d_backward);
 
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts opts)
 {
@@ -377,7 +377,7 @@ static void conv_transpose2d_backward(tg_node *n)
     }
 }
 
-static const tg_op_def CONV_TRANSPOSE2D_OP = {"conv_transpose2d", conv_transpose2d_backward};
+TG_OP_DEFINE(CONV_TRANSPOSE2D_OP, conv_transpose2d, conv_transpose2d_backward);
 
 tg_tensor *tg_conv_transpose2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts opts)
 {

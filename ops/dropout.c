@@ -25,7 +25,7 @@ static void dropout_backward(tg_node *n)
     }
 }
 
-static const tg_op_def DROPOUT_OP = {"dropout", dropout_backward};
+TG_OP_DEFINE(DROPOUT_OP, dropout, dropout_backward);
 
 tg_tensor *tg_dropout(tg_tensor *x, float p, bool training, tg_rng *rng)
 {

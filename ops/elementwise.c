@@ -288,10 +288,10 @@ static void div_backward(tg_node *n)
     tg_unbroadcast_accumulate(gb, b->ndim, b->shape, tmp, out->ndim, out->shape, -1.0f);
 }
 
-static const tg_op_def ADD_OP = {"add", add_backward};
-static const tg_op_def SUB_OP = {"sub", sub_backward};
-static const tg_op_def MUL_OP = {"mul", mul_backward};
-static const tg_op_def DIV_OP = {"div", div_backward};
+TG_OP_DEFINE(ADD_OP, add, add_backward);
+TG_OP_DEFINE(SUB_OP, sub, sub_backward);
+TG_OP_DEFINE(MUL_OP, mul, mul_backward);
+TG_OP_DEFINE(DIV_OP, div, div_backward);
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary_forward("tg_add", &ADD_OP, K_ADD, a, b); }
 tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return binary_forward("tg_sub", &SUB_OP, K_SUB, a, b); }
@@ -329,7 +329,7 @@ static void add_scalar_backward(tg_node *n)
 {
     if (tg_needs_grad(n->in[0])) grad_sum_into(n->in[0], n->out, n->out->grad, 1.0f);
 }
-static const tg_op_def ADD_SCALAR_OP = {"add_scalar", add_scalar_backward};
+TG_OP_DEFINE(ADD_SCALAR_OP, add_scalar, add_scalar_backward);
 
 tg_tensor *tg_add_scalar(tg_tensor *a, float s)
 {
@@ -347,7 +347,7 @@ static void mul_scalar_backward(tg_node *n)
 {
     if (tg_needs_grad(n->in[0])) grad_sum_into(n->in[0], n->out, n->out->grad, (float)n->f[0]);
 }
-static const tg_op_def MUL_SCALAR_OP = {"mul_scalar", mul_scalar_backward};
+TG_OP_DEFINE(MUL_SCALAR_OP, mul_scalar, mul_scalar_backward);
 
 tg_tensor *tg_mul_scalar(tg_tensor *a, float s)
 {
@@ -366,7 +366,7 @@ static void neg_backward(tg_node *n)
 {
     if (tg_needs_grad(n->in[0])) grad_sum_into(n->in[0], n->out, n->out->grad, -1.0f);
 }
-static const tg_op_def NEG_OP = {"neg", neg_backward};
+TG_OP_DEFINE(NEG_OP, neg, neg_backward);
 
 tg_tensor *tg_neg(tg_tensor *a)
 {
@@ -386,7 +386,7 @@ static void exp_backward(tg_node *node)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i];
 }
-static const tg_op_def EXP_OP = {"exp", exp_backward};
+TG_OP_DEFINE(EXP_OP, exp, exp_backward);
 
 TG_CLONES static void exp_kernel(float *restrict y, const float *restrict x, int64_t n)
 {
@@ -410,7 +410,7 @@ static void log_backward(tg_node *node)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] / x[i];
 }
-static const tg_op_def LOG_OP = {"log", log_backward};
+TG_OP_DEFINE(LOG_OP, log, log_backward);
 
 tg_tensor *tg_log(tg_tensor *a)
 {
@@ -439,7 +439,7 @@ static void pow_backward(tg_node *node)
         for (int64_t i = 0; i < n; i++) gx[i] += g[i] * p * powf(x[i], p - 1.0f);
     }
 }
-static const tg_op_def POW_OP = {"pow", pow_backward};
+TG_OP_DEFINE(POW_OP, pow, pow_backward);
 
 tg_tensor *tg_pow(tg_tensor *a, float exponent)
 {
@@ -474,7 +474,7 @@ static void sqrt_backward(tg_node *node)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] / (2.0f * y[i]);
 }
-static const tg_op_def SQRT_OP = {"sqrt", sqrt_backward};
+TG_OP_DEFINE(SQRT_OP, sqrt, sqrt_backward);
 
 tg_tensor *tg_sqrt(tg_tensor *a)
 {
@@ -497,7 +497,7 @@ static void abs_backward(tg_node *node)
         gx[i] += x[i] > 0.0f ? gi : (x[i] < 0.0f ? -gi : 0.0f);
     }
 }
-static const tg_op_def ABS_OP = {"abs", abs_backward};
+TG_OP_DEFINE(ABS_OP, abs, abs_backward);
 
 tg_tensor *tg_abs(tg_tensor *a)
 {
@@ -521,7 +521,7 @@ static void clamp_backward(tg_node *node)
         gx[i] += (xi >= lo) & (xi <= hi) ? gi : 0.0f;
     }
 }
-static const tg_op_def CLAMP_OP = {"clamp", clamp_backward};
+TG_OP_DEFINE(CLAMP_OP, clamp, clamp_backward);
 
 tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
 {

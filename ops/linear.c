@@ -37,7 +37,7 @@ static void linear_backward(tg_node *n)
     }
 }
 
-static const tg_op_def LINEAR_OP = {"linear", linear_backward};
+TG_OP_DEFINE(LINEAR_OP, linear, linear_backward);
 
 tg_tensor *tg_linear(tg_tensor *x, tg_tensor *w, tg_tensor *bias)
 {
@@ -95,7 +95,7 @@ static void flatten_backward(tg_node *n)
     for (int64_t i = 0; i < x->numel; i++) dx[i] += dy[i];
 }
 
-static const tg_op_def FLATTEN_OP = {"flatten", flatten_backward};
+TG_OP_DEFINE(FLATTEN_OP, flatten, flatten_backward);
 
 tg_tensor *tg_flatten(tg_tensor *x, int start_dim, int end_dim)
 {

@@ -32,7 +32,7 @@ static void bce_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
     }
 }
 
-static const tg_op_def BCE_OP = {"binary_cross_entropy", tgl_ew_backward};
+TG_OP_DEFINE(BCE_OP, binary_cross_entropy, tgl_ew_backward);
 
 tg_tensor *tg_binary_cross_entropy(tg_tensor *input, tg_tensor *target, tg_bce_opts opts)
 {
@@ -118,7 +118,7 @@ TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, f
         }
 }
 
-static const tg_op_def BCE_LOGITS_OP = {"binary_cross_entropy_with_logits", tgl_ew_backward};
+TG_OP_DEFINE(BCE_LOGITS_OP, binary_cross_entropy_with_logits, tgl_ew_backward);
 
 static float *ones_like(const tg_tensor *t)
 {
@@ -152,7 +152,7 @@ static void soft_margin_block(const void *vc, int64_t i0, int64_t n, float *l, f
     }
 }
 
-static const tg_op_def SOFT_MARGIN_OP = {"soft_margin_loss", tgl_ew_backward};
+TG_OP_DEFINE(SOFT_MARGIN_OP, soft_margin_loss, tgl_ew_backward);
 
 tg_tensor *tg_soft_margin_loss(tg_tensor *input, tg_tensor *target, tg_reduction reduction)
 {
@@ -190,7 +190,7 @@ static void focal_block(const void *vc, int64_t i0, int64_t n, float *l, float *
     }
 }
 
-static const tg_op_def FOCAL_OP = {"sigmoid_focal_loss", tgl_ew_backward};
+TG_OP_DEFINE(FOCAL_OP, sigmoid_focal_loss, tgl_ew_backward);
 
 tg_tensor *tg_sigmoid_focal_loss(tg_tensor *input, tg_tensor *target, float alpha, float gamma,
                                  tg_reduction reduction)
@@ -229,7 +229,7 @@ static void mlsm_backward(tg_node *n)
     }
 }
 
-static const tg_op_def MLSM_OP = {"multilabel_soft_margin_loss", mlsm_backward};
+TG_OP_DEFINE(MLSM_OP, multilabel_soft_margin_loss, mlsm_backward);
 
 tg_tensor *tg_multilabel_soft_margin_loss(tg_tensor *input, tg_tensor *target, tg_tensor *weight,
                                           tg_reduction reduction)

@@ -258,8 +258,8 @@ static void ce_backward(tg_node *node)
     }
 }
 
-static const tg_op_def CE_OP = {"cross_entropy", ce_backward};
-static const tg_op_def NLL_OP = {"nll_loss", ce_backward};
+TG_OP_DEFINE(CE_OP, cross_entropy, ce_backward);
+TG_OP_DEFINE(NLL_OP, nll_loss, ce_backward);
 
 /* Shapes, dtypes and options; fills a (without buffers). */
 static bool ce_prepare(const char *op, bool logits, tg_tensor *input, tg_tensor *target, const tg_ce_opts *o,

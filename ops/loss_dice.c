@@ -63,7 +63,7 @@ static void dice_backward(tg_node *node)
     }
 }
 
-static const tg_op_def DICE_OP = {"dice_loss", dice_backward};
+TG_OP_DEFINE(DICE_OP, dice_loss, dice_backward);
 
 tg_tensor *tg_dice_loss(tg_tensor *input, tg_tensor *target, tg_dice_opts opts)
 {

@@ -156,7 +156,7 @@ static void ctc_backward(tg_node *n)
     }
 }
 
-static const tg_op_def CTC_OP = {"ctc_loss", ctc_backward};
+TG_OP_DEFINE(CTC_OP, ctc_loss, ctc_backward);
 
 /* Validates the lengths tensor `arg`: int64, ndim <= 1, N entries, each >= 0 (and <= max if max >= 0). */
 static bool ctc_check_lengths(const char *op, const char *arg, const tg_tensor *t, int64_t N, int64_t max)

@@ -43,7 +43,7 @@ static void cosine_embedding_backward(tg_node *n)
     }
 }
 
-static const tg_op_def COSINE_EMBEDDING_OP = {"cosine_embedding_loss", cosine_embedding_backward};
+TG_OP_DEFINE(COSINE_EMBEDDING_OP, cosine_embedding_loss, cosine_embedding_backward);
 
 tg_tensor *tg_cosine_embedding_loss(tg_tensor *input1, tg_tensor *input2, tg_tensor *target,
                                     tg_cosine_embedding_opts o)
@@ -188,7 +188,7 @@ static void triplet_margin_backward(tg_node *n)
     }
 }
 
-static const tg_op_def TRIPLET_MARGIN_OP = {"triplet_margin_loss", triplet_margin_backward};
+TG_OP_DEFINE(TRIPLET_MARGIN_OP, triplet_margin_loss, triplet_margin_backward);
 
 tg_tensor *tg_triplet_margin_loss(tg_tensor *anchor, tg_tensor *positive, tg_tensor *negative,
                                   tg_triplet_margin_opts o)

@@ -41,7 +41,7 @@ static void multi_margin_backward(tg_node *n)
     }
 }
 
-static const tg_op_def MULTI_MARGIN_OP = {"multi_margin_loss", multi_margin_backward};
+TG_OP_DEFINE(MULTI_MARGIN_OP, multi_margin_loss, multi_margin_backward);
 
 tg_tensor *tg_multi_margin_loss(tg_tensor *input, tg_tensor *target, tg_tensor *weight, tg_multi_margin_opts o)
 {
@@ -159,7 +159,7 @@ static void multilabel_margin_backward(tg_node *n)
     }
 }
 
-static const tg_op_def MULTILABEL_MARGIN_OP = {"multilabel_margin_loss", multilabel_margin_backward};
+TG_OP_DEFINE(MULTILABEL_MARGIN_OP, multilabel_margin_loss, multilabel_margin_backward);
 
 tg_tensor *tg_multilabel_margin_loss(tg_tensor *input, tg_tensor *target, tg_multilabel_margin_opts o)
 {
@@ -241,7 +241,7 @@ static void hinge_embedding_backward(tg_node *n)
     }
 }
 
-static const tg_op_def HINGE_EMBEDDING_OP = {"hinge_embedding_loss", hinge_embedding_backward};
+TG_OP_DEFINE(HINGE_EMBEDDING_OP, hinge_embedding_loss, hinge_embedding_backward);
 
 tg_tensor *tg_hinge_embedding_loss(tg_tensor *input, tg_tensor *target, tg_hinge_embedding_opts o)
 {
@@ -293,7 +293,7 @@ static void margin_ranking_backward(tg_node *n)
     }
 }
 
-static const tg_op_def MARGIN_RANKING_OP = {"margin_ranking_loss", margin_ranking_backward};
+TG_OP_DEFINE(MARGIN_RANKING_OP, margin_ranking_loss, margin_ranking_backward);
 
 tg_tensor *tg_margin_ranking_loss(tg_tensor *input1, tg_tensor *input2, tg_tensor *target, tg_margin_ranking_opts o)
 {

@@ -27,7 +27,7 @@ static void poisson_nll_backward(tg_node *n)
     }
 }
 
-static const tg_op_def POISSON_NLL_OP = {"poisson_nll_loss", poisson_nll_backward};
+TG_OP_DEFINE(POISSON_NLL_OP, poisson_nll_loss, poisson_nll_backward);
 
 tg_tensor *tg_poisson_nll_loss(tg_tensor *input, tg_tensor *target, tg_poisson_nll_opts o)
 {
@@ -91,7 +91,7 @@ static void gaussian_nll_backward(tg_node *n)
     }
 }
 
-static const tg_op_def GAUSSIAN_NLL_OP = {"gaussian_nll_loss", gaussian_nll_backward};
+TG_OP_DEFINE(GAUSSIAN_NLL_OP, gaussian_nll_loss, gaussian_nll_backward);
 
 tg_tensor *tg_gaussian_nll_loss(tg_tensor *input, tg_tensor *target, tg_tensor *var, tg_gaussian_nll_opts o)
 {

@@ -30,7 +30,7 @@ static void mse_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
         for (int64_t k = 0; k < n; k++) d[k] = 2.0f * (x[k] - y[k]);
 }
 
-static const tg_op_def MSE_OP = {"mse_loss", tgl_ew_backward};
+TG_OP_DEFINE(MSE_OP, mse_loss, tgl_ew_backward);
 
 tg_tensor *tg_mse_loss(tg_tensor *input, tg_tensor *target, tg_reduction reduction)
 {
@@ -54,7 +54,7 @@ static void l1_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
         }
 }
 
-static const tg_op_def L1_OP = {"l1_loss", tgl_ew_backward};
+TG_OP_DEFINE(L1_OP, l1_loss, tgl_ew_backward);
 
 tg_tensor *tg_l1_loss(tg_tensor *input, tg_tensor *target, tg_reduction reduction)
 {
@@ -80,7 +80,7 @@ static void smooth_l1_block(const void *vc, int64_t i0, int64_t n, float *l, flo
     }
 }
 
-static const tg_op_def SMOOTH_L1_OP = {"smooth_l1_loss", tgl_ew_backward};
+TG_OP_DEFINE(SMOOTH_L1_OP, smooth_l1_loss, tgl_ew_backward);
 
 tg_tensor *tg_smooth_l1_loss(tg_tensor *input, tg_tensor *target, tg_reduction reduction, float beta)
 {
@@ -108,7 +108,7 @@ static void huber_block(const void *vc, int64_t i0, int64_t n, float *l, float *
     }
 }
 
-static const tg_op_def HUBER_OP = {"huber_loss", tgl_ew_backward};
+TG_OP_DEFINE(HUBER_OP, huber_loss, tgl_ew_backward);
 
 tg_tensor *tg_huber_loss(tg_tensor *input, tg_tensor *target, tg_reduction reduction, float delta)
 {
@@ -147,7 +147,7 @@ static void kl_log_block(const void *vc, int64_t i0, int64_t n, float *l, float 
     }
 }
 
-static const tg_op_def KL_DIV_OP = {"kl_div", tgl_ew_backward};
+TG_OP_DEFINE(KL_DIV_OP, kl_div, tgl_ew_backward);
 
 tg_tensor *tg_kl_div(tg_tensor *input, tg_tensor *target, tg_kl_div_opts opts)
 {

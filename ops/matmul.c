@@ -145,7 +145,7 @@ static void matmul_backward(tg_node *n)
     }
 }
 
-static const tg_op_def MATMUL_OP = {"matmul", matmul_backward};
+TG_OP_DEFINE(MATMUL_OP, matmul, matmul_backward);
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
 {

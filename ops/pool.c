@@ -112,7 +112,7 @@ static void max_pool2d_backward(tg_node *n)
     }
 }
 
-static const tg_op_def MAX_POOL2D_OP = {"max_pool2d", max_pool2d_backward};
+TG_OP_DEFINE(MAX_POOL2D_OP, max_pool2d, max_pool2d_backward);
 
 /* 2x2 windows, stride 2, no padding, every window inside the input. */
 static void max_pool_2x2(const float *x, float *y, int32_t *am, const pool_geom *g)
@@ -240,7 +240,7 @@ static void avg_pool2d_backward(tg_node *n)
     }
 }
 
-static const tg_op_def AVG_POOL2D_OP = {"avg_pool2d", avg_pool2d_backward};
+TG_OP_DEFINE(AVG_POOL2D_OP, avg_pool2d, avg_pool2d_backward);
 
 tg_tensor *tg_avg_pool2d(tg_tensor *x, tg_pool2d_opts opts)
 {
@@ -298,7 +298,7 @@ static void adaptive_avg_pool2d_backward(tg_node *n)
     }
 }
 
-static const tg_op_def ADAPTIVE_AVG_POOL2D_OP = {"adaptive_avg_pool2d", adaptive_avg_pool2d_backward};
+TG_OP_DEFINE(ADAPTIVE_AVG_POOL2D_OP, adaptive_avg_pool2d, adaptive_avg_pool2d_backward);
 
 tg_tensor *tg_adaptive_avg_pool2d(tg_tensor *x, int64_t out_h, int64_t out_w)
 {

@@ -338,8 +338,8 @@ static void sum_backward(tg_node *n)
     for (int d = 0; d < a->ndim; d++) keep_shape[d] = (n->i[0] >> d & 1) ? 1 : a->shape[d];
     tg_broadcast_accumulate(ga, a->ndim, a->shape, n->out->grad, keep_shape, (float)n->f[0]);
 }
-static const tg_op_def SUM_OP = {"sum", sum_backward};
-static const tg_op_def MEAN_OP = {"mean", sum_backward};
+TG_OP_DEFINE(SUM_OP, sum, sum_backward);
+TG_OP_DEFINE(MEAN_OP, mean, sum_backward);
 
 static tg_tensor *sum_mean(const char *name, const tg_op_def *def, tg_tensor *a, const int *dims, int n_dims,
                            bool keepdim, bool mean)
@@ -390,8 +390,8 @@ static void extreme_backward(tg_node *n)
     const float *g = n->out->grad;
     for (int64_t o = 0; o < cnt; o++) ga[idx[o]] += g[o];
 }
-static const tg_op_def MAX_OP = {"max", extreme_backward};
-static const tg_op_def MIN_OP = {"min", extreme_backward};
+TG_OP_DEFINE(MAX_OP, max, extreme_backward);
+TG_OP_DEFINE(MIN_OP, min, extreme_backward);
 
 /* The extreme values (a tape tensor) and their source offsets (*offsets, arena). */
 static tg_tensor *extreme(const char *name, int mode, tg_tensor *a, const bool *mask, bool keepdim,

@@ -30,7 +30,7 @@ static void reshape_backward(tg_node *n)
     if (ga) add_into(ga, n->out->grad, a->numel);
 }
 
-static const tg_op_def RESHAPE_OP = {"reshape", reshape_backward};
+TG_OP_DEFINE(RESHAPE_OP, reshape, reshape_backward);
 
 tg_tensor *tg_reshape(tg_tensor *a, int ndim, const int64_t *shape)
 {
@@ -190,7 +190,7 @@ static void permute_backward(tg_node *n)
     if (ga) permute_copy(n->out->grad, ga, a->ndim, n->out->shape, inv, true);
 }
 
-static const tg_op_def PERMUTE_OP = {"permute", permute_backward};
+TG_OP_DEFINE(PERMUTE_OP, permute, permute_backward);
 
 static tg_tensor *permute_impl(const char *op, tg_tensor *a, const int *perm_in)
 {
@@ -265,7 +265,7 @@ static void slice_backward(tg_node *n)
         }
 }
 
-static const tg_op_def SLICE_OP = {"slice", slice_backward};
+TG_OP_DEFINE(SLICE_OP, slice, slice_backward);
 
 tg_tensor *tg_slice(tg_tensor *a, int dim, int64_t start, int64_t end, int64_t step)
 {
@@ -336,7 +336,7 @@ static void concat_backward(tg_node *n)
     }
 }
 
-static const tg_op_def CONCAT_OP = {"concat", concat_backward};
+TG_OP_DEFINE(CONCAT_OP, concat, concat_backward);
 
 tg_tensor *tg_concat(tg_tensor *const *ts, int n, int dim)
 {
@@ -425,7 +425,7 @@ static void pad_backward(tg_node *n)
     if (ga) pad_box_copy(n->ctx, n->out->grad, ga, false);
 }
 
-static const tg_op_def PAD_OP = {"pad", pad_backward};
+TG_OP_DEFINE(PAD_OP, pad, pad_backward);
 
 tg_tensor *tg_pad(tg_tensor *a, const int64_t *pads, int n_pads, float value)
 {
@@ -491,7 +491,7 @@ static void gather_backward(tg_node *n)
     for (int64_t i = 0; i < n->out->numel; i++) ga[src[i]] += g[i];
 }
 
-static const tg_op_def GATHER_OP = {"gather", gather_backward};
+TG_OP_DEFINE(GATHER_OP, gather, gather_backward);
 
 tg_tensor *tg_gather(tg_tensor *a, int dim, tg_tensor *index)
 {
@@ -620,7 +620,7 @@ static void where_backward(tg_node *n)
     });
 }
 
-static const tg_op_def WHERE_OP = {"where", where_backward};
+TG_OP_DEFINE(WHERE_OP, where, where_backward);
 
 tg_tensor *tg_where(tg_tensor *cond, tg_tensor *a, tg_tensor *b)
 {

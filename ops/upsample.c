@@ -163,7 +163,7 @@ static void upsample_bilinear2d_backward(tg_node *n)
     }
 }
 
-static const tg_op_def UPSAMPLE_BILINEAR2D_OP = {"upsample_bilinear2d", upsample_bilinear2d_backward};
+TG_OP_DEFINE(UPSAMPLE_BILINEAR2D_OP, upsample_bilinear2d, upsample_bilinear2d_backward);
 
 /* out[ow] = l0[ow]*r[i0[ow]] + l1[ow]*r[i1[ow]]: one input row interpolated along w. */
 static void interp_row(const float *r, const axis_table *tw, int64_t Wo, float *out)
@@ -246,7 +246,7 @@ static void upsample_nearest2d_backward(tg_node *n)
         }
 }
 
-static const tg_op_def UPSAMPLE_NEAREST2D_OP = {"upsample_nearest2d", upsample_nearest2d_backward};
+TG_OP_DEFINE(UPSAMPLE_NEAREST2D_OP, upsample_nearest2d, upsample_nearest2d_backward);
 
 tg_tensor *tg_upsample_nearest2d(tg_tensor *x, tg_upsample_opts opts)
 {

@@ -89,7 +89,7 @@ static void wrong_cube_backward(tg_node *nd)
     float *dx = tg_grad(x);
     for (int64_t i = 0; i < x->numel; i++) dx[i] += nd->out->grad[i] * 2.0f * x->data[i] * x->data[i];
 }
-static const tg_op_def WRONG_CUBE = {"wrong_cube", wrong_cube_backward};
+static const tg_op_def WRONG_CUBE = {"wrong_cube", wrong_cube_backward, TG_OP_NONE};
 
 static tg_tensor *wrong_fn(tg_tensor *const *in, int n, void *ctx)
 {
@@ -109,7 +109,7 @@ static void off5_backward(tg_node *nd)
     float *dx = tg_grad(x);
     for (int64_t i = 0; i < x->numel; i++) dx[i] += nd->out->grad[i] * 1.05f * 3.0f * x->data[i] * x->data[i];
 }
-static const tg_op_def OFF5_CUBE = {"off5_cube", off5_backward};
+static const tg_op_def OFF5_CUBE = {"off5_cube", off5_backward, TG_OP_NONE};
 
 static tg_tensor *off5_fn(tg_tensor *const *in, int n, void *ctx)
 {

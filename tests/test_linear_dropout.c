@@ -131,6 +131,25 @@ Test(dropout, inverted_scaling_seeded_and_mask_reused)
     tg_tensor_free(gy);
 }
 
+/* The mask is drawn from the rng, reseeded at every call: the function is then deterministic. */
+static tg_tensor *dropout_probe(tg_tensor *const *in, int n, void *ctx)
+{
+    (void)n;
+    tg_rng r;
+    tg_rng_seed(&r, *(const uint64_t *)ctx);
+    return tgt_weighted_sum(tg_dropout(in[0], 0.4f, true, &r), 23);
+}
+
+Test(dropout, gradcheck_fixed_mask)
+{
+    tg_rng r;
+    tg_rng_seed(&r, 3);
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(4, 5), &r), true);
+    uint64_t seed = 41;
+    tgt_expect_gradcheck("dropout p 0.4", dropout_probe, &seed, &x, 1, 1e-2, 1e-3, 1e-2);
+    tg_tensor_free(x);
+}
+
 Test(dropout, eval_p0_and_p1)
 {
     tg_rng r;

@@ -25,7 +25,7 @@ static void log_softmax_backward(tg_node *n)
     }
 }
 
-static const tg_op_def LOG_SOFTMAX_OP = {"test_log_softmax", log_softmax_backward};
+static const tg_op_def LOG_SOFTMAX_OP = {"test_log_softmax", log_softmax_backward, TG_OP_NONE};
 
 static tg_tensor *log_softmax_last(tg_tensor *x)
 {

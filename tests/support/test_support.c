@@ -22,7 +22,7 @@ static void weighted_sum_backward(tg_node *n)
     for (int64_t i = 0; i < n->in[0]->numel; i++) gx[i] += g * w[i];
 }
 
-static const tg_op_def WEIGHTED_SUM_OP = {"test_weighted_sum", weighted_sum_backward};
+static const tg_op_def WEIGHTED_SUM_OP = {"test_weighted_sum", weighted_sum_backward, TG_OP_NONE};
 
 tg_tensor *tgt_weighted_sum(tg_tensor *x, uint64_t seed)
 {
@@ -43,11 +43,48 @@ tg_tensor *tgt_weighted_sum(tg_tensor *x, uint64_t seed)
     return out;
 }
 
+/* With TG_GRADCHECK_LOG=FILE in the environment (tests/test_op_list.c sets it), every passing
+ * gradient check appends one line per op its function recorded: "name id n_in". The function is
+ * wrapped only then, so ordinary runs are untouched. */
+typedef struct {
+    tg_scalar_fn fn;
+    void *ctx;
+    char ops[64][64]; /* the ops of the first call (the analytic pass), as log lines */
+    int n_ops;
+    bool first;
+} gc_logger;
+
+static tg_tensor *gc_logged_fn(tg_tensor *const *in, int n, void *vctx)
+{
+    gc_logger *l = vctx;
+    int64_t before = tg_tape_size();
+    tg_tensor *y = l->fn(in, n, l->ctx);
+    if (l->first) {
+        l->first = false;
+        int n_in = 0;
+        const tg_op_def *op;
+        for (int64_t k = before; (op = tg_tape_node_op(k, &n_in)) != NULL && l->n_ops < 64; k++)
+            snprintf(l->ops[l->n_ops++], sizeof l->ops[0], "%s %d %d\n", op->name, op->id, n_in);
+    }
+    return y;
+}
+
 void tgt_expect_gradcheck(const char *what, tg_scalar_fn fn, void *ctx, tg_tensor *const *inputs, int n,
                           double eps, double atol, double rtol)
 {
     tg_gradcheck_report r;
-    tg_status st = tg_gradcheck(fn, ctx, inputs, n, eps, atol, rtol, &r);
+    const char *log = getenv("TG_GRADCHECK_LOG");
+    gc_logger *l = log && *log ? calloc(1, sizeof *l) : NULL;
+    if (l) *l = (gc_logger){.fn = fn, .ctx = ctx, .first = true};
+    tg_status st = l ? tg_gradcheck(gc_logged_fn, l, inputs, n, eps, atol, rtol, &r)
+                     : tg_gradcheck(fn, ctx, inputs, n, eps, atol, rtol, &r);
+    if (l && st == TG_OK && r.passed && r.checked > 0) {
+        FILE *f = fopen(log, "a");
+        cr_assert_not_null(f, "cannot append to TG_GRADCHECK_LOG=%s", log);
+        for (int k = 0; k < l->n_ops; k++) fputs(l->ops[k], f);
+        fclose(f);
+    }
+    free(l);
     cr_assert_eq(st, TG_OK, "%s: gradcheck could not run: %s", what, tg_last_error());
     char buf[512];
     cr_expect(r.passed, "%s: %s", what, tg_gradcheck_describe(&r, buf, sizeof buf));

@@ -19,7 +19,8 @@
 tg_tensor *tgt_weighted_sum(tg_tensor *out, uint64_t seed);
 
 /* Runs tg_gradcheck and fails the current Criterion test with a readable message
- * (worst element, analytic vs numeric) if it does not pass. */
+ * (worst element, analytic vs numeric) if it does not pass. With TG_GRADCHECK_LOG=FILE set, a
+ * passing check appends the ops its function recorded to FILE (tests/test_op_list.c reads it). */
 void tgt_expect_gradcheck(const char *what, tg_scalar_fn fn, void *ctx, tg_tensor *const *inputs, int n,
                           double eps, double atol, double rtol);
 
