@@ -7,7 +7,7 @@
 
 Prints a per-loss table and exits 1 on any mismatch. A tool, not part of the
 test suite (it needs python3-torch)."""
-import argparse, json, math, random, subprocess, sys
+import argparse, json, math, os, random, re, subprocess, sys
 import warnings
 import torch
 warnings.filterwarnings("ignore")
@@ -281,7 +281,15 @@ def err(actual, expected, rtol, atol):
     if math.isnan(m) or bad.any(): return (m if not math.isnan(m) else float("inf")), False
     return m, True
 
+def listed_losses():
+    """The losses of ops/op_list.h (kind LOSS), in its order."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops", "op_list.h")) as f:
+        return re.findall(r"X\((\w+),\s*\w+,\s*LOSS,", f.read())
+
 def main():
+    missing = [n for n in listed_losses() if n not in GENERATORS]
+    if missing:
+        sys.exit(f"losslab_vs_torch.py: no generator for {', '.join(missing)} (a loss of ops/op_list.h)")
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--seed", type=int, default=None)

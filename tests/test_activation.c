@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "math_fixtures.h"
+#include "ops/op_list.h"
 #include "tapegrad.h"
 
 static tg_tensor *apply(const char *op, const cJSON *args, tg_tensor *const *in, double *atol)
@@ -24,10 +25,20 @@ static tg_tensor *apply(const char *op, const cJSON *args, tg_tensor *const *in,
     return NULL;
 }
 
+/* Every ACTIVATION of ops/op_list.h. */
+#define ACTIVATION_(name, file, kind, ...) {#name, #kind},
+static const struct {
+    const char *name, *kind;
+} LISTED[] = {TG_OP_LIST(ACTIVATION_)};
+#undef ACTIVATION_
+
 Test(activation, matches_pytorch)
 {
-    static const char *const ops[] = {"relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax"};
-    mf_run(ops, (int)(sizeof ops / sizeof *ops), apply, 2e-6, 1e-38);
+    const char *ops[TG_OP_COUNT];
+    int n = 0;
+    for (size_t k = 0; k < sizeof LISTED / sizeof *LISTED; k++)
+        if (!strcmp(LISTED[k].kind, "ACTIVATION")) ops[n++] = LISTED[k].name;
+    mf_run(ops, n, apply, 2e-6, 1e-38);
 }
 
 Test(activation, extreme_logits_are_finite_and_exact)
@@ -52,9 +63,9 @@ Test(activation, extreme_logits_are_finite_and_exact)
 
 /* ---- gradient checks ---- */
 
-enum { A_RELU, A_LEAKY, A_SIGMOID, A_TANH, A_SOFTPLUS, A_SOFTMAX, A_LOG_SOFTMAX };
 typedef struct {
-    int op, dim;
+    tg_op_id op; /* which activation: its id in ops/op_list.h */
+    int dim;
     float p, q;
 } gc_ctx;
 
@@ -64,13 +75,14 @@ static tg_tensor *gc_fn(tg_tensor *const *in, int n, void *vctx)
     const gc_ctx *c = vctx;
     tg_tensor *y = NULL;
     switch (c->op) {
-    case A_RELU: y = tg_relu(in[0]); break;
-    case A_LEAKY: y = tg_leaky_relu(in[0], c->p); break;
-    case A_SIGMOID: y = tg_sigmoid(in[0]); break;
-    case A_TANH: y = tg_tanh(in[0]); break;
-    case A_SOFTPLUS: y = tg_softplus(in[0], c->p, c->q); break;
-    case A_SOFTMAX: y = tg_softmax(in[0], c->dim); break;
-    case A_LOG_SOFTMAX: y = tg_log_softmax(in[0], c->dim); break;
+    case TG_OP_relu: y = tg_relu(in[0]); break;
+    case TG_OP_leaky_relu: y = tg_leaky_relu(in[0], c->p); break;
+    case TG_OP_sigmoid: y = tg_sigmoid(in[0]); break;
+    case TG_OP_tanh: y = tg_tanh(in[0]); break;
+    case TG_OP_softplus: y = tg_softplus(in[0], c->p, c->q); break;
+    case TG_OP_softmax: y = tg_softmax(in[0], c->dim); break;
+    case TG_OP_log_softmax: y = tg_log_softmax(in[0], c->dim); break;
+    default: break;
     }
     return tgt_weighted_sum(y, 91);
 }
@@ -96,16 +108,16 @@ Test(activation, gradcheck_pointwise)
         gc_ctx c;
         float scale, gap;
     } cases[] = {
-        {"relu", {A_RELU, 0, 0, 0}, 2, 0.05f},
-        {"leaky_relu", {A_LEAKY, 0, 0.2f, 0}, 2, 0.05f},
-        {"sigmoid", {A_SIGMOID, 0, 0, 0}, 5, 0},
-        {"tanh", {A_TANH, 0, 0, 0}, 2, 0},
-        {"softplus", {A_SOFTPLUS, 0, 1.0f, 20.0f}, 5, 0},
-        {"softplus beta 2 threshold 1 (both branches)", {A_SOFTPLUS, 0, 2.0f, 1.0f}, 3, 0},
+        {"relu", {TG_OP_relu, 0, 0, 0}, 2, 0.05f},
+        {"leaky_relu", {TG_OP_leaky_relu, 0, 0.2f, 0}, 2, 0.05f},
+        {"sigmoid", {TG_OP_sigmoid, 0, 0, 0}, 5, 0},
+        {"tanh", {TG_OP_tanh, 0, 0, 0}, 2, 0},
+        {"softplus", {TG_OP_softplus, 0, 1.0f, 20.0f}, 5, 0},
+        {"softplus beta 2 threshold 1 (both branches)", {TG_OP_softplus, 0, 2.0f, 1.0f}, 3, 0},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         tg_tensor *x = rand_tensor(TG_SHAPE(2, 3, 4), cases[k].scale, cases[k].gap, 100 + k);
-        if (cases[k].c.op == A_SOFTPLUS) /* keep away from the threshold kink at x = threshold/beta */
+        if (cases[k].c.op == TG_OP_softplus) /* keep away from the threshold kink at x = threshold/beta */
             for (int64_t i = 0; i < x->numel; i++)
                 if (fabsf(x->data[i] * cases[k].c.p - cases[k].c.q) < 0.05f) x->data[i] += 0.1f;
         tgt_expect_gradcheck(cases[k].name, gc_fn, &cases[k].c, &x, 1, 1e-3, 1e-3, 1e-2);
@@ -117,21 +129,23 @@ Test(activation, gradcheck_softmax_every_dim)
 {
     tg_tensor *x = rand_tensor(TG_SHAPE(2, 3, 4), 3, 0, 7);
     const int dims[] = {0, 1, 2, -1, -2, -3};
-    for (int op = A_SOFTMAX; op <= A_LOG_SOFTMAX; op++)
+    const tg_op_id softmaxes[2] = {TG_OP_softmax, TG_OP_log_softmax};
+    for (int s = 0; s < 2; s++)
         for (size_t k = 0; k < sizeof dims / sizeof *dims; k++) {
+            tg_op_id op = softmaxes[s];
             gc_ctx c = {op, dims[k], 0, 0};
             char what[64];
-            snprintf(what, sizeof what, "%s dim %d", op == A_SOFTMAX ? "softmax" : "log_softmax", dims[k]);
+            snprintf(what, sizeof what, "%s dim %d", op == TG_OP_softmax ? "softmax" : "log_softmax", dims[k]);
             tgt_expect_gradcheck(what, gc_fn, &c, &x, 1, 1e-2, 1e-3, 1e-2);
         }
     tg_tensor_free(x);
     /* A contiguous row longer than the 16 lanes. (Several inner tiles: checked against
      * PyTorch's gradients in matches_pytorch; here the float probe would be too noisy.) */
     tg_tensor *r = rand_tensor(TG_SHAPE(2, 37), 1, 0, 9);
-    for (int op = A_SOFTMAX; op <= A_LOG_SOFTMAX; op++) {
-        gc_ctx c = {op, -1, 0, 0};
-        tgt_expect_gradcheck(op == A_SOFTMAX ? "softmax long row" : "log_softmax long row", gc_fn, &c, &r, 1,
-                             1e-2, 1e-3, 1e-2);
+    for (int s = 0; s < 2; s++) {
+        gc_ctx c = {softmaxes[s], -1, 0, 0};
+        tgt_expect_gradcheck(s == 0 ? "softmax long row" : "log_softmax long row", gc_fn, &c, &r, 1, 1e-2, 1e-3,
+                             1e-2);
     }
     tg_tensor_free(r);
 }

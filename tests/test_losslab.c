@@ -1,6 +1,6 @@
 /* losslab end to end: runs the built binary (TG_BIN_DIR "/losslab") on the
  * article's worked examples, --json, --jsonl (with bad cases in the middle),
- * every error path and --list. */
+ * every error path and --list (every loss of ops/op_list.h). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "ops/op_list.h"
 #include "test_support.h"
 
 #define LOSSLAB TG_BIN_DIR "/losslab"
@@ -180,13 +181,10 @@ Test(losslab, list_mentions_every_loss)
 {
     run_result r = run("--list", NULL);
     cr_assert_eq(r.status, 0);
-    const char *names[] = {"binary_cross_entropy(", "binary_cross_entropy_with_logits(", "cross_entropy(",
-                           "nll_loss(", "kl_div(", "mse_loss(", "l1_loss(", "smooth_l1_loss(", "huber_loss(",
-                           "soft_margin_loss(", "multilabel_soft_margin_loss(", "multi_margin_loss(",
-                           "multilabel_margin_loss(", "hinge_embedding_loss(", "cosine_embedding_loss(",
-                           "margin_ranking_loss(", "triplet_margin_loss(", "poisson_nll_loss(",
-                           "gaussian_nll_loss(", "ctc_loss(", "sigmoid_focal_loss(", "dice_loss(",
-                           "ignore_index=-100", "label_smoothing=0", "reduction=none"};
+#define LOSS_NAME_(name, file, kind, ...) TG_OP_IF_LOSS(kind, #name "(", )
+    const char *names[] = {TG_OP_LIST(LOSS_NAME_) "ignore_index=-100", "label_smoothing=0", "reduction=none"};
+#undef LOSS_NAME_
+    cr_expect_eq(sizeof names / sizeof names[0], TG_OP_N_LOSSES + 3);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         cr_expect(strstr(r.out, names[i]), "--list lacks %s", names[i]);
     free(r.out);

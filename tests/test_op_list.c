@@ -75,8 +75,8 @@ static char *run_logged(const char *program, const char *filter)
     char dir[256], out[8192];
     tgt_make_tmpdir(dir, sizeof dir, "oplist");
     int rc = tgt_run_capturef(out, sizeof out,
-                              "cd '%s' && unset BXFI_MAP && TG_GRADCHECK_LOG='%s/log' '%s/%s' --jobs 1 --short-filename "
-                              "--filter '%s' > '%s/out' 2>&1; rc=$?; tail -n 40 '%s/out'; exit $rc",
+                              "cd '%s' && unset BXFI_MAP && TG_GRADCHECK_LOG='%s/log' '%s/%s' --jobs 1 "
+                              "--short-filename --filter '%s' > '%s/out' 2>&1; rc=$?; tail -n 40 '%s/out'; exit $rc",
                               dir, dir, TG_BIN_DIR, program, filter, dir, dir);
     cr_expect_eq(rc, 0, "%s --filter '%s' failed (status %d):\n%s", program, filter, rc, out);
     cr_expect(strstr(out, "Tested: 0 ") == NULL, "%s --filter '%s' ran no test:\n%s", program, filter, out);
@@ -190,7 +190,7 @@ Test(op_list, losslab_lists_every_loss)
         if (strcmp(OPS[k].kind, "LOSS")) continue;
         char head[96];
         snprintf(head, sizeof head, "\n%s(", OPS[k].name);
-        cr_expect(strstr(out, head) || !strncmp(out, head + 1, strlen(head + 1)), "losslab --list lacks %s",
-                  OPS[k].name);
+        bool listed_here = strstr(out, head) || !strncmp(out, head + 1, strlen(head + 1));
+        cr_expect(listed_here, "losslab --list lacks %s", OPS[k].name);
     }
 }

@@ -1,30 +1,59 @@
-/* The loss table: one entry per loss (name, tensor arguments, options with
- * PyTorch's defaults, probability display, call). --list, validation and
- * dispatch all come from here. */
+/* The loss table: one entry per loss of the op list (ops/op_list.h, kind LOSS), at the
+ * loss's index among them (LL_<name>): name, tensor arguments, options with PyTorch's
+ * defaults, probability display, call. --list, validation and dispatch all come from here;
+ * tests/test_op_list.c fails while a loss of the list has no entry. */
 #include <math.h>
 #include <string.h>
 
 #include "losslab.h"
+#include "ops/op_list.h"
+
+/* LL_<name>: a loss's index in ll_losses, in the list's order. */
+enum {
+#define LL_INDEX_(name, file, kind, ...) TG_OP_IF_LOSS(kind, LL_##name, )
+    TG_OP_LIST(LL_INDEX_)
+#undef LL_INDEX_
+    LL_N_LOSSES
+};
+_Static_assert(LL_N_LOSSES == TG_OP_N_LOSSES, "one index per loss of the list");
 
 const ll_opt_info ll_opt_infos[LL_OPT_COUNT] = {
-    [LL_OPT_WEIGHT] = {"weight", LL_VAL_TENSOR},
-    [LL_OPT_POS_WEIGHT] = {"pos_weight", LL_VAL_TENSOR},
-    [LL_OPT_IGNORE_INDEX] = {"ignore_index", LL_VAL_INT},
-    [LL_OPT_REDUCTION] = {"reduction", LL_VAL_REDUCTION},
-    [LL_OPT_LABEL_SMOOTHING] = {"label_smoothing", LL_VAL_FLOAT},
-    [LL_OPT_BETA] = {"beta", LL_VAL_FLOAT},
-    [LL_OPT_DELTA] = {"delta", LL_VAL_FLOAT},
-    [LL_OPT_MARGIN] = {"margin", LL_VAL_FLOAT},
-    [LL_OPT_P] = {"p", LL_VAL_FLOAT},
-    [LL_OPT_EPS] = {"eps", LL_VAL_FLOAT},
-    [LL_OPT_SWAP] = {"swap", LL_VAL_BOOL},
-    [LL_OPT_LOG_TARGET] = {"log_target", LL_VAL_BOOL},
-    [LL_OPT_LOG_INPUT] = {"log_input", LL_VAL_BOOL},
-    [LL_OPT_FULL] = {"full", LL_VAL_BOOL},
-    [LL_OPT_ALPHA] = {"alpha", LL_VAL_FLOAT},
-    [LL_OPT_GAMMA] = {"gamma", LL_VAL_FLOAT},
-    [LL_OPT_BLANK] = {"blank", LL_VAL_INT},
-    [LL_OPT_ZERO_INFINITY] = {"zero_infinity", LL_VAL_BOOL},
+    [LL_OPT_WEIGHT] =
+    {"weight", LL_VAL_TENSOR},
+    [LL_OPT_POS_WEIGHT] =
+    {"pos_weight", LL_VAL_TENSOR},
+    [LL_OPT_IGNORE_INDEX] =
+    {"ignore_index", LL_VAL_INT},
+    [LL_OPT_REDUCTION] =
+    {"reduction", LL_VAL_REDUCTION},
+    [LL_OPT_LABEL_SMOOTHING] =
+    {"label_smoothing", LL_VAL_FLOAT},
+    [LL_OPT_BETA] =
+    {"beta", LL_VAL_FLOAT},
+    [LL_OPT_DELTA] =
+    {"delta", LL_VAL_FLOAT},
+    [LL_OPT_MARGIN] =
+    {"margin", LL_VAL_FLOAT},
+    [LL_OPT_P] =
+    {"p", LL_VAL_FLOAT},
+    [LL_OPT_EPS] =
+    {"eps", LL_VAL_FLOAT},
+    [LL_OPT_SWAP] =
+    {"swap", LL_VAL_BOOL},
+    [LL_OPT_LOG_TARGET] =
+    {"log_target", LL_VAL_BOOL},
+    [LL_OPT_LOG_INPUT] =
+    {"log_input", LL_VAL_BOOL},
+    [LL_OPT_FULL] =
+    {"full", LL_VAL_BOOL},
+    [LL_OPT_ALPHA] =
+    {"alpha", LL_VAL_FLOAT},
+    [LL_OPT_GAMMA] =
+    {"gamma", LL_VAL_FLOAT},
+    [LL_OPT_BLANK] =
+    {"blank", LL_VAL_INT},
+    [LL_OPT_ZERO_INFINITY] =
+    {"zero_infinity", LL_VAL_BOOL},
 };
 _Static_assert(sizeof ll_opt_infos / sizeof ll_opt_infos[0] == LL_OPT_COUNT, "one info per option");
 
@@ -173,66 +202,88 @@ static tg_tensor *call_ctc(tg_tensor *const *a, const ll_opts *o, tg_reduction r
 #define RED(d) {LL_OPT_REDUCTION, d}
 #define END {0, NULL}
 
-const ll_loss ll_losses[] = {
+const ll_loss ll_losses[LL_N_LOSSES] = {
+    [LL_binary_cross_entropy] =
     {"binary_cross_entropy", "BCE on probabilities in [0,1]", IN_TGT(LL_ARG_FLOAT),
      {{LL_OPT_WEIGHT, "None"}, RED("mean"), END}, LL_PROBS_NONE, call_bce},
+    [LL_binary_cross_entropy_with_logits] =
     {"binary_cross_entropy_with_logits", "sigmoid + BCE, fused and stable", IN_TGT(LL_ARG_FLOAT),
      {{LL_OPT_WEIGHT, "None"}, {LL_OPT_POS_WEIGHT, "None"}, RED("mean"), END}, LL_PROBS_SIGMOID, call_bce_logits},
+    [LL_cross_entropy] =
     {"cross_entropy", "log_softmax over dim 1 + NLL; class indices or probabilities", IN_TGT(LL_ARG_CLASS_OR_PROB),
      {{LL_OPT_WEIGHT, "None"}, {LL_OPT_IGNORE_INDEX, "-100"}, RED("mean"), {LL_OPT_LABEL_SMOOTHING, "0"}, END},
      LL_PROBS_SOFTMAX, call_ce},
+    [LL_nll_loss] =
     {"nll_loss", "-w[y] * input[y] on log-probabilities", IN_TGT(LL_ARG_INDEX),
      {{LL_OPT_WEIGHT, "None"}, {LL_OPT_IGNORE_INDEX, "-100"}, RED("mean"), END}, LL_PROBS_NONE, call_nll},
+    [LL_kl_div] =
     {"kl_div", "target * (log target - input), input = log-probabilities", IN_TGT(LL_ARG_FLOAT),
      {RED("mean"), {LL_OPT_LOG_TARGET, "false"}, END}, LL_PROBS_NONE, call_kl},
+    [LL_mse_loss] =
     {"mse_loss", "(x - y)^2", IN_TGT(LL_ARG_FLOAT), {RED("mean"), END}, LL_PROBS_NONE, call_mse},
+    [LL_l1_loss] =
     {"l1_loss", "|x - y|", IN_TGT(LL_ARG_FLOAT), {RED("mean"), END}, LL_PROBS_NONE, call_l1},
+    [LL_smooth_l1_loss] =
     {"smooth_l1_loss", "0.5 d^2 / beta inside beta, |d| - beta/2 outside", IN_TGT(LL_ARG_FLOAT),
      {RED("mean"), {LL_OPT_BETA, "1"}, END}, LL_PROBS_NONE, call_smooth_l1},
+    [LL_huber_loss] =
     {"huber_loss", "0.5 d^2 inside delta, delta (|d| - delta/2) outside", IN_TGT(LL_ARG_FLOAT),
      {RED("mean"), {LL_OPT_DELTA, "1"}, END}, LL_PROBS_NONE, call_huber},
+    [LL_soft_margin_loss] =
     {"soft_margin_loss", "log(1 + exp(-y x)), y = +-1", IN_TGT(LL_ARG_FLOAT), {RED("mean"), END}, LL_PROBS_SIGMOID,
      call_soft_margin},
+    [LL_multilabel_soft_margin_loss] =
     {"multilabel_soft_margin_loss", "per-sample mean over classes of BCE-with-logits", IN_TGT(LL_ARG_FLOAT),
      {{LL_OPT_WEIGHT, "None"}, RED("mean"), END}, LL_PROBS_SIGMOID, call_ml_soft_margin},
+    [LL_multi_margin_loss] =
     {"multi_margin_loss", "multi-class hinge: max(0, margin - x[y] + x[i])^p", IN_TGT(LL_ARG_INDEX),
      {{LL_OPT_P, "1"}, {LL_OPT_MARGIN, "1"}, {LL_OPT_WEIGHT, "None"}, RED("mean"), END}, LL_PROBS_NONE,
      call_multi_margin},
+    [LL_multilabel_margin_loss] =
     {"multilabel_margin_loss", "multi-label hinge; target lists classes, ends at -1", IN_TGT(LL_ARG_INDEX),
      {RED("mean"), END}, LL_PROBS_NONE, call_ml_margin},
+    [LL_hinge_embedding_loss] =
     {"hinge_embedding_loss", "y = 1: x; y = -1: max(0, margin - x)", IN_TGT(LL_ARG_FLOAT),
      {{LL_OPT_MARGIN, "1"}, RED("mean"), END}, LL_PROBS_NONE, call_hinge},
+    [LL_cosine_embedding_loss] =
     {"cosine_embedding_loss", "y = 1: 1 - cos; y = -1: max(0, cos - margin)",
      {{"input1", LL_ARG_GRAD}, {"input2", LL_ARG_GRAD}, {"target", LL_ARG_FLOAT}, {NULL, 0}},
      {{LL_OPT_MARGIN, "0"}, RED("mean"), END}, LL_PROBS_NONE, call_cosine},
+    [LL_margin_ranking_loss] =
     {"margin_ranking_loss", "max(0, -y (x1 - x2) + margin)",
      {{"input1", LL_ARG_GRAD}, {"input2", LL_ARG_GRAD}, {"target", LL_ARG_FLOAT}, {NULL, 0}},
      {{LL_OPT_MARGIN, "0"}, RED("mean"), END}, LL_PROBS_NONE, call_ranking},
+    [LL_triplet_margin_loss] =
     {"triplet_margin_loss", "max(0, d(a,p) - d(a,n) + margin)",
      {{"anchor", LL_ARG_GRAD}, {"positive", LL_ARG_GRAD}, {"negative", LL_ARG_GRAD}, {NULL, 0}},
      {{LL_OPT_MARGIN, "1"}, {LL_OPT_P, "2"}, {LL_OPT_EPS, "1e-6"}, {LL_OPT_SWAP, "false"}, RED("mean"), END},
      LL_PROBS_NONE, call_triplet},
+    [LL_poisson_nll_loss] =
     {"poisson_nll_loss", "exp(x) - y x (log_input) or x - y log(x + eps)", IN_TGT(LL_ARG_FLOAT),
      {{LL_OPT_LOG_INPUT, "true"}, {LL_OPT_FULL, "false"}, {LL_OPT_EPS, "1e-8"}, RED("mean"), END}, LL_PROBS_NONE,
      call_poisson},
+    [LL_gaussian_nll_loss] =
     {"gaussian_nll_loss", "0.5 (log v + (x - y)^2 / v), v = max(var, eps)",
      {{"input", LL_ARG_GRAD}, {"target", LL_ARG_FLOAT}, {"var", LL_ARG_GRAD}, {NULL, 0}},
      {{LL_OPT_FULL, "false"}, {LL_OPT_EPS, "1e-6"}, RED("mean"), END}, LL_PROBS_NONE, call_gaussian},
+    [LL_ctc_loss] =
     {"ctc_loss", "connectionist temporal classification on (T,N,C) log-probabilities",
      {{"log_probs", LL_ARG_GRAD}, {"targets", LL_ARG_INDEX}, {"input_lengths", LL_ARG_INDEX},
       {"target_lengths", LL_ARG_INDEX}},
      {{LL_OPT_BLANK, "0"}, RED("mean"), {LL_OPT_ZERO_INFINITY, "false"}, END}, LL_PROBS_NONE, call_ctc},
+    [LL_sigmoid_focal_loss] =
     {"sigmoid_focal_loss", "torchvision: BCE-with-logits * (1 - p_t)^gamma * alpha_t", IN_TGT(LL_ARG_FLOAT),
      {{LL_OPT_ALPHA, "0.25"}, {LL_OPT_GAMMA, "2"}, RED("none"), END}, LL_PROBS_SIGMOID, call_focal},
+    [LL_dice_loss] =
     {"dice_loss", "1 - mean soft Dice per (image, class); softmax (C >= 2) or sigmoid (C = 1)",
      IN_TGT(LL_ARG_INDEX), {{LL_OPT_IGNORE_INDEX, "None"}, {LL_OPT_EPS, "1e-6"}, END}, LL_PROBS_DICE, call_dice},
 };
-const int ll_n_losses = (int)(sizeof ll_losses / sizeof ll_losses[0]);
+const int ll_n_losses = LL_N_LOSSES; /* an entry the table lacks has a NULL name: skipped */
 
 const ll_loss *ll_find_loss(const char *name)
 {
     for (int i = 0; i < ll_n_losses; i++)
-        if (strcmp(ll_losses[i].name, name) == 0) return &ll_losses[i];
+        if (ll_losses[i].name && strcmp(ll_losses[i].name, name) == 0) return &ll_losses[i];
     return NULL;
 }
 
@@ -253,7 +304,7 @@ bool ll_takes_opt(const ll_loss *l, ll_opt_id id)
 bool ll_is_any_arg_name(const char *name)
 {
     for (int i = 0; i < ll_n_losses; i++)
-        for (int k = 0; k < ll_n_args(&ll_losses[i]); k++)
+        for (int k = 0; ll_losses[i].name && k < ll_n_args(&ll_losses[i]); k++)
             if (strcmp(ll_losses[i].args[k].name, name) == 0) return true;
     return false;
 }
@@ -280,6 +331,7 @@ void ll_print_list(FILE *out)
 {
     for (int i = 0; i < ll_n_losses; i++) {
         const ll_loss *l = &ll_losses[i];
+        if (!l->name) continue;
         fprintf(out, "%s(", l->name);
         for (int k = 0; k < ll_n_args(l); k++) {
             const char *kind = l->args[k].kind == LL_ARG_GRAD    ? ""
