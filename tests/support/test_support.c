@@ -49,7 +49,7 @@ tg_tensor *tgt_weighted_sum(tg_tensor *x, uint64_t seed)
 typedef struct {
     tg_scalar_fn fn;
     void *ctx;
-    char ops[64][64]; /* the ops of the first call (the analytic pass), as log lines */
+    char ops[256][64]; /* the ops of the first call (the analytic pass), as log lines */
     int n_ops;
     bool first;
 } gc_logger;
@@ -63,7 +63,7 @@ static tg_tensor *gc_logged_fn(tg_tensor *const *in, int n, void *vctx)
         l->first = false;
         int n_in = 0;
         const tg_op_def *op;
-        for (int64_t k = before; (op = tg_tape_node_op(k, &n_in)) != NULL && l->n_ops < 64; k++)
+        for (int64_t k = before; (op = tg_tape_node_op(k, &n_in)) != NULL && l->n_ops < 256; k++)
             snprintf(l->ops[l->n_ops++], sizeof l->ops[0], "%s %d %d\n", op->name, op->id, n_in);
     }
     return y;
