@@ -13,13 +13,15 @@
  *         tg_output_new(), compute it, then `tg_node *n = tg_record(&FOO_OP, out, k, in);` and, if
  *         n != NULL, save what backward needs in n->ctx / n->f / n->i.
  *   2. The list: one X(foo, file, kind, in_min, in_max, GC(...), FX(...)) line in ops/op_list.h.
- *      That gives it its id and name (tape, profiler); a LOSS is then also in losslab's list and
- *      its --jsonl fixture (a row in examples/losslab/table.c: summary, arguments, options, call;
- *      tests/test_op_list.c fails until it is there).
+ *      That gives it its id and name (tape, profiler, tests). A LOSS is also one of losslab's
+ *      losses: its row in examples/losslab/table.c (summary, arguments, options, call), placed by
+ *      the list (tests/test_op_list.c fails until it is there).
  *   3. Its test: a gradient check (tgt_expect_gradcheck) in the tests/<program>.c that GC names,
- *      and PyTorch golden cases: a case in the tests/gen_*.py generator that writes FX's JSON file
- *      (rerun it with /usr/bin/python3) and the test that reads that file. tests/test_op_list.c
- *      fails while either is missing.
+ *      and PyTorch golden cases: a case in the tests/gen_*.py generator that writes FX's file
+ *      (rerun it with /usr/bin/python3) and the test that reads that file. For a LOSS the golden
+ *      cases can be its case maker in tests/gen_losslab_cases.py (FX("losslab_cases.jsonl", "loss",
+ *      "foo"); tests/losslab_vs_torch.py uses it too). tests/test_op_list.c fails while a gradient
+ *      check, golden cases or (loss) losslab's row or cases are missing.
  */
 #ifndef TG_CORE_INTERNAL_H
 #define TG_CORE_INTERNAL_H

@@ -11,7 +11,9 @@
  *             tgt_expect_gradcheck calls check this op; NOGC("why") only for an op that cannot have one.
  *   fixture   FX("file.json", "key", "value"): PyTorch golden cases in tests/fixtures/file.json are the
  *             cases whose "key" is "value" (key NULL: every case of the file); the file's generator is
- *             tests/gen_*.py. NOFX("why") when PyTorch has no equal of the op (say what stands in).
+ *             tests/gen_*.py. A .jsonl file has one case a line: a new loss may simply name its losslab
+ *             cases, FX("losslab_cases.jsonl", "loss", "<name>") (tests/gen_losslab_cases.py, read by
+ *             test_losslab_fixtures). NOFX("why") when PyTorch has no equal of the op (say what stands in).
  * tests/test_op_list.c runs every GC, reads every FX, checks each op's file and that losslab knows
  * every loss: an op without a passing gradient check or a PyTorch fixture fails it.
  *
@@ -76,29 +78,29 @@
       NOFX("PyTorch has no fused op: equal bit for bit to batch_norm then relu (test_batchnorm batchnorm_relu/*)")) \
     X(sync_batch_norm, batchnorm_sync, LAYER, 3, 3, GC(test_sync_batchnorm, "sync_batch_norm/gradcheck"), \
       NOFX("SyncBatchNorm needs torch.distributed: equal to batch_norm in one process and over two (test_sync_batchnorm)")) \
-    /* ---- losses (ops/loss.h, ops/loss_extra.h); every one is in losslab's table ---- */ \
-    X(cross_entropy,                    loss_cross_entropy, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_cross_entropy.json", "fn", "cross_entropy")) \
-    X(nll_loss,                         loss_cross_entropy, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_cross_entropy.json", "fn", "nll_loss")) \
+    /* ---- losses (ops/loss.h, ops/loss_extra.h), in losslab's order (--list, tests/gen_losslab_cases.py) ---- */ \
     X(binary_cross_entropy,             loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "bce")) \
     X(binary_cross_entropy_with_logits, loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "bce_logits")) \
-    X(soft_margin_loss,                 loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "soft_margin")) \
-    X(multilabel_soft_margin_loss,      loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "multilabel_soft_margin")) \
-    X(sigmoid_focal_loss,               loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "focal")) \
+    X(cross_entropy,                    loss_cross_entropy, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_cross_entropy.json", "fn", "cross_entropy")) \
+    X(nll_loss,                         loss_cross_entropy, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_cross_entropy.json", "fn", "nll_loss")) \
+    X(kl_div,                           loss_regression, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "kl_div")) \
     X(mse_loss,                         loss_regression, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "mse")) \
     X(l1_loss,                          loss_regression, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "l1")) \
     X(smooth_l1_loss,                   loss_regression, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "smooth_l1")) \
     X(huber_loss,                       loss_regression, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "huber")) \
-    X(kl_div,                           loss_regression, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "kl_div")) \
-    X(dice_loss,                        loss_dice, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "dice")) \
+    X(soft_margin_loss,                 loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "soft_margin")) \
+    X(multilabel_soft_margin_loss,      loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "multilabel_soft_margin")) \
     X(multi_margin_loss,      loss_extra_margin, LOSS, 3, 3, GC(test_loss_extra_margin, "multi_margin/gradcheck"), FX("loss_extra_margin.json", "loss", "multi_margin")) \
     X(multilabel_margin_loss, loss_extra_margin, LOSS, 2, 2, GC(test_loss_extra_margin, "multilabel_margin/gradcheck"), FX("loss_extra_margin.json", "loss", "multilabel_margin")) \
     X(hinge_embedding_loss,   loss_extra_margin, LOSS, 2, 2, GC(test_loss_extra_margin, "hinge_embedding/gradcheck"), FX("loss_extra_margin.json", "loss", "hinge_embedding")) \
-    X(margin_ranking_loss,    loss_extra_margin, LOSS, 3, 3, GC(test_loss_extra_margin, "margin_ranking/gradcheck"), FX("loss_extra_margin.json", "loss", "margin_ranking")) \
     X(cosine_embedding_loss,  loss_extra_embedding, LOSS, 3, 3, GC(test_loss_extra_embedding, "cosine_embedding/gradcheck"), FX("loss_extra_embedding.json", "loss", "cosine_embedding")) \
+    X(margin_ranking_loss,    loss_extra_margin, LOSS, 3, 3, GC(test_loss_extra_margin, "margin_ranking/gradcheck"), FX("loss_extra_margin.json", "loss", "margin_ranking")) \
     X(triplet_margin_loss,    loss_extra_embedding, LOSS, 3, 3, GC(test_loss_extra_embedding, "triplet_margin/gradcheck"), FX("loss_extra_embedding.json", "loss", "triplet_margin")) \
     X(poisson_nll_loss,       loss_extra_nll, LOSS, 2, 2, GC(test_loss_extra_nll, "poisson_nll/gradcheck"), FX("loss_extra_nll.json", "loss", "poisson_nll")) \
     X(gaussian_nll_loss,      loss_extra_nll, LOSS, 3, 3, GC(test_loss_extra_nll, "gaussian_nll/gradcheck"), FX("loss_extra_nll.json", "loss", "gaussian_nll")) \
-    X(ctc_loss,               loss_extra_ctc, LOSS, 4, 4, GC(test_loss_extra_ctc, "ctc/gradcheck_*"), FX("loss_extra_ctc.json", "loss", "ctc"))
+    X(ctc_loss,               loss_extra_ctc, LOSS, 4, 4, GC(test_loss_extra_ctc, "ctc/gradcheck_*"), FX("loss_extra_ctc.json", "loss", "ctc")) \
+    X(sigmoid_focal_loss,               loss_binary, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_binary.json", "fn", "focal")) \
+    X(dice_loss,                        loss_dice, LOSS, 2, 2, GC(test_loss_gradcheck, "loss_gradcheck/*"), FX("loss_regression.json", "fn", "dice"))
 /* clang-format on */
 
 /* The ids: TG_OP_<name>, 1..TG_OP_COUNT-1 (0: an op outside the list, e.g. a test's own). */

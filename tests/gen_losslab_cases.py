@@ -179,17 +179,23 @@ def make(name, r):
     return a, o
 
 
+def torch_loss(name, args, o):
+    """PyTorch's loss `name` of the tensors args with options o (a list becomes a tensor of the inputs' dtype).
+    Also losslab_vs_torch.py's reference for a loss it has no generator of its own for."""
+    if name == "sigmoid_focal_loss":
+        return focal(args["input"], args["target"], **o)
+    if name == "dice_loss":
+        return dice(args["input"], args["target"], **o)
+    dtype = next((v.dtype for v in args.values() if v.is_floating_point()), torch.float32)
+    kw = {k: (torch.tensor(v, dtype=dtype) if isinstance(v, list) else v) for k, v in o.items()}
+    return getattr(F, name)(**args, **kw)
+
+
 def torch_answer(name, a, o):
     grads = {k: v.clone().requires_grad_(True) for k, v in a.items()
              if v.is_floating_point() and k not in ("target", "targets")}
     args = {k: grads.get(k, v) for k, v in a.items()}
-    if name == "sigmoid_focal_loss":
-        out = focal(args["input"], args["target"], **o)
-    elif name == "dice_loss":
-        out = dice(args["input"], args["target"], **o)
-    else:
-        kw = {k: (torch.tensor(v) if isinstance(v, list) else v) for k, v in o.items()}
-        out = getattr(F, name)(**args, **kw)
+    out = torch_loss(name, args, o)
     out.sum().backward()
     return out, {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in grads.items()}
 

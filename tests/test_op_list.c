@@ -6,7 +6,8 @@
  *     op's input count must be inside the list's [in_min, in_max];
  *   - each op has PyTorch golden cases: its FX file holds cases whose key is its value, and a test
  *     program reads that file;
- *   - losslab lists exactly the list's losses (its table is indexed by the list).
+ *   - losslab lists exactly the list's losses (its table is indexed by the list), and its PyTorch
+ *     cases (tests/fixtures/losslab_cases.jsonl) hold every loss.
  * An op the list exempts (NOGC / NOFX) must say why; the reasons are printed. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -147,13 +148,28 @@ static bool case_matches(const cJSON *c, const char *key, const char *value)
     return false;
 }
 
-/* Is the fixture file read by a test program (its name quoted in tests/test_*.c or a tests/ header)? */
+/* Is the fixture file read by a test program (its name ends a string in tests/test_*.c or a tests/ header)? */
 static bool read_by_a_test(const char *file)
 {
     char out[4096];
-    int rc = tgt_run_capturef(out, sizeof out, "grep -l -F '\"%s\"' '%s'/tests/test_*.c '%s'/tests/*.h", file, SRC_DIR,
+    int rc = tgt_run_capturef(out, sizeof out, "grep -l -F '%s\"' '%s'/tests/test_*.c '%s'/tests/*.h", file, SRC_DIR,
                               SRC_DIR);
     return rc == 0 && out[0];
+}
+
+/* Lines of a JSONL fixture with "key": "value" (as Python's json.dumps writes it). */
+static int jsonl_count(const char *file, const char *key, const char *value)
+{
+    char path[512], pat[160];
+    snprintf(path, sizeof path, "%s/%s", TG_FIXTURE_DIR, file);
+    snprintf(pat, sizeof pat, "\"%s\": \"%s\"", key, value);
+    long n = 0;
+    char *text = tgt_read_whole(path, &n);
+    cr_assert_not_null(text, "cannot read %s", path);
+    int count = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) count += strstr(line, pat) != NULL;
+    free(text);
+    return count;
 }
 
 Test(op_list, every_op_has_a_pytorch_fixture)
@@ -165,16 +181,31 @@ Test(op_list, every_op_has_a_pytorch_fixture)
             cr_log_info("%s: no PyTorch fixture: %s", o->name, o->fx.why ? o->fx.why : "");
             continue;
         }
-        cJSON *root = tgt_json_load(o->fx.file);
-        const cJSON *cases = cJSON_GetObjectItem(root, "cases");
-        cr_assert(cJSON_IsArray(cases), "%s: %s has no \"cases\" array", o->name, o->fx.file);
         int n = 0;
-        for (const cJSON *c = cases->child; c; c = c->next) n += case_matches(c, o->fx.key, o->fx.value);
+        size_t len = strlen(o->fx.file);
+        if (len > 6 && !strcmp(o->fx.file + len - 6, ".jsonl")) { /* one case a line (losslab's cases) */
+            n = jsonl_count(o->fx.file, o->fx.key, o->fx.value);
+        } else {
+            cJSON *root = tgt_json_load(o->fx.file);
+            const cJSON *cases = cJSON_GetObjectItem(root, "cases");
+            cr_assert(cJSON_IsArray(cases), "%s: %s has no \"cases\" array", o->name, o->fx.file);
+            for (const cJSON *c = cases->child; c; c = c->next) n += case_matches(c, o->fx.key, o->fx.value);
+            cJSON_Delete(root);
+        }
         cr_expect_gt(n, 0, "%s has no PyTorch fixture: no case of %s has %s = %s", o->name, o->fx.file,
                      o->fx.key ? o->fx.key : "(any)", o->fx.value ? o->fx.value : "");
         cr_expect(read_by_a_test(o->fx.file), "%s: no tests/test_*.c reads %s", o->name, o->fx.file);
-        cJSON_Delete(root);
     }
+}
+
+/* losslab's PyTorch cases (tests/gen_losslab_cases.py, read by test_losslab_fixtures) hold every loss too. */
+Test(op_list, losslab_cases_hold_every_loss)
+{
+    for (int k = 0; k < N_OPS; k++)
+        if (!strcmp(OPS[k].kind, "LOSS"))
+            cr_expect_gt(jsonl_count("losslab_cases.jsonl", "loss", OPS[k].name), 0,
+                         "%s: no case in losslab_cases.jsonl (add one to tests/gen_losslab_cases.py's make)",
+                         OPS[k].name);
 }
 
 Test(op_list, losslab_lists_every_loss)
