@@ -92,6 +92,9 @@ uint32_t tg_tape_generation(void);
 const tg_op_def *tg_tape_node_op(int64_t k, int *n_in);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
+/* The gradient buffer of input i for a backward to add into: NULL if that input wants no gradient,
+ * or if out of memory (the error is set); either way the backward has nothing to do for it. */
+static inline float *tg_input_grad(tg_node *n, int i) { return tg_needs_grad(n->in[i]) ? tg_grad(n->in[i]) : NULL; }
 
 /* Input checks for ops: return false with an error naming `op` (NULL inputs keep the earlier error).
  * Both also reject a tape tensor whose tape was cleared (one integer compare): every tensor an

@@ -7,7 +7,7 @@
  * is a contiguous loop over the tile, once per class. Rows are max-subtracted,
  * so logits in the hundreds stay finite.
  */
-/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
+/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_expf_fast; GCC only
  * vectorizes those when FP compares may be speculated, i.e. without trapping math.
  * tapegrad never enables FP exception traps, so nothing observable changes. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -21,28 +21,10 @@
 
 #define TILE 512 /* inner columns per softmax work item */
 
-static tg_tensor *unary_output(const char *name, tg_tensor *a)
-{
-    if (!tg_check_f32(name, "a", a)) return NULL;
-    return tg_output_new(TG_F32, a->ndim, a->shape);
-}
-
-/* Declares n, x, y, g, gx for a backward loop; returns if no gradient is wanted. */
-#define GRAD_VARS(node)                                                                                      \
-    if (!tg_needs_grad((node)->in[0])) return;                                                               \
-    float *restrict gx = tg_grad((node)->in[0]);                                                             \
-    if (!gx) return;                                                                                         \
-    const int64_t n = (node)->out->numel;                                                                    \
-    const float *restrict x = (node)->in[0]->data;                                                           \
-    const float *restrict y = (node)->out->data;                                                             \
-    const float *restrict g = (node)->out->grad;                                                             \
-    (void)x;                                                                                                 \
-    (void)y
-
 /* Stable logistic: exp of -|x| only, so no overflow for any x. */
 static inline float sigmoidf(float x)
 {
-    float e = tg_fast_expf(-fabsf(x));
+    float e = tg_expf_fast(-fabsf(x), TG_EXP_IEEE);
     float r = 1.0f / (1.0f + e);
     return x >= 0.0f ? r : e * r;
 }
@@ -52,7 +34,7 @@ static inline float sigmoidf(float x)
 /* y = max(x, 0): dx = g where y > 0 (0 at 0, as PyTorch) */
 static void relu_backward(tg_node *node)
 {
-    GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float gi = g[i]; /* loaded unconditionally so the select vectorizes */
@@ -68,7 +50,7 @@ TG_CLONES static void relu_kernel(float *restrict y, const float *restrict x, in
 
 tg_tensor *tg_relu(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_relu", a);
+    tg_tensor *out = tg_unary_output("tg_relu", a);
     if (!out) return NULL;
     tg_parallel_map(relu_kernel, out->data, a->data, a->numel);
     tg_record(&RELU_OP, out, 1, &a);
@@ -78,7 +60,7 @@ tg_tensor *tg_relu(tg_tensor *a)
 /* y = x > 0 ? x : s x: dx = g or s g */
 static void leaky_relu_backward(tg_node *node)
 {
-    GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
     const float s = (float)node->f[0];
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (x[i] > 0.0f ? 1.0f : s);
@@ -87,11 +69,9 @@ TG_OP_DEFINE(LEAKY_RELU_OP, leaky_relu, leaky_relu_backward);
 
 tg_tensor *tg_leaky_relu(tg_tensor *a, float negative_slope)
 {
-    tg_tensor *out = unary_output("tg_leaky_relu", a);
+    tg_tensor *out = tg_unary_output("tg_leaky_relu", a);
     if (!out) return NULL;
-    const int64_t n = a->numel;
-    const float *restrict x = a->data;
-    float *restrict y = out->data;
+    TG_UNARY_VARS(a, out);
     const float s = negative_slope;
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : s * x[i];
@@ -105,7 +85,7 @@ tg_tensor *tg_leaky_relu(tg_tensor *a, float negative_slope)
 /* y = 1 / (1 + exp(-x)): dx = g y (1 - y) */
 static void sigmoid_backward(tg_node *node)
 {
-    GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
 }
@@ -118,11 +98,9 @@ TG_CLONES static void sigmoid_kernel(float *restrict y, const float *restrict x,
 
 tg_tensor *tg_sigmoid(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_sigmoid", a);
+    tg_tensor *out = tg_unary_output("tg_sigmoid", a);
     if (!out) return NULL;
-    const int64_t n = a->numel;
-    const float *restrict x = a->data;
-    float *restrict y = out->data;
+    TG_UNARY_VARS(a, out);
     tg_parallel_map(sigmoid_kernel, y, x, n);
     tg_record(&SIGMOID_OP, out, 1, &a);
     return out;
@@ -131,7 +109,7 @@ tg_tensor *tg_sigmoid(tg_tensor *a)
 /* y = tanh(x): dx = g (1 - y^2) */
 static void tanh_backward(tg_node *node)
 {
-    GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
 }
@@ -139,11 +117,9 @@ TG_OP_DEFINE(TANH_OP, tanh, tanh_backward);
 
 tg_tensor *tg_tanh(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_tanh", a);
+    tg_tensor *out = tg_unary_output("tg_tanh", a);
     if (!out) return NULL;
-    const int64_t n = a->numel;
-    const float *restrict x = a->data;
-    float *restrict y = out->data;
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for schedule(static) if (n > TG_PARALLEL_MIN / 4)
     for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
     tg_record(&TANH_OP, out, 1, &a);
@@ -153,7 +129,7 @@ tg_tensor *tg_tanh(tg_tensor *a)
 /* y = log(1 + exp(b x)) / b, or x where b x > threshold: dx = g sigmoid(b x), or g */
 static void softplus_backward(tg_node *node)
 {
-    GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
     const float beta = (float)node->f[0], th = (float)node->f[1];
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
@@ -171,15 +147,13 @@ tg_tensor *tg_softplus(tg_tensor *a, float beta, float threshold)
                  "threshold=%g)", beta, threshold);
         return NULL;
     }
-    tg_tensor *out = unary_output("tg_softplus", a);
+    tg_tensor *out = tg_unary_output("tg_softplus", a);
     if (!out) return NULL;
-    const int64_t n = a->numel;
-    const float *restrict x = a->data;
-    float *restrict y = out->data;
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for schedule(static) if (n > TG_PARALLEL_MIN / 4)
     for (int64_t i = 0; i < n; i++) {
         float bx = beta * x[i];
-        y[i] = bx > threshold ? x[i] : log1pf(tg_fast_expf(bx)) / beta;
+        y[i] = bx > threshold ? x[i] : log1pf(tg_expf_fast(bx, TG_EXP_IEEE)) / beta;
     }
     tg_node *node = tg_record(&SOFTPLUS_OP, out, 1, &a);
     if (node) {
@@ -228,7 +202,7 @@ static float row_sum(const float *restrict x, int64_t n)
 TG_CLONES static void softmax_row(const float *restrict x, float *restrict y, int64_t C, bool log_out)
 {
     const float m = row_max(x, C);
-    for (int64_t c = 0; c < C; c++) y[c] = tg_fast_expf(x[c] - m);
+    for (int64_t c = 0; c < C; c++) y[c] = tg_expf_fast(x[c] - m, TG_EXP_IEEE);
     const float s = row_sum(y, C);
     if (log_out) {
         const float ls = logf(s);
@@ -256,7 +230,7 @@ TG_CLONES static void softmax_tile(const float *restrict x, float *restrict y, i
         const float *xc = x + c * inner;
         float *yc = y + c * inner;
         for (int64_t j = 0; j < w; j++) {
-            float e = tg_fast_expf(xc[j] - m[j]);
+            float e = tg_expf_fast(xc[j] - m[j], TG_EXP_IEEE);
             yc[j] = e;
             s[j] += e;
         }
@@ -294,7 +268,7 @@ TG_CLONES static void softmax_grad_tile(const float *restrict y, const float *re
         const float *yc = y + c * inner, *gc = g + c * inner;
         float *gxc = gx + c * inner;
         if (log_out)
-            for (int64_t j = 0; j < w; j++) gxc[j] += gc[j] - tg_fast_expf(yc[j]) * d[j];
+            for (int64_t j = 0; j < w; j++) gxc[j] += gc[j] - tg_expf_fast(yc[j], TG_EXP_IEEE) * d[j];
         else
             for (int64_t j = 0; j < w; j++) gxc[j] += yc[j] * (gc[j] - d[j]);
     }
@@ -309,7 +283,7 @@ TG_CLONES static void softmax_grad_row(const float *restrict y, const float *res
         for (int64_t c = 0; c < C; c++) d += (double)g[c] * y[c];
     const float df = (float)d;
     if (log_out)
-        for (int64_t c = 0; c < C; c++) gx[c] += g[c] - tg_fast_expf(y[c]) * df;
+        for (int64_t c = 0; c < C; c++) gx[c] += g[c] - tg_expf_fast(y[c], TG_EXP_IEEE) * df;
     else
         for (int64_t c = 0; c < C; c++) gx[c] += y[c] * (g[c] - df);
 }
@@ -317,8 +291,7 @@ TG_CLONES static void softmax_grad_row(const float *restrict y, const float *res
 static void softmax_backward(tg_node *node)
 {
     tg_tensor *a = node->in[0], *out = node->out;
-    if (!tg_needs_grad(a)) return;
-    float *gx = tg_grad(a);
+    float *gx = tg_input_grad(node, 0);
     if (!gx) return;
     const bool log_out = node->i[1];
     int64_t outer, C, inner;

@@ -9,7 +9,7 @@
  * (N,C,H,W), scalar operands) and scalar-vector. The backward of a broadcast
  * operand sums the gradient over its broadcast dims (tg_reduce_sum_to).
  */
-/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
+/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_expf_fast; GCC only
  * vectorizes those when FP compares may be speculated, i.e. without trapping math.
  * tapegrad never enables FP exception traps, so nothing observable changes. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -300,30 +300,6 @@ tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return binary_forward("tg_div", 
 
 /* ---- unary ops: y = f(x), same shape ----------------------------------------- */
 
-static tg_tensor *unary_output(const char *name, tg_tensor *a)
-{
-    if (!tg_check_f32(name, "a", a)) return NULL;
-    return tg_output_new(TG_F32, a->ndim, a->shape);
-}
-
-/* Declares n, x, y (input data, output data) for a forward loop. */
-#define UNARY_VARS(a, out)                                                                                   \
-    const int64_t n = (a)->numel;                                                                            \
-    const float *restrict x = (a)->data;                                                                     \
-    float *restrict y = (out)->data
-
-/* Declares n, x, y, g, gx for a backward loop; returns if no gradient is wanted. */
-#define UNARY_GRAD_VARS(node)                                                                                \
-    if (!tg_needs_grad((node)->in[0])) return;                                                               \
-    float *restrict gx = tg_grad((node)->in[0]);                                                             \
-    if (!gx) return;                                                                                         \
-    const int64_t n = (node)->out->numel;                                                                    \
-    const float *restrict x = (node)->in[0]->data;                                                           \
-    const float *restrict y = (node)->out->data;                                                             \
-    const float *restrict g = (node)->out->grad;                                                             \
-    (void)x;                                                                                                 \
-    (void)y
-
 /* y = x + s: dx = g */
 static void add_scalar_backward(tg_node *n)
 {
@@ -333,9 +309,9 @@ TG_OP_DEFINE(ADD_SCALAR_OP, add_scalar, add_scalar_backward);
 
 tg_tensor *tg_add_scalar(tg_tensor *a, float s)
 {
-    tg_tensor *out = unary_output("tg_add_scalar", a);
+    tg_tensor *out = tg_unary_output("tg_add_scalar", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] + s;
     tg_record(&ADD_SCALAR_OP, out, 1, &a);
@@ -351,9 +327,9 @@ TG_OP_DEFINE(MUL_SCALAR_OP, mul_scalar, mul_scalar_backward);
 
 tg_tensor *tg_mul_scalar(tg_tensor *a, float s)
 {
-    tg_tensor *out = unary_output("tg_mul_scalar", a);
+    tg_tensor *out = tg_unary_output("tg_mul_scalar", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * s;
     tg_node *node = tg_record(&MUL_SCALAR_OP, out, 1, &a);
@@ -370,9 +346,9 @@ TG_OP_DEFINE(NEG_OP, neg, neg_backward);
 
 tg_tensor *tg_neg(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_neg", a);
+    tg_tensor *out = tg_unary_output("tg_neg", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = -x[i];
     tg_record(&NEG_OP, out, 1, &a);
@@ -382,7 +358,7 @@ tg_tensor *tg_neg(tg_tensor *a)
 /* y = exp(x): dx = g y */
 static void exp_backward(tg_node *node)
 {
-    UNARY_GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i];
 }
@@ -390,14 +366,14 @@ TG_OP_DEFINE(EXP_OP, exp, exp_backward);
 
 TG_CLONES static void exp_kernel(float *restrict y, const float *restrict x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] = tg_fast_expf(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = tg_expf_fast(x[i], TG_EXP_IEEE);
 }
 
 tg_tensor *tg_exp(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_exp", a);
+    tg_tensor *out = tg_unary_output("tg_exp", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
     tg_parallel_map(exp_kernel, y, x, n);
     tg_record(&EXP_OP, out, 1, &a);
     return out;
@@ -406,7 +382,7 @@ tg_tensor *tg_exp(tg_tensor *a)
 /* y = log(x): dx = g / x */
 static void log_backward(tg_node *node)
 {
-    UNARY_GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] / x[i];
 }
@@ -414,9 +390,9 @@ TG_OP_DEFINE(LOG_OP, log, log_backward);
 
 tg_tensor *tg_log(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_log", a);
+    tg_tensor *out = tg_unary_output("tg_log", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for schedule(static) if (n > TG_PARALLEL_MIN / 4)
     for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]);
     tg_record(&LOG_OP, out, 1, &a);
@@ -426,7 +402,7 @@ tg_tensor *tg_log(tg_tensor *a)
 /* y = x^p: dx = g p x^(p-1) (0 when p == 0, as PyTorch) */
 static void pow_backward(tg_node *node)
 {
-    UNARY_GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
     const float p = (float)node->f[0];
     if (p == 0.0f) return;
     if (p == 1.0f) {
@@ -443,9 +419,9 @@ TG_OP_DEFINE(POW_OP, pow, pow_backward);
 
 tg_tensor *tg_pow(tg_tensor *a, float exponent)
 {
-    tg_tensor *out = unary_output("tg_pow", a);
+    tg_tensor *out = tg_unary_output("tg_pow", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
     const float p = exponent;
     if (p == 2.0f) {
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
@@ -470,7 +446,7 @@ tg_tensor *tg_pow(tg_tensor *a, float exponent)
 /* y = sqrt(x): dx = g / (2 y) */
 static void sqrt_backward(tg_node *node)
 {
-    UNARY_GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] / (2.0f * y[i]);
 }
@@ -478,9 +454,9 @@ TG_OP_DEFINE(SQRT_OP, sqrt, sqrt_backward);
 
 tg_tensor *tg_sqrt(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_sqrt", a);
+    tg_tensor *out = tg_unary_output("tg_sqrt", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
     tg_record(&SQRT_OP, out, 1, &a);
@@ -490,7 +466,7 @@ tg_tensor *tg_sqrt(tg_tensor *a)
 /* y = |x|: dx = g sign(x), 0 at 0 */
 static void abs_backward(tg_node *node)
 {
-    UNARY_GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float gi = g[i]; /* loaded unconditionally so the selects vectorize */
@@ -501,9 +477,9 @@ TG_OP_DEFINE(ABS_OP, abs, abs_backward);
 
 tg_tensor *tg_abs(tg_tensor *a)
 {
-    tg_tensor *out = unary_output("tg_abs", a);
+    tg_tensor *out = tg_unary_output("tg_abs", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
     tg_record(&ABS_OP, out, 1, &a);
@@ -513,7 +489,7 @@ tg_tensor *tg_abs(tg_tensor *a)
 /* y = min(max(x, lo), hi): dx = g where lo <= x <= hi (as PyTorch), else 0 */
 static void clamp_backward(tg_node *node)
 {
-    UNARY_GRAD_VARS(node);
+    TG_UNARY_GRAD_VARS(node);
     const float lo = (float)node->f[0], hi = (float)node->f[1];
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
@@ -530,9 +506,9 @@ tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
         tg_error(TG_ERR_ARG, "tg_clamp: lo and hi must not be NaN (got lo=%g, hi=%g)", lo, hi);
         return NULL;
     }
-    tg_tensor *out = unary_output("tg_clamp", a);
+    tg_tensor *out = tg_unary_output("tg_clamp", a);
     if (!out) return NULL;
-    UNARY_VARS(a, out);
+    TG_UNARY_VARS(a, out);
     /* NaN inputs stay NaN; lo > hi gives hi everywhere, as torch.clamp. */
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {

@@ -2,7 +2,7 @@
  * binary_cross_entropy_with_logits, soft_margin, multilabel_soft_margin and
  * torchvision's sigmoid_focal_loss. Formulas in ops/loss.h. */
 /* Our kernels never read the floating-point exception flags: without this GCC will not
- * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+ * if-convert float selects (clamps in tg_expf_fast, sigmoid's branch) and the loops stay scalar. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
@@ -58,7 +58,7 @@ tg_tensor *tg_binary_cross_entropy(tg_tensor *input, tg_tensor *target, tg_bce_o
 /* ---- binary_cross_entropy_with_logits: fused, one exp and one log per element ----
  * t = e^-|x|; softplus(-x) = max(-x,0) + ln(1+t); sigmoid(x) = x >= 0 ? 1/(1+t) : t/(1+t). */
 
-TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
+TG_CLONES static void bce_logits_block(const void *vc, int64_t i0, int64_t n, float *l, float *d)
 {
     const bin_ctx *c = vc;
     const float *x = c->x + i0, *y = c->y + i0;
@@ -66,16 +66,16 @@ TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, f
         if (d) {
             for (int64_t k = 0; k < n; k++) {
                 float xv = x[k], yv = y[k];
-                float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
-                float sp = tgl_maxf(-xv, 0.0f) + tgl_logf(u);
+                float t = tg_expf_fast(-fabsf(xv), TG_EXP_FLUSH), u = 1.0f + t;
+                float sp = tgl_maxf(-xv, 0.0f) + tg_logf_fast(u);
                 l[k] = (1.0f - yv) * xv + sp;
                 float sig = (xv >= 0.0f ? 1.0f : t) / u;
                 d[k] = sig - yv;
             }
         } else {
             for (int64_t k = 0; k < n; k++) {
-                float xv = x[k], t = tgl_expf(-fabsf(xv));
-                l[k] = (1.0f - y[k]) * xv + tgl_maxf(-xv, 0.0f) + tgl_logf(1.0f + t);
+                float xv = x[k], t = tg_expf_fast(-fabsf(xv), TG_EXP_FLUSH);
+                l[k] = (1.0f - y[k]) * xv + tgl_maxf(-xv, 0.0f) + tg_logf_fast(1.0f + t);
             }
         }
         return;
@@ -85,14 +85,14 @@ TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, f
                    * infinite target) */
         for (int64_t k = 0; k < n; k++) {
             float xv = x[k], yv = y[k];
-            float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
-            float sp = tgl_maxf(-xv, 0.0f) + tgl_logf(u);
+            float t = tg_expf_fast(-fabsf(xv), TG_EXP_FLUSH), u = 1.0f + t;
+            float sp = tgl_maxf(-xv, 0.0f) + tg_logf_fast(u);
             l[k] = w[k] * ((1.0f - yv) * xv + sp);
         }
         if (d)
             for (int64_t k = 0; k < n; k++) {
                 float xv = x[k], yv = y[k];
-                float t = tgl_expf(-fabsf(xv)), sig = (xv >= 0.0f ? 1.0f : t) / (1.0f + t);
+                float t = tg_expf_fast(-fabsf(xv), TG_EXP_FLUSH), sig = (xv >= 0.0f ? 1.0f : t) / (1.0f + t);
                 /* (y + 1 - y) is the pos_weight-1 formula's factor (1 up to rounding; kept for the same
                  * bits as before); it is NaN only for an infinite (or NaN) y, where PyTorch's sig - y applies */
                 float f = yv + 1.0f - yv;
@@ -104,15 +104,15 @@ TGL_KERNEL static void bce_logits_block(const void *vc, int64_t i0, int64_t n, f
     const float *pw = c->pw + i0; /* expanded; w expanded too (ones where not given) */
     for (int64_t k = 0; k < n; k++) {
         float xv = x[k], yv = y[k];
-        float t = tgl_expf(-fabsf(xv)), u = 1.0f + t;
-        float sp = tgl_maxf(-xv, 0.0f) + tgl_logf(u);
+        float t = tg_expf_fast(-fabsf(xv), TG_EXP_FLUSH), u = 1.0f + t;
+        float sp = tgl_maxf(-xv, 0.0f) + tg_logf_fast(u);
         float lw = 1.0f + (pw[k] - 1.0f) * yv;
         l[k] = w[k] * ((1.0f - yv) * xv + lw * sp);
     }
     if (d)
         for (int64_t k = 0; k < n; k++) {
             float xv = x[k], yv = y[k];
-            float t = tgl_expf(-fabsf(xv)), sig = (xv >= 0.0f ? 1.0f : t) / (1.0f + t);
+            float t = tg_expf_fast(-fabsf(xv), TG_EXP_FLUSH), sig = (xv >= 0.0f ? 1.0f : t) / (1.0f + t);
             float py = pw[k] * yv;
             d[k] = w[k] * ((py + 1.0f - yv) * sig - py);
         }

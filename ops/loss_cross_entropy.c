@@ -11,7 +11,7 @@
  * d = w_y*(softmax - onehot) (+ the smoothing term), written over e in place. Backward
  * is then grad += upstream/denominator * d, one streaming pass with no exp. */
 /* Our kernels never read the floating-point exception flags: without this GCC will not
- * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+ * if-convert float selects (clamps in tg_expf_fast, sigmoid's branch) and the loops stay scalar. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
@@ -36,10 +36,10 @@ typedef struct {
     bool none;
 } ce_args;
 
-TGL_INLINE int64_t ce_nblocks(const ce_args *a) { return a->N * ((a->S + CE_BLK - 1) / CE_BLK); }
+TG_INLINE int64_t ce_nblocks(const ce_args *a) { return a->N * ((a->S + CE_BLK - 1) / CE_BLK); }
 
 /* Block b -> image n, first pixel p0, length L. */
-TGL_INLINE void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0, int64_t *L)
+TG_INLINE void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t *p0, int64_t *L)
 {
     int64_t nbs = (a->S + CE_BLK - 1) / CE_BLK;
     *n = b / nbs;
@@ -49,7 +49,7 @@ TGL_INLINE void ce_block_range(const ce_args *a, int64_t b, int64_t *n, int64_t 
 
 /* log-sum-exp over classes of one pixel block (lse = 0 for NLL). With e != NULL (stride S),
  * also stores e_c = exp(x_c - max) and inv = 1/sum_c e_c for the derivative. */
-TGL_INLINE void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse, float *e, float *inv)
+TG_INLINE void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float *lse, float *e, float *inv)
 {
     int64_t C = a->C, S = a->S;
     if (!a->logits) {
@@ -66,7 +66,7 @@ TGL_INLINE void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float
             const float *restrict xc = xb + c * S;
             float *restrict ec = e + c * S;
             for (int64_t p = 0; p < L; p++) {
-                float v = tgl_expf(xc[p] - m[p]);
+                float v = tg_expf_fast(xc[p] - m[p], TG_EXP_FLUSH);
                 ec[p] = v;
                 s[p] += v;
             }
@@ -74,14 +74,14 @@ TGL_INLINE void ce_block_lse(const ce_args *a, const float *xb, int64_t L, float
         for (int64_t p = 0; p < L; p++) inv[p] = 1.0f / s[p];
     } else {
         for (int64_t c = 0; c < C; c++)
-            for (int64_t p = 0; p < L; p++) s[p] += tgl_expf(xb[c * S + p] - m[p]);
+            for (int64_t p = 0; p < L; p++) s[p] += tg_expf_fast(xb[c * S + p] - m[p], TG_EXP_FLUSH);
     }
-    /* s is NaN when a logit is NaN or +inf (x - max NaN), and tgl_logf does not keep NaN: select it */
-    for (int64_t p = 0; p < L; p++) lse[p] = m[p] + (s[p] == s[p] ? tgl_logf(s[p]) : s[p]);
+    /* s is NaN when a logit is NaN or +inf (x - max NaN), and tg_logf_fast does not keep NaN: select it */
+    for (int64_t p = 0; p < L; p++) lse[p] = m[p] + (s[p] == s[p] ? tg_logf_fast(s[p]) : s[p]);
 }
 
 /* Class labels of a block: y in [0,C), -1 for ignored. Returns false on an out-of-range target. */
-TGL_INLINE bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, int64_t L, int32_t *restrict y)
+TG_INLINE bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, int64_t L, int32_t *restrict y)
 {
     int bad = 0;
     uint64_t C = (uint64_t)a->C;
@@ -97,7 +97,7 @@ TGL_INLINE bool ce_block_labels(const ce_args *a, const int64_t *restrict tb, in
 
 /* Per pixel of a block: the target's logit x_y and weight w_y (both 0 where y < 0), by a
  * select per class (vectorizes; no gather). */
-TGL_INLINE void ce_block_pick(const ce_args *a, const float *xb, const int32_t *restrict y, int64_t L,
+TG_INLINE void ce_block_pick(const ce_args *a, const float *xb, const int32_t *restrict y, int64_t L,
                           float *restrict xy, float *restrict wy)
 {
     for (int64_t p = 0; p < L; p++) xy[p] = 0.0f, wy[p] = 0.0f;
@@ -117,7 +117,7 @@ TGL_INLINE void ce_block_pick(const ce_args *a, const float *xb, const int32_t *
 /* Forward of pixel block b: loss sum (and weight sum for index targets) into part_l/part_w[b],
  * per-pixel losses into `none_out` if given, the derivative into a->d if set.
  * Returns false if a target is out of range. */
-TGL_KERNEL static bool ce_forward_block(const ce_args *a, int64_t b, float *none_out, double *part_l, double *part_w)
+TG_CLONES static bool ce_forward_block(const ce_args *a, int64_t b, float *none_out, double *part_l, double *part_w)
 {
     int64_t C = a->C, S = a->S;
     float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C, W = (float)a->W;

@@ -8,7 +8,8 @@
  * Backward writes PyTorch's gradient: exp(lp) - exp(log(sum_{s: l'(s)=c} alpha beta) + nll - lp),
  * which is the true gradient composed with log_softmax (the exp(lp) term
  * vanishes there) and matches torch.autograd on the log_probs leaf. */
-#include "loss_extra_internal.h"
+#include "loss_extra.h"
+#include "loss_util.h"
 
 #include <string.h>
 
@@ -183,7 +184,7 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
 {
     const char *op = "tg_ctc_loss";
     if (!tg_check_f32(op, "log_probs", log_probs) || !tg_check_i64(op, "targets", targets)) return NULL;
-    if (!lx_check_reduction(op, o.reduction) || !tg_check_ndim(op, "log_probs", log_probs, 2, 3)) return NULL;
+    if (!tgl_check_reduction(op, o.reduction, false) || !tg_check_ndim(op, "log_probs", log_probs, 2, 3)) return NULL;
     const bool batched = log_probs->ndim == 3;
     const int64_t T = log_probs->shape[0], N = batched ? log_probs->shape[1] : 1, C = log_probs->shape[log_probs->ndim - 1];
     char a[96];
@@ -249,7 +250,7 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
     if (!labels) return NULL;
     memcpy(labels, targets->idata, (size_t)targets->numel * sizeof(int64_t));
     int64_t out_shape[1] = {N};
-    tg_tensor *out = lx_output(o.reduction, batched ? 1 : 0, out_shape);
+    tg_tensor *out = tgl_output(o.reduction, batched ? 1 : 0, out_shape);
     if (!alpha || !out) return NULL;
     *c = (ctc_ctx){.T = T, .N = N, .C = C, .blank = o.blank, .max_l = max_l, .in_len = lens,
                    .tg_len = tl, .labels = labels, .tg_off = tg_off, .alpha_off = alpha_off, .alpha = alpha,
@@ -263,7 +264,7 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
         else if (o.reduction == TG_REDUCTION_SUM) total += (float)l;
         else total += (double)(float)l / (double)(tl[b] > 1 ? tl[b] : 1);
     }
-    lx_write_reduced(out, o.reduction, total, N);
+    tgl_write_reduced(out, o.reduction, total, N);
     tg_tensor *in[4] = {log_probs, targets, input_lengths, target_lengths};
     tg_node *n = tg_record(&CTC_OP, out, 4, in);
     if (n) n->ctx = c;

@@ -1,29 +1,38 @@
 /* Likelihood losses for regression targets: poisson_nll and gaussian_nll
  * (PyTorch 1.13 semantics, see loss_extra.h). Element terms are computed in
  * float in PyTorch's order; sums accumulate in double. */
-#include "loss_extra_internal.h"
+#include "loss_extra.h"
+#include "loss_util.h"
 
-#define LX_PI 3.14159265358979323846
+#define TGL_PI 3.14159265358979323846
 
 /* ---- poisson_nll_loss ---------------------------------------------------
  * Shapes: input, target one shape.
  * l = exp(x) - y x  (log input)  |  x - y log(x + eps); full: + y log y - y + 0.5 log(2 pi y) where y > 1.
  * dl/dx = exp(x) - y  |  1 - y / (x + eps). */
 
+/* What the backward of poisson_nll and gaussian_nll keeps. */
+typedef struct {
+    tg_reduction reduction;
+    float eps;
+    bool log_input;   /* poisson_nll */
+    int64_t per_var;  /* gaussian_nll: input elements per var element */
+} nll_ctx;
+
 static void poisson_nll_backward(tg_node *n)
 {
     const tg_tensor *x = n->in[0], *t = n->in[1];
-    if (!tg_needs_grad(x)) return;
-    float *gx = tg_grad(n->in[0]);
+    const nll_ctx *c = n->ctx;
+    float *gx = tg_input_grad(n, 0);
     if (!gx) return;
-    const bool log_input = n->i[1];
-    const float eps = (float)n->f[0];
-    lx_upstream up = lx_upstream_of(n->out, (tg_reduction)n->i[0], x->numel);
+    const bool log_input = c->log_input;
+    const float eps = c->eps;
+    tgl_upstream up = tgl_upstream_of(n->out, c->reduction, x->numel);
     const float *xd = x->data, *yd = t->data;
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < x->numel; i++) {
         float d = log_input ? expf(xd[i]) - yd[i] : 1.0f - yd[i] / (xd[i] + eps);
-        gx[i] += d * lx_up(&up, i);
+        gx[i] += d * tgl_up(&up, i);
     }
 }
 
@@ -33,14 +42,16 @@ tg_tensor *tg_poisson_nll_loss(tg_tensor *input, tg_tensor *target, tg_poisson_n
 {
     const char *op = "tg_poisson_nll_loss";
     if (!tg_check_f32(op, "input", input) || !tg_check_f32(op, "target", target)) return NULL;
-    if (!lx_check_reduction(op, o.reduction) || !lx_check_same_shape(op, "input", input, "target", target))
+    if (!tgl_check_reduction(op, o.reduction, false) || !tgl_check_same_shape(op, "input", input, "target", target))
         return NULL;
-    const float eps = lx_default(o.eps, o.has_eps, 1e-8f);
+    const float eps = tgl_default(o.eps, o.has_eps, 1e-8f);
     const bool log_input = !o.no_log_input, full = o.full, none = o.reduction == TG_REDUCTION_NONE;
-    tg_tensor *out = lx_output(o.reduction, input->ndim, input->shape);
-    if (!out) return NULL;
+    tg_tensor *out = tgl_output(o.reduction, input->ndim, input->shape);
+    nll_ctx *cx = tg_arena_alloc(sizeof *cx);
+    if (!out || !cx) return NULL;
+    *cx = (nll_ctx){.reduction = o.reduction, .eps = eps, .log_input = log_input};
     const float *xd = input->data, *yd = target->data;
-    const float two_pi = (float)(2.0 * LX_PI);
+    const float two_pi = (float)(2.0 * TGL_PI);
     double total = 0.0;
 #pragma omp parallel for reduction(+ : total) if (input->numel > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < input->numel; i++) {
@@ -50,14 +61,10 @@ tg_tensor *tg_poisson_nll_loss(tg_tensor *input, tg_tensor *target, tg_poisson_n
         if (none) out->data[i] = l;
         total += l;
     }
-    lx_write_reduced(out, o.reduction, total, input->numel);
+    tgl_write_reduced(out, o.reduction, total, input->numel);
     tg_tensor *in[2] = {input, target};
     tg_node *n = tg_record(&POISSON_NLL_OP, out, 2, in);
-    if (n) {
-        n->i[0] = o.reduction;
-        n->i[1] = log_input;
-        n->f[0] = eps;
-    }
+    if (n) n->ctx = cx;
     return out;
 }
 
@@ -69,12 +76,12 @@ tg_tensor *tg_poisson_nll_loss(tg_tensor *input, tg_tensor *target, tg_poisson_n
 static void gaussian_nll_backward(tg_node *n)
 {
     const tg_tensor *x = n->in[0], *t = n->in[1], *var = n->in[2];
-    float *gx = tg_needs_grad(x) ? tg_grad(n->in[0]) : NULL;
-    float *gv = tg_needs_grad(var) ? tg_grad(n->in[2]) : NULL;
+    const nll_ctx *c = n->ctx;
+    float *gx = tg_input_grad(n, 0), *gv = tg_input_grad(n, 2);
     if ((tg_needs_grad(x) && !gx) || (tg_needs_grad(var) && !gv)) return; /* out of memory */
-    const float eps = (float)n->f[0];
-    const int64_t D = n->i[1]; /* input elements per var element */
-    lx_upstream up = lx_upstream_of(n->out, (tg_reduction)n->i[0], x->numel);
+    const float eps = c->eps;
+    const int64_t D = c->per_var;
+    tgl_upstream up = tgl_upstream_of(n->out, c->reduction, x->numel);
     const int64_t R = var->numel;
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN)
     for (int64_t r = 0; r < R; r++) {
@@ -83,7 +90,7 @@ static void gaussian_nll_backward(tg_node *n)
         double acc = 0.0;
         for (int64_t k = 0; k < D; k++) {
             int64_t i = r * D + k;
-            float d = x->data[i] - t->data[i], g = lx_up(&up, i);
+            float d = x->data[i] - t->data[i], g = tgl_up(&up, i);
             if (gx) gx[i] += g * d / v;
             acc += (double)g * 0.5 * (1.0 / v - (double)d * d / ((double)v * v));
         }
@@ -98,7 +105,7 @@ tg_tensor *tg_gaussian_nll_loss(tg_tensor *input, tg_tensor *target, tg_tensor *
     const char *op = "tg_gaussian_nll_loss";
     if (!tg_check_f32(op, "input", input) || !tg_check_f32(op, "target", target) || !tg_check_f32(op, "var", var))
         return NULL;
-    if (!lx_check_reduction(op, o.reduction) || !lx_check_same_shape(op, "input", input, "target", target))
+    if (!tgl_check_reduction(op, o.reduction, false) || !tgl_check_same_shape(op, "input", input, "target", target))
         return NULL;
     /* var: same shape (D = 1), or per row of the last dim (D = last dim). */
     int64_t D = 1;
@@ -130,11 +137,13 @@ tg_tensor *tg_gaussian_nll_loss(tg_tensor *input, tg_tensor *target, tg_tensor *
             return NULL;
         }
     }
-    const float eps = lx_default(o.eps, o.has_eps, 1e-6f);
+    const float eps = tgl_default(o.eps, o.has_eps, 1e-6f);
     const bool none = o.reduction == TG_REDUCTION_NONE;
-    const float half_log_2pi = (float)(0.5 * log(2.0 * LX_PI));
-    tg_tensor *out = lx_output(o.reduction, input->ndim, input->shape);
-    if (!out) return NULL;
+    const float half_log_2pi = (float)(0.5 * log(2.0 * TGL_PI));
+    tg_tensor *out = tgl_output(o.reduction, input->ndim, input->shape);
+    nll_ctx *cx = tg_arena_alloc(sizeof *cx);
+    if (!out || !cx) return NULL;
+    *cx = (nll_ctx){.reduction = o.reduction, .eps = eps, .per_var = D};
     double total = 0.0;
     const int64_t R = var->numel;
 #pragma omp parallel for reduction(+ : total) if (input->numel > TG_PARALLEL_MIN)
@@ -151,13 +160,9 @@ tg_tensor *tg_gaussian_nll_loss(tg_tensor *input, tg_tensor *target, tg_tensor *
             total += l;
         }
     }
-    lx_write_reduced(out, o.reduction, total, input->numel);
+    tgl_write_reduced(out, o.reduction, total, input->numel);
     tg_tensor *in[3] = {input, target, var};
     tg_node *n = tg_record(&GAUSSIAN_NLL_OP, out, 3, in);
-    if (n) {
-        n->i[0] = o.reduction;
-        n->i[1] = D;
-        n->f[0] = eps;
-    }
+    if (n) n->ctx = cx;
     return out;
 }

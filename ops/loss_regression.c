@@ -2,7 +2,7 @@
  * Each is a block fn for the elementwise driver (ops/loss_util.c): it writes the
  * loss and, when a gradient is wanted, the derivative w.r.t. the input. */
 /* Our kernels never read the floating-point exception flags: without this GCC will not
- * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+ * if-convert float selects (clamps in tg_expf_fast, sigmoid's branch) and the loops stay scalar. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif

@@ -1,7 +1,7 @@
 /* Shared loss helpers: checks, weight broadcasting, deterministic sums and the
  * elementwise-loss driver (forward in blocks, backward = upstream * saved derivative). */
 /* Our kernels never read the floating-point exception flags: without this GCC will not
- * if-convert float selects (clamps in tgl_expf, sigmoid's branch) and the loops stay scalar. */
+ * if-convert float selects (clamps in tg_expf_fast, sigmoid's branch) and the loops stay scalar. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif

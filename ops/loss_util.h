@@ -1,5 +1,7 @@
-/* What the loss files share (private): argument checks, broadcasting of weights,
- * deterministic blocked sums, vectorizable exp/log, and the elementwise-loss driver.
+/* What the loss family (loss_*.c, loss_extra_*.c) shares, private prefix tgl_: argument checks,
+ * broadcasting of weights, deterministic blocked sums, the elementwise-loss driver, and the
+ * reduced output and upstream gradient of the losses that write their own loops. Hot per-block
+ * kernels are TG_CLONES and use tg_expf_fast(x, TG_EXP_FLUSH) / tg_logf_fast (fastmath_internal.h).
  * Not part of the public API. */
 #ifndef TG_LOSS_UTIL_H
 #define TG_LOSS_UTIL_H
@@ -9,17 +11,8 @@
 #include <string.h>
 
 #include "../core/core_internal.h"
+#include "fastmath_internal.h"
 #include "loss_common.h"
-
-/* Hot per-block kernels are compiled twice, for AVX2 and for baseline x86-64, and the
- * loader picks one (GCC function multiversioning); same IEEE operations in the same order,
- * so results do not depend on the clone. Helpers they call must be TGL_INLINE. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-#define TGL_KERNEL __attribute__((target_clones("avx2", "default")))
-#else
-#define TGL_KERNEL
-#endif
-#define TGL_INLINE static inline __attribute__((always_inline))
 
 /* Elements per block of the deterministic reductions (and per call of an elementwise block fn). */
 #define TGL_BLOCK 4096
@@ -35,7 +28,7 @@ float *tgl_expand(const char *op, const char *arg, const tg_tensor *w, const tg_
  * the same result whatever the thread count. */
 double tgl_sum(const float *x, int64_t n);
 /* Sum of one block (n <= TGL_BLOCK) in 8 double lanes, combined in a fixed order. */
-TGL_INLINE double tgl_sum_block(const float *x, int64_t n)
+TG_INLINE double tgl_sum_block(const float *x, int64_t n)
 {
     double acc[8] = {0};
     int64_t k = 0;
@@ -48,68 +41,8 @@ TGL_INLINE double tgl_sum_block(const float *x, int64_t n)
 }
 
 /* max/min as a plain select (fmaxf is a libm call on baseline x86-64 and blocks vectorization). */
-TGL_INLINE float tgl_maxf(float a, float b) { return a > b ? a : b; }
-TGL_INLINE float tgl_minf(float a, float b) { return a < b ? a : b; }
-
-/* exp for x <= 88 (Cephes polynomial, ~1 ulp); 0 below -87.3 (and for -inf); NaN gives NaN;
- * x > 88 (+inf included) gives exp(88). Written so loops vectorize. No undefined behaviour for
- * any x: 2^n is built from the bits of the rounding sum in unsigned arithmetic (a float -> int
- * conversion of NaN, and a shift of the negative int it gave, were undefined); a NaN x stays NaN
- * through the clamps and the polynomial, at no cost. */
-TGL_INLINE float tgl_expf(float x)
-{
-    float xc = x > 88.0f ? 88.0f : x; /* (NaN passes both clamps) */
-    xc = xc < -87.3f ? -87.3f : xc;
-    float t = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5*2^23: t = 1.5*2^23 + n */
-    float fn = t - 12582912.0f;
-    float r = xc - fn * 0.693359375f;
-    r = r + fn * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    uint32_t tb;
-    memcpy(&tb, &t, sizeof tb);
-    uint32_t bits = (tb - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 for n in [-126, 127] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    /* a multiply by the mask, not a branch: keeps the loop free of control flow (NaN * 0 stays NaN) */
-    return y * scale * (float)(x >= -87.3f);
-}
-
-/* Natural log for positive normal finite x (Cephes polynomial, ~1 ulp); vectorizable.
- * Other x (NaN, inf, 0, negatives, denormals) give a finite meaningless value, without undefined
- * behaviour: a caller that can meet NaN selects it itself (a select here costs BCE 4%). */
-TGL_INLINE float tgl_logf(float x)
-{
-    int32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    int32_t e = ((bits >> 23) & 0xff) - 126;
-    int32_t mbits = (bits & 0x807fffff) | 0x3f000000; /* mantissa in [0.5, 1) */
-    float m;
-    memcpy(&m, &mbits, sizeof m);
-    float fe = (float)e;
-    float small = (float)(m < 0.707106781186547524f); /* 1 or 0, no branch */
-    fe -= small;
-    m = m + m * small - 1.0f;
-    float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    y += -2.12194440e-4f * fe;
-    y += -0.5f * z;
-    return m + y + 0.693359375f * fe;
-}
+TG_INLINE float tgl_maxf(float a, float b) { return a > b ? a : b; }
+TG_INLINE float tgl_minf(float a, float b) { return a < b ? a : b; }
 
 /* ---- elementwise losses ------------------------------------------------
  * A block fn computes, for elements [i0, i0+n), the loss l[k] and (if d != NULL)
@@ -123,5 +56,73 @@ tg_tensor *tgl_ew_run(const tg_op_def *op, tg_tensor *input, tg_tensor *target, 
                       double batch_div, tgl_ew_block_fn fn, const void *ctx);
 /* The backward of every tgl_ew_run op (name it in your tg_op_def). */
 void tgl_ew_backward(tg_node *n);
+
+/* ---- losses that write their own loops (loss_extra_*.c) ---- */
+
+/* A value that defaults when zero: a nonzero value, or zero with has_value, is used as given. */
+static inline float tgl_default(float value, bool has_value, float dflt)
+{
+    return (has_value || value != 0.0f) ? value : dflt;
+}
+
+/* The output of a loss: the unreduced shape (ndim, shape) under NONE, a scalar otherwise. */
+static inline tg_tensor *tgl_output(tg_reduction r, int ndim, const int64_t *shape)
+{
+    return r == TG_REDUCTION_NONE ? tg_output_new(TG_F32, ndim, shape) : tg_output_new(TG_F32, 0, NULL);
+}
+
+/* Writes the reduced value (sum of `count` element losses) into a scalar output. */
+static inline void tgl_write_reduced(tg_tensor *out, tg_reduction r, double sum, int64_t count)
+{
+    if (r == TG_REDUCTION_SUM) out->data[0] = (float)sum;
+    else if (r == TG_REDUCTION_MEAN) out->data[0] = (float)(sum / (double)count); /* 0/0 = NaN as PyTorch */
+}
+
+/* Upstream gradient of element i of the unreduced loss: g[i * step] * scale. */
+typedef struct {
+    const float *g;
+    int64_t step;
+    float scale;
+} tgl_upstream;
+
+static inline tgl_upstream tgl_upstream_of(const tg_tensor *out, tg_reduction r, int64_t count)
+{
+    tgl_upstream u = {out->grad, 0, 1.0f};
+    if (r == TG_REDUCTION_NONE) u.step = 1;
+    else if (r == TG_REDUCTION_MEAN) u.scale = (float)(1.0 / (double)count);
+    return u;
+}
+
+static inline float tgl_up(const tgl_upstream *u, int64_t i) { return u->g[i * u->step] * u->scale; }
+
+/* max(z, 0) that keeps NaN, as PyTorch's clamp_min (z > 0 ? z : 0 would turn NaN into 0). */
+static inline float tgl_clamp_min0(float z) { return z > 0 || z != z ? z : 0.0f; }
+
+/* Reads element i of a float or int64 target as float. */
+static inline float tgl_target_at(const tg_tensor *t, int64_t i)
+{
+    return t->dtype == TG_F32 ? t->data[i] : (float)t->idata[i];
+}
+
+/* A target of either dtype (checks NULL, keeps an earlier error). */
+static inline bool tgl_check_target(const char *op, const char *arg, const tg_tensor *t)
+{
+    if (!t) {
+        if (tg_last_status() == TG_OK) tg_error(TG_ERR_ARG, "%s: %s is NULL", op, arg);
+        return false;
+    }
+    return tg_check_live(op, arg, t);
+}
+
+/* Same shape, or an error "op: a has shape X but b has shape Y". */
+static inline bool tgl_check_same_shape(const char *op, const char *a_name, const tg_tensor *a, const char *b_name,
+                                       const tg_tensor *b)
+{
+    if (tg_tensor_same_shape(a, b)) return true;
+    char x[96], y[96];
+    tg_error(TG_ERR_SHAPE, "%s: %s has shape %s but %s has shape %s; they must be the same (no broadcasting)", op,
+             b_name, tg_shape_str(b, y, sizeof y), a_name, tg_shape_str(a, x, sizeof x));
+    return false;
+}
 
 #endif

@@ -5,16 +5,9 @@
 #define TG_MATH_INTERNAL_H
 
 #include "../core/core_internal.h"
+#include "fastmath_internal.h"
 
 #include <omp.h>
-
-/* Compute-bound kernels (exp, sigmoid, softmax) are compiled for AVX-512, AVX2+FMA
- * and baseline x86-64; the loader picks the best for the CPU (GCC target_clones). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(TG_NO_CLONES)
-#define TG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TG_CLONES
-#endif
 
 /* y[i] = f(x[i]) over n elements, split into one contiguous chunk per OpenMP
  * thread when n > TG_PARALLEL_MIN (one kernel call per chunk, not per element). */
@@ -51,31 +44,30 @@ void tg_reduce_sum_to(const float *src, int ndim, const int64_t *shape, const in
 void tg_unbroadcast_accumulate(float *gin, int in_ndim, const int64_t *in_shape, const float *g, int out_ndim,
                                const int64_t *out_shape, float scale);
 
-/* exp(x) to about 1 ulp without libm calls, so loops around it vectorize;
- * inf/NaN/underflow (denormals included) behave as expf. */
-static inline float tg_fast_expf(float x)
+/* ---- unary ops (elementwise.c, activation.c): y = f(x), same shape ---- */
+
+/* The output of a unary op on a: a's shape; NULL + error naming op if a is not a live float tensor. */
+static inline tg_tensor *tg_unary_output(const char *op, tg_tensor *a)
 {
-    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float xc = x >= -104.0f ? x : -104.0f; /* exp(-104) underflows to 0; NaN handled at the end */
-    xc = xc <= 89.0f ? xc : 89.0f;         /* exp(89) overflows to inf */
-    float k = (xc * log2e + round_magic) - round_magic;
-    float r = (xc - k * ln2_hi) - k * ln2_lo; /* |r| <= ln2/2, Cody-Waite */
-    /* Taylor series of exp(r) to r^7: truncation error < 4e-9 relative. */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    /* 2^k in two factors so that k down to -150 (denormal results) stays representable. */
-    int32_t ki = (int32_t)k;
-    int32_t k1 = ki >> 1, k2 = ki - k1;
-    union { int32_t i; float f; } s1 = {.i = (k1 + 127) << 23}, s2 = {.i = (k2 + 127) << 23};
-    float e = p * s1.f * s2.f;
-    return x == x ? e : x;
+    if (!tg_check_f32(op, "a", a)) return NULL;
+    return tg_output_new(TG_F32, a->ndim, a->shape);
 }
+
+/* Declares n, x, y (input data, output data) for a forward loop. */
+#define TG_UNARY_VARS(a, out)                                                                                \
+    const int64_t n = (a)->numel;                                                                            \
+    const float *restrict x = (a)->data;                                                                     \
+    float *restrict y = (out)->data
+
+/* Declares n, x, y, g, gx for a backward loop; returns if no gradient is wanted (or out of memory). */
+#define TG_UNARY_GRAD_VARS(node)                                                                             \
+    float *restrict gx = tg_input_grad((node), 0);                                                           \
+    if (!gx) return;                                                                                         \
+    const int64_t n = (node)->out->numel;                                                                    \
+    const float *restrict x = (node)->in[0]->data;                                                           \
+    const float *restrict y = (node)->out->data;                                                             \
+    const float *restrict g = (node)->out->grad;                                                             \
+    (void)x;                                                                                                 \
+    (void)y
 
 #endif

@@ -11,7 +11,7 @@
  * Max/min report the first extreme element in row-major order of each reduced
  * slice (NaN counts as the extreme, as PyTorch); the gradient goes there.
  */
-/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_fast_expf; GCC only
+/* Hot loops here use selects (x > 0 ? g : 0) and the branch-free tg_expf_fast; GCC only
  * vectorizes those when FP compares may be speculated, i.e. without trapping math.
  * tapegrad never enables FP exception traps, so nothing observable changes. */
 #if defined(__GNUC__) && !defined(__clang__)

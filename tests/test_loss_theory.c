@@ -378,37 +378,55 @@ Test(internals, vectorizable_exp_and_log_accuracy)
     double worst_e = 0, worst_l = 0;
     for (float v = -87.0f; v <= 0.0f; v += 0.00137f) {
         double e = exp((double)v);
-        worst_e = fmax(worst_e, fabs(tgl_expf(v) - e) / e);
+        worst_e = fmax(worst_e, fabs(tg_expf_fast(v, TG_EXP_FLUSH) - e) / e);
     }
-    for (float v = 1.0f; v <= 64.0f; v *= 1.000913f) worst_l = fmax(worst_l, fabs(tgl_logf(v) - log((double)v)) / fmax(log((double)v), 1e-3));
-    for (float v = 1e-30f; v <= 1.0f; v *= 1.0131f) worst_l = fmax(worst_l, fabs(tgl_logf(v) - log((double)v)) / fabs(log((double)v)) );
+    for (float v = 1.0f; v <= 64.0f; v *= 1.000913f) worst_l = fmax(worst_l, fabs(tg_logf_fast(v) - log((double)v)) / fmax(log((double)v), 1e-3));
+    for (float v = 1e-30f; v <= 1.0f; v *= 1.0131f) worst_l = fmax(worst_l, fabs(tg_logf_fast(v) - log((double)v)) / fabs(log((double)v)) );
     cr_expect(worst_e < 3e-7, "exp worst relative error %g", worst_e);
     cr_expect(worst_l < 3e-7, "log worst relative error %g", worst_l);
-    cr_expect_eq(tgl_expf(-100.0f), 0.0f);
-    cr_expect_eq(tgl_logf(1.0f), 0.0f);
+    cr_expect_eq(tg_expf_fast(-100.0f, TG_EXP_FLUSH), 0.0f);
+    cr_expect_eq(tg_logf_fast(1.0f), 0.0f);
 }
 
-/* Both fast exps (ops/loss_util.h's tgl_expf, ops/math_internal.h's tg_fast_expf) on NaN, +-Inf
- * and huge arguments: expf's results (NaN for NaN), no undefined behaviour (the sanitizer build
- * aborts on UBSan's "left shift of negative value" that a NaN used to cause in tgl_expf). */
+/* Both modes of the fast exp (ops/fastmath_internal.h) on NaN, +-Inf and huge arguments: expf's
+ * results (NaN for NaN), no undefined behaviour (the sanitizer build aborts on UBSan's "left shift
+ * of negative value" that a NaN used to cause in the FLUSH mode). */
 Test(internals, fast_exp_and_log_nonfinite_arguments)
 {
     volatile float in[] = {NAN, -NAN, INFINITY, -INFINITY, FLT_MAX, -FLT_MAX, 1e30f, -1e30f, 88.5f, -200.0f, 1e-40f};
     for (size_t k = 0; k < sizeof in / sizeof *in; k++) {
-        float x = in[k], e1 = tgl_expf(x), e2 = tg_fast_expf(x), want = expf(x);
+        float x = in[k], e1 = tg_expf_fast(x, TG_EXP_FLUSH), e2 = tg_expf_fast(x, TG_EXP_IEEE), want = expf(x);
         if (isnan(x)) {
             cr_expect(isnan(e1) && isnan(e2), "exp(NaN): %g %g", e1, e2);
-            (void)tgl_logf(x); /* documented as meaningless for NaN; it must only be free of UB */
+            (void)tg_logf_fast(x); /* documented as meaningless for NaN; it must only be free of UB */
             continue;
         }
-        /* tg_fast_expf follows expf everywhere; tgl_expf is for x <= 88 (exp(88) above it) */
-        cr_expect(e2 == want || fabsf(e2 - want) <= 3e-7f * want, "tg_fast_expf(%g) = %g, expf %g", x, e2, want);
+        /* TG_EXP_IEEE follows expf everywhere; TG_EXP_FLUSH is for x <= 88 (exp(88) above it) */
+        cr_expect(e2 == want || fabsf(e2 - want) <= 3e-7f * want, "tg_expf_fast(%g, IEEE) = %g, expf %g", x, e2, want);
         float want1 = x > 88.0f ? expf(88.0f) : want;
-        cr_expect(fabsf(e1 - want1) <= 3e-7f * want1, "tgl_expf(%g) = %g, expected %g", x, e1, want1);
+        cr_expect(fabsf(e1 - want1) <= 3e-7f * want1, "tg_expf_fast(%g, TG_EXP_FLUSH) = %g, expected %g", x, e1, want1);
     }
     /* through the loops that vectorize: a block with NaN and infinities between finite values */
     float x[64], y[64];
     for (int i = 0; i < 64; i++) x[i] = in[i % (sizeof in / sizeof *in)];
-    for (int i = 0; i < 64; i++) y[i] = tgl_expf(x[i]);
+    for (int i = 0; i < 64; i++) y[i] = tg_expf_fast(x[i], TG_EXP_FLUSH);
     for (int i = 0; i < 64; i++) cr_expect(isnan(x[i]) == isnan(y[i]), "element %d: exp(%g) = %g", i, x[i], y[i]);
+}
+
+/* The two modes of the fast exp differ where fastmath_internal.h says: below -87.3 (IEEE gives
+ * expf's denormals, FLUSH 0) and above 88 (IEEE overflows to inf as expf, FLUSH stays at exp(88)). */
+Test(internals, fast_exp_modes_differ_as_documented)
+{
+    volatile float lo[] = {-87.5f, -95.0f, -100.0f, -103.5f}, hi[] = {88.5f, 89.0f, 100.0f};
+    for (size_t k = 0; k < sizeof lo / sizeof *lo; k++) {
+        float ieee = tg_expf_fast(lo[k], TG_EXP_IEEE), flush = tg_expf_fast(lo[k], TG_EXP_FLUSH);
+        cr_expect(ieee > 0.0f && ieee < FLT_MIN && flush == 0.0f, "exp(%g): IEEE %g (denormal), FLUSH %g (0)",
+                  lo[k], ieee, flush);
+    }
+    for (size_t k = 0; k < sizeof hi / sizeof *hi; k++) {
+        float ieee = tg_expf_fast(hi[k], TG_EXP_IEEE), flush = tg_expf_fast(hi[k], TG_EXP_FLUSH);
+        cr_expect(isinf(expf(hi[k])) == isinf(ieee) && flush == tg_expf_fast(88.0f, TG_EXP_FLUSH),
+                  "exp(%g): IEEE %g (expf %g), FLUSH %g (exp(88))", hi[k], ieee, expf(hi[k]), flush);
+    }
+    cr_expect(tg_expf_fast(-104.5f, TG_EXP_IEEE) == 0.0f && tg_expf_fast(-104.5f, TG_EXP_FLUSH) == 0.0f);
 }
