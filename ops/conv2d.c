@@ -14,6 +14,7 @@
  */
 #include "../core/core_internal.h"
 #include "conv_internal.h"
+#include "spatial_internal.h"
 #include "nn_ops.h"
 
 #include <cblas.h>
@@ -187,6 +188,20 @@ static bool read_opts(const char *op, tg_conv2d_opts o, bool transposed, conv_pa
     return true;
 }
 
+/* The opening both convolutions share: x and weight 4-D float tensors, valid options, and their
+ * shapes as text for messages (sx, sw: 96 chars). false + error naming op otherwise. */
+static bool conv_open(const char *op, const tg_tensor *x, const tg_tensor *w, tg_conv2d_opts opts, bool transposed,
+                      conv_params *p, char *sx, char *sw)
+{
+    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
+    tg_planes px, pw;
+    if (!tg_check_planes(op, "x", x, 4, &px) || !tg_check_planes(op, "weight", w, 4, &pw)) return false;
+    if (!read_opts(op, opts, transposed, p)) return false;
+    tg_shape_str(x, sx, 96);
+    tg_shape_str(w, sw, 96);
+    return true;
+}
+
 static bool check_bias(const char *op, const tg_tensor *b, int64_t O)
 {
     if (!b) return true;
@@ -275,15 +290,10 @@ TG_OP_DEFINE(CONV2D_OP, conv2d, conv2d_backward);
 
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts opts)
 {
-    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
     const char *op = "tg_conv2d";
-    if (!tg_check_f32(op, "x", x) || !tg_check_f32(op, "weight", w)) return NULL;
-    if (!tg_check_ndim(op, "x", x, 4, 4) || !tg_check_ndim(op, "weight", w, 4, 4)) return NULL;
     conv_params p;
-    if (!read_opts(op, opts, false, &p)) return NULL;
     char sx[96], sw[96];
-    tg_shape_str(x, sx, sizeof sx);
-    tg_shape_str(w, sw, sizeof sw);
+    if (!conv_open(op, x, w, opts, false, &p, sx, sw)) return NULL;
     const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t O = w->shape[0], kh = w->shape[2], kw = w->shape[3], G = p.groups;
     if (C % G || O % G) {
@@ -381,15 +391,10 @@ TG_OP_DEFINE(CONV_TRANSPOSE2D_OP, conv_transpose2d, conv_transpose2d_backward);
 
 tg_tensor *tg_conv_transpose2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts opts)
 {
-    tg_blas_check_kernel(); /* one stderr line if OpenBLAS runs generic kernels */
     const char *op = "tg_conv_transpose2d";
-    if (!tg_check_f32(op, "x", x) || !tg_check_f32(op, "weight", w)) return NULL;
-    if (!tg_check_ndim(op, "x", x, 4, 4) || !tg_check_ndim(op, "weight", w, 4, 4)) return NULL;
     conv_params p;
-    if (!read_opts(op, opts, true, &p)) return NULL;
     char sx[96], sw[96];
-    tg_shape_str(x, sx, sizeof sx);
-    tg_shape_str(w, sw, sizeof sw);
+    if (!conv_open(op, x, w, opts, true, &p, sx, sw)) return NULL;
     const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t G = p.groups, O = w->shape[1] * G, kh = w->shape[2], kw = w->shape[3];
     if (C % G) {

@@ -12,6 +12,7 @@
  */
 #include "../core/core_internal.h"
 #include "nn_ops.h"
+#include "spatial_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -33,7 +34,8 @@ static int64_t pool_out_size(int64_t in, int k, int p, int s, int d, bool ceil_m
 /* Reads options and the input shape; false + error naming op. */
 static bool pool_setup(const char *op, const tg_tensor *x, tg_pool2d_opts o, bool with_dilation, pool_geom *g)
 {
-    if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 3, 4)) return false;
+    tg_planes pl;
+    if (!tg_check_planes(op, "x", x, 3, &pl)) return false;
     memset(g, 0, sizeof *g);
     g->kh = o.kernel[0];
     g->kw = o.kernel[1];
@@ -62,9 +64,9 @@ static bool pool_setup(const char *op, const tg_tensor *x, tg_pool2d_opts o, boo
                  g->ph, g->pw, g->kh, g->kw);
         return false;
     }
-    g->H = x->shape[x->ndim - 2];
-    g->W = x->shape[x->ndim - 1];
-    g->planes = x->numel / (g->H * g->W > 0 ? g->H * g->W : 1);
+    g->H = pl.H;
+    g->W = pl.W;
+    g->planes = pl.planes;
     g->Ho = pool_out_size(g->H, g->kh, g->ph, g->sh, g->dh, o.ceil_mode);
     g->Wo = pool_out_size(g->W, g->kw, g->pw, g->sw, g->dw, o.ceil_mode);
     if (g->Ho < 1 || g->Wo < 1 || g->H < 1 || g->W < 1) {
@@ -75,15 +77,6 @@ static bool pool_setup(const char *op, const tg_tensor *x, tg_pool2d_opts o, boo
         return false;
     }
     return true;
-}
-
-static tg_tensor *pool_output(const tg_tensor *x, int64_t Ho, int64_t Wo)
-{
-    int64_t shape[4];
-    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
-    shape[x->ndim - 2] = Ho;
-    shape[x->ndim - 1] = Wo;
-    return tg_output_new(TG_F32, x->ndim, shape);
 }
 
 /* ---- max pool -------------------------------------------------------------------------------- */
@@ -97,9 +90,7 @@ static void max_pool2d_backward(tg_node *n)
 {
     const maxpool_ctx *cx = n->ctx;
     const pool_geom *g = &cx->g;
-    tg_tensor *x = n->in[0];
-    if (!tg_needs_grad(x)) return;
-    float *dx = tg_grad(x);
+    float *dx = tg_input_grad(n, 0);
     if (!dx) return;
     const float *dy = n->out->grad;
     const int64_t HW = g->H * g->W, L = g->Ho * g->Wo;
@@ -183,7 +174,7 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, tg_pool2d_opts opts)
         tg_error(TG_ERR_SHAPE, "%s: planes of %lld x %lld are too large", op, (long long)g->H, (long long)g->W);
         return NULL;
     }
-    tg_tensor *y = pool_output(x, g->Ho, g->Wo);
+    tg_tensor *y = tg_planes_output(x, g->Ho, g->Wo);
     cx->argmax = tg_arena_alloc((size_t)(g->planes * g->Ho * g->Wo) * sizeof(int32_t));
     if (!y || !cx->argmax) return NULL;
     bool fast = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&
@@ -220,9 +211,7 @@ static inline float avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64
 static void avg_pool2d_backward(tg_node *n)
 {
     const pool_geom *g = n->ctx;
-    tg_tensor *x = n->in[0];
-    if (!tg_needs_grad(x)) return;
-    float *dx = tg_grad(x);
+    float *dx = tg_input_grad(n, 0);
     if (!dx) return;
     const float *dy = n->out->grad;
     const int64_t HW = g->H * g->W, L = g->Ho * g->Wo;
@@ -248,7 +237,7 @@ tg_tensor *tg_avg_pool2d(tg_tensor *x, tg_pool2d_opts opts)
     pool_geom *g = tg_arena_alloc(sizeof *g);
     if (!g) return NULL;
     if (!pool_setup(op, x, opts, false, g)) return NULL;
-    tg_tensor *y = pool_output(x, g->Ho, g->Wo);
+    tg_tensor *y = tg_planes_output(x, g->Ho, g->Wo);
     if (!y) return NULL;
     const int64_t HW = g->H * g->W, L = g->Ho * g->Wo;
 #pragma omp parallel for if (g->planes * L * g->kh * g->kw > TG_PARALLEL_MIN) schedule(static)
@@ -277,8 +266,7 @@ static inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return 
 static void adaptive_avg_pool2d_backward(tg_node *n)
 {
     tg_tensor *x = n->in[0];
-    if (!tg_needs_grad(x)) return;
-    float *dx = tg_grad(x);
+    float *dx = tg_input_grad(n, 0);
     if (!dx) return;
     const float *dy = n->out->grad;
     const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], Ho = n->i[0], Wo = n->i[1];
@@ -303,17 +291,18 @@ TG_OP_DEFINE(ADAPTIVE_AVG_POOL2D_OP, adaptive_avg_pool2d, adaptive_avg_pool2d_ba
 tg_tensor *tg_adaptive_avg_pool2d(tg_tensor *x, int64_t out_h, int64_t out_w)
 {
     const char *op = "tg_adaptive_avg_pool2d";
-    if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 3, 4)) return NULL;
-    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
+    tg_planes pl;
+    if (!tg_check_planes(op, "x", x, 3, &pl)) return NULL;
+    const int64_t H = pl.H, W = pl.W;
     if (out_h <= 0 || out_w <= 0 || H <= 0 || W <= 0) {
         char s[96];
         tg_error(TG_ERR_ARG, "%s: output size (%lld, %lld) must be positive and x %s non-empty", op, (long long)out_h,
                  (long long)out_w, tg_shape_str(x, s, sizeof s));
         return NULL;
     }
-    tg_tensor *y = pool_output(x, out_h, out_w);
+    tg_tensor *y = tg_planes_output(x, out_h, out_w);
     if (!y) return NULL;
-    const int64_t planes = x->numel / (H * W);
+    const int64_t planes = pl.planes;
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x->data + p * H * W;

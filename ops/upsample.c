@@ -12,6 +12,7 @@
  */
 #include "../core/core_internal.h"
 #include "nn_ops.h"
+#include "spatial_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -110,15 +111,16 @@ static void nearest_table(axis_table *t, int64_t in, int64_t out, double scale)
 
 static upsample_ctx *upsample_setup(const char *op, tg_tensor *x, tg_upsample_opts o, bool bilinear)
 {
-    if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 4, 4)) return NULL;
+    tg_planes pl;
+    if (!tg_check_planes(op, "x", x, 4, &pl)) return NULL;
     int64_t out[2];
     double scale[2];
     if (!resolve_size(op, x, o, out, scale)) return NULL;
     upsample_ctx *cx = tg_arena_alloc(sizeof *cx);
     if (!cx) return NULL;
-    cx->planes = x->shape[0] * x->shape[1];
-    cx->H = x->shape[2];
-    cx->W = x->shape[3];
+    cx->planes = pl.planes;
+    cx->H = pl.H;
+    cx->W = pl.W;
     cx->Ho = out[0];
     cx->Wo = out[1];
     if (!table_alloc(&cx->th, cx->Ho) || !table_alloc(&cx->tw, cx->Wo)) return NULL;
@@ -137,9 +139,7 @@ static upsample_ctx *upsample_setup(const char *op, tg_tensor *x, tg_upsample_op
 static void upsample_bilinear2d_backward(tg_node *n)
 {
     const upsample_ctx *cx = n->ctx;
-    tg_tensor *x = n->in[0];
-    if (!tg_needs_grad(x)) return;
-    float *dx = tg_grad(x);
+    float *dx = tg_input_grad(n, 0);
     if (!dx) return;
     const float *dy = n->out->grad;
     const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
@@ -175,7 +175,7 @@ tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
 {
     upsample_ctx *cx = upsample_setup("tg_upsample_bilinear2d", x, opts, true);
     if (!cx) return NULL;
-    tg_tensor *y = tg_output_new(TG_F32, 4, (const int64_t[]){x->shape[0], x->shape[1], cx->Ho, cx->Wo});
+    tg_tensor *y = tg_planes_output(x, cx->Ho, cx->Wo);
     if (!y) return NULL;
     const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
     const axis_table *th = &cx->th, *tw = &cx->tw;
@@ -231,9 +231,7 @@ tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
 static void upsample_nearest2d_backward(tg_node *n)
 {
     const upsample_ctx *cx = n->ctx;
-    tg_tensor *x = n->in[0];
-    if (!tg_needs_grad(x)) return;
-    float *dx = tg_grad(x);
+    float *dx = tg_input_grad(n, 0);
     if (!dx) return;
     const float *dy = n->out->grad;
     const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
@@ -256,7 +254,7 @@ tg_tensor *tg_upsample_nearest2d(tg_tensor *x, tg_upsample_opts opts)
     }
     upsample_ctx *cx = upsample_setup("tg_upsample_nearest2d", x, opts, false);
     if (!cx) return NULL;
-    tg_tensor *y = tg_output_new(TG_F32, 4, (const int64_t[]){x->shape[0], x->shape[1], cx->Ho, cx->Wo});
+    tg_tensor *y = tg_planes_output(x, cx->Ho, cx->Wo);
     if (!y) return NULL;
     const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
 #pragma omp parallel for if (cx->planes * L > TG_PARALLEL_MIN) schedule(static)

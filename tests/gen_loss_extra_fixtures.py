@@ -15,22 +15,10 @@ import os
 
 import torch
 import torch.nn.functional as F
+from fixture_util import SPECIALS, enc, poke
 
 torch.manual_seed(1234)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-
-
-def enc(x):
-    if isinstance(x, torch.Tensor):
-        return enc(x.detach().tolist())
-    if isinstance(x, list):
-        return [enc(v) for v in x]
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        if math.isinf(x):
-            return "Infinity" if x > 0 else "-Infinity"
-    return x
 
 
 def case(loss, name, fn, floats, consts, opts, double=False):
@@ -279,15 +267,6 @@ def ctc_cases():
                    {"targets": tg3, "input_lengths": torch.tensor([60, 55, 41, 60]), "target_lengths": torch.tensor([15, 10, 7, 1])},
                    {"reduction": "mean"}))
     return cs
-
-
-SPECIALS = [("nan", float("nan")), ("inf", float("inf")), ("ninf", float("-inf"))]
-
-
-def poke(t, idx, v):
-    t = t.detach().clone()
-    t.view(-1)[idx] = v
-    return t
 
 
 def nonfinite_cases():

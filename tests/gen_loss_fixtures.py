@@ -9,30 +9,19 @@ Non-finite numbers are written as "NaN", "Infinity", "-Infinity".
 Run: /usr/bin/python3 tests/gen_loss_fixtures.py   (tests/test_loss_fixtures.c reads the files)
 """
 import json
-import math
 import os
 
 import torch
 import torch.nn.functional as F
+from fixture_util import SPECIALS, dice, enc, focal, poke
 
 torch.manual_seed(1234)
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures")
 
 
-def enc(v):
-    if isinstance(v, list):
-        return [enc(x) for x in v]
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-    return v
-
-
 def tolist(t):
-    return enc(t.detach().tolist())
+    return enc(t)
 
 
 def case(name, fn, call, x, target, **opts):
@@ -215,15 +204,7 @@ def gen_binary():
                 cases.append(case(f"mlsm{list(shp)}_{red}_w{int(w is not None)}", "multilabel_soft_margin",
                                   lambda x: F.multilabel_soft_margin_loss(x, y, weight=w, reduction=red), x, y,
                                   reduction=red, weight=w))
-    # sigmoid focal loss (torchvision's formula, written out as in torchvision/ops/focal_loss.py)
-    def focal(x, y, alpha, gamma, red):
-        p = torch.sigmoid(x)
-        ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-        p_t = p * y + (1 - p) * (1 - y)
-        loss = ce * ((1 - p_t) ** gamma)
-        if alpha >= 0:
-            loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-        return loss if red == "none" else (loss.mean() if red == "mean" else loss.sum())
+    # sigmoid focal loss (torchvision's formula: fixture_util.focal)
     for red in REDS:
         for alpha, gamma in [(0.25, 2.0), (-1.0, 2.0), (0.6, 0.0), (0.25, 1.5), (0.25, 1.0)]:
             x = torch.randn(3, 4) * 3
@@ -272,24 +253,7 @@ def gen_regression():
                               lambda x: F.kl_div(x, y, reduction=red, log_target=lt), x, y, reduction=red,
                               log_target=lt))
 
-    # Dice, milesial-style per image and class, ignore pixels excluded (see ops/loss.h)
-    def dice(x, t, ignore=None, eps=1e-6):
-        N, C = x.shape[:2]
-        if C == 1:
-            p = torch.sigmoid(x)
-            g = (t == 1).float().unsqueeze(1)
-        else:
-            p = torch.softmax(x, dim=1)
-            g = F.one_hot(t.clamp(0, C - 1), C).movedim(-1, 1).float()
-        m = torch.ones_like(t, dtype=torch.float32) if ignore is None else (t != ignore).float()
-        m = m.unsqueeze(1)
-        p = (p * m).reshape(N, C, -1)
-        g = (g * m).reshape(N, C, -1)
-        inter = (p * g).sum(-1)
-        sets = p.sum(-1) + g.sum(-1)
-        sets = torch.where(sets == 0, 2 * inter, sets)
-        d = (2 * inter + eps) / (sets + eps)
-        return 1 - d.mean()
+    # Dice, milesial-style per image and class, ignore pixels excluded (see ops/loss.h): fixture_util.dice
     for C in [1, 2, 3]:
         for ign in [None, 255]:
             x = torch.randn(2, C, 4, 5) * 2
@@ -304,15 +268,6 @@ def gen_regression():
 
 
 # ---- NaN and +-Inf in the input, the (float) target and the weights ----
-SPECIALS = [("nan", float("nan")), ("inf", float("inf")), ("ninf", float("-inf"))]
-
-
-def poke(t, idx, v):
-    t = t.detach().clone()
-    t.view(-1)[idx] = v
-    return t
-
-
 def gen_nonfinite():
     """Every loss of ops/loss.h with one NaN / +Inf / -Inf placed in each float argument
     (several places where it matters: a target logit, another logit, an ignored pixel, the
@@ -395,14 +350,6 @@ def gen_nonfinite():
     lpr = torch.log_softmax(torch.randn(3, 4), 1)
     ypr = torch.softmax(torch.randn(3, 4), 1)
 
-    def focal(x, y, red, alpha=0.25, gamma=2.0):
-        p = torch.sigmoid(x)
-        ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-        p_t = p * y + (1 - p) * (1 - y)
-        loss = ce * ((1 - p_t) ** gamma)
-        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-        return loss if red == "none" else loss.mean()
-
     # (fn, x, y, extra opts, call(x, y, w, red), weight or None)
     table = [
         ("bce", pr, yb, {}, lambda x, y, w, red: F.binary_cross_entropy(x, y, weight=w, reduction=red), wr),
@@ -410,7 +357,7 @@ def gen_nonfinite():
         ("soft_margin", xr, ys, {}, lambda x, y, w, red: F.soft_margin_loss(x, y, reduction=red), None),
         ("multilabel_soft_margin", xr, yb, {},
          lambda x, y, w, red: F.multilabel_soft_margin_loss(x, y, weight=w, reduction=red), wr),
-        ("focal", xr, yb, {"alpha": 0.25, "gamma": 2.0}, lambda x, y, w, red: focal(x, y, red), None),
+        ("focal", xr, yb, {"alpha": 0.25, "gamma": 2.0}, lambda x, y, w, red: focal(x, y, reduction=red), None),
         ("mse", xr, yr, {}, lambda x, y, w, red: F.mse_loss(x, y, reduction=red), None),
         ("l1", xr, yr, {}, lambda x, y, w, red: F.l1_loss(x, y, reduction=red), None),
         ("smooth_l1", xr, yr, {"beta": 1.0}, lambda x, y, w, red: F.smooth_l1_loss(x, y, reduction=red, beta=1.0), None),
@@ -437,21 +384,6 @@ def gen_nonfinite():
                     xr, yb, pos_weight=pw)
 
     # dice: a special logit (softmax and sigmoid heads)
-    def dice(x, t, eps=1e-6):
-        N, C = x.shape[:2]
-        if C == 1:
-            p = torch.sigmoid(x)
-            g = (t == 1).float().unsqueeze(1)
-        else:
-            p = torch.softmax(x, dim=1)
-            g = F.one_hot(t, C).movedim(-1, 1).float()
-        p = p.reshape(N, C, -1)
-        g = g.reshape(N, C, -1)
-        inter = (p * g).sum(-1)
-        sets = p.sum(-1) + g.sum(-1)
-        sets = torch.where(sets == 0, 2 * inter, sets)
-        d = (2 * inter + eps) / (sets + eps)
-        return 1 - d.mean()
     for C in [1, 2]:
         xd = torch.randn(2, C, 2, 3)
         td = torch.randint(0, 2, (2, 2, 3))

@@ -22,32 +22,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from fixture_util import dice, focal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def focal(input, target, alpha=0.25, gamma=2.0, reduction="none"):
-    p = torch.sigmoid(input)
-    ce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-
-
-def dice(input, target, ignore_index=None, eps=1e-6):
-    N, C = input.shape[:2]
-    if C == 1:
-        p, g = torch.sigmoid(input), (target == 1).float().unsqueeze(1)
-    else:
-        p = torch.softmax(input, dim=1)
-        g = F.one_hot(target.clamp(0, C - 1), C).movedim(-1, 1).float()
-    m = (torch.ones_like(target) if ignore_index is None else (target != ignore_index)).float().unsqueeze(1)
-    p, g = (p * m).reshape(N, C, -1), (g * m).reshape(N, C, -1)
-    inter, sets = (p * g).sum(-1), p.sum(-1) + g.sum(-1)
-    sets = torch.where(sets == 0, 2 * inter, sets)
-    return 1 - ((2 * inter + eps) / (sets + eps)).mean()
 
 
 def red(r, extra=()):

@@ -16,27 +16,19 @@ a permute + flatten + max(dim=-1).
 Run: /usr/bin/python3 tests/gen_math_fixtures.py
 """
 import json
-import math
 import os
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+import fixture_util
 
 torch.manual_seed(1234)
 CASES = []
 
 
 def enc(v):
-    if isinstance(v, list):
-        return [enc(x) for x in v]
-    if isinstance(v, (bool, int)):
-        return v
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return float(str(np.float32(v)))  # shortest text that reads back as the same float32
+    return fixture_util.enc(v, "f32")  # shortest text that reads back as the same float32
 
 
 def t2j(t):

@@ -7,32 +7,20 @@ the options, the output y, an upstream gradient gy and the gradients of sum(y * 
 respect to every input (gx, gw, gb). Non-finite numbers are the strings "NaN"/"Infinity".
 """
 import json
-import math
 import os
 
 import torch
 import torch.nn.functional as F
+
+import fixture_util
 
 torch.manual_seed(1234)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
 def enc(t):
-    if t is None:
-        return None
-    if isinstance(t, torch.Tensor):
-        t = t.detach().double().tolist()
-
-    def fix(v):
-        if isinstance(v, list):
-            return [fix(u) for u in v]
-        if isinstance(v, float) and not math.isfinite(v):
-            return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
-        if isinstance(v, float):
-            return float("%.9g" % v)  # float32 round-trips through 9 significant digits
-        return v
-
-    return fix(t)
+    """float32 round-trips through 9 significant digits; tensors as float64 (ints too)."""
+    return fixture_util.enc(t.double() if isinstance(t, torch.Tensor) else t, "9g")
 
 
 def rnd(*shape):

@@ -7,27 +7,13 @@ gradients PyTorch gives the float inputs for it (null where an input has none).
 Run: /usr/bin/python3 tests/gen_shape_fixtures.py
 """
 import json
-import math
 import os
 
 import torch
 import torch.nn.functional as F
+from fixture_util import enc
 
 torch.manual_seed(1234)
-
-
-def enc(t):
-    def fix(v):
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        if isinstance(v, float):
-            if math.isnan(v):
-                return "NaN"
-            if math.isinf(v):
-                return "Infinity" if v > 0 else "-Infinity"
-        return v
-
-    return fix(t.detach().tolist())
 
 
 cases = []
