@@ -29,6 +29,7 @@
 #include "core.h"
 #include "ops/op_list.h" /* macros and the op ids only: core reads the list, calls nothing in ops/ */
 #include <assert.h>
+#include <string.h>
 
 typedef struct tg_node tg_node;
 typedef void (*tg_backward_fn)(tg_node *n);
@@ -80,6 +81,16 @@ tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape);
 /* Records an op when grad mode is on and some input requires grad: marks out as
  * requiring grad and returns the node; otherwise returns NULL (nothing recorded). */
 tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in);
+/* Saves what a backward needs as a typed struct: n->ctx = an arena copy of the `size` bytes at ctx.
+ * false if out of memory (the error is set). TG_SAVE_CTX(n, type, fields...) for a struct literal. */
+static inline bool tg_save_ctx(tg_node *n, const void *ctx, size_t size)
+{
+    void *c = tg_arena_alloc(size);
+    if (c) memcpy(c, ctx, size);
+    n->ctx = c;
+    return c != NULL;
+}
+#define TG_SAVE_CTX(n, type, ...) tg_save_ctx((n), &(type){__VA_ARGS__}, sizeof(type))
 /* The gradient buffer of t, allocated zero-filled on first use (NULL if out of memory). */
 float *tg_grad(tg_tensor *t);
 /* Same, but a first-use buffer is left uninitialised and *fresh is set: the caller must then

@@ -57,11 +57,15 @@ tg_tensor *tg_relu(tg_tensor *a)
     return out;
 }
 
+typedef struct {
+    float slope;
+} leaky_relu_ctx;
+
 /* y = x > 0 ? x : s x: dx = g or s g */
 static void leaky_relu_backward(tg_node *node)
 {
     TG_UNARY_GRAD_VARS(node);
-    const float s = (float)node->f[0];
+    const float s = ((const leaky_relu_ctx *)node->ctx)->slope;
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (x[i] > 0.0f ? 1.0f : s);
 }
@@ -76,7 +80,7 @@ tg_tensor *tg_leaky_relu(tg_tensor *a, float negative_slope)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : s * x[i];
     tg_node *node = tg_record(&LEAKY_RELU_OP, out, 1, &a);
-    if (node) node->f[0] = negative_slope;
+    if (node && !TG_SAVE_CTX(node, leaky_relu_ctx, .slope = negative_slope)) return NULL;
     return out;
 }
 
@@ -126,11 +130,16 @@ tg_tensor *tg_tanh(tg_tensor *a)
     return out;
 }
 
+typedef struct {
+    float beta, threshold;
+} softplus_ctx;
+
 /* y = log(1 + exp(b x)) / b, or x where b x > threshold: dx = g sigmoid(b x), or g */
 static void softplus_backward(tg_node *node)
 {
     TG_UNARY_GRAD_VARS(node);
-    const float beta = (float)node->f[0], th = (float)node->f[1];
+    const softplus_ctx *c = node->ctx;
+    const float beta = c->beta, th = c->threshold;
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         float bx = beta * x[i];
@@ -156,10 +165,7 @@ tg_tensor *tg_softplus(tg_tensor *a, float beta, float threshold)
         y[i] = bx > threshold ? x[i] : log1pf(tg_expf_fast(bx, TG_EXP_IEEE)) / beta;
     }
     tg_node *node = tg_record(&SOFTPLUS_OP, out, 1, &a);
-    if (node) {
-        node->f[0] = beta;
-        node->f[1] = threshold;
-    }
+    if (node && !TG_SAVE_CTX(node, softplus_ctx, .beta = beta, .threshold = threshold)) return NULL;
     return out;
 }
 
@@ -288,14 +294,20 @@ TG_CLONES static void softmax_grad_row(const float *restrict y, const float *res
         for (int64_t c = 0; c < C; c++) gx[c] += y[c] * (g[c] - df);
 }
 
+typedef struct {
+    int dim; /* normalized */
+    bool log_out;
+} softmax_ctx;
+
 static void softmax_backward(tg_node *node)
 {
     tg_tensor *a = node->in[0], *out = node->out;
     float *gx = tg_input_grad(node, 0);
     if (!gx) return;
-    const bool log_out = node->i[1];
+    const softmax_ctx *c = node->ctx;
+    const bool log_out = c->log_out;
     int64_t outer, C, inner;
-    split_at_dim(a, (int)node->i[0], &outer, &C, &inner);
+    split_at_dim(a, c->dim, &outer, &C, &inner);
     const float *y = out->data, *g = out->grad;
     const bool par = a->numel > TG_PARALLEL_MIN;
     if (inner == 1) {
@@ -337,10 +349,7 @@ static tg_tensor *softmax_forward(const char *name, const tg_op_def *def, tg_ten
         }
     }
     tg_node *node = tg_record(def, out, 1, &a);
-    if (node) {
-        node->i[0] = dim;
-        node->i[1] = log_out;
-    }
+    if (node && !TG_SAVE_CTX(node, softmax_ctx, .dim = dim, .log_out = log_out)) return NULL;
     return out;
 }
 

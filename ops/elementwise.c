@@ -318,10 +318,15 @@ tg_tensor *tg_add_scalar(tg_tensor *a, float s)
     return out;
 }
 
+/* The scalar parameters of mul_scalar (s), pow (p) and clamp (lo, hi). */
+typedef struct {
+    float a, b;
+} scalars_ctx;
+
 /* y = x * s: dx = s g */
 static void mul_scalar_backward(tg_node *n)
 {
-    if (tg_needs_grad(n->in[0])) grad_sum_into(n->in[0], n->out, n->out->grad, (float)n->f[0]);
+    if (tg_needs_grad(n->in[0])) grad_sum_into(n->in[0], n->out, n->out->grad, ((const scalars_ctx *)n->ctx)->a);
 }
 TG_OP_DEFINE(MUL_SCALAR_OP, mul_scalar, mul_scalar_backward);
 
@@ -333,7 +338,7 @@ tg_tensor *tg_mul_scalar(tg_tensor *a, float s)
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * s;
     tg_node *node = tg_record(&MUL_SCALAR_OP, out, 1, &a);
-    if (node) node->f[0] = s;
+    if (node && !TG_SAVE_CTX(node, scalars_ctx, .a = s)) return NULL;
     return out;
 }
 
@@ -403,7 +408,7 @@ tg_tensor *tg_log(tg_tensor *a)
 static void pow_backward(tg_node *node)
 {
     TG_UNARY_GRAD_VARS(node);
-    const float p = (float)node->f[0];
+    const float p = ((const scalars_ctx *)node->ctx)->a;
     if (p == 0.0f) return;
     if (p == 1.0f) {
         grad_sum_into(node->in[0], node->out, g, 1.0f);
@@ -439,7 +444,7 @@ tg_tensor *tg_pow(tg_tensor *a, float exponent)
         for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], p);
     }
     tg_node *node = tg_record(&POW_OP, out, 1, &a);
-    if (node) node->f[0] = exponent;
+    if (node && !TG_SAVE_CTX(node, scalars_ctx, .a = exponent)) return NULL;
     return out;
 }
 
@@ -490,7 +495,8 @@ tg_tensor *tg_abs(tg_tensor *a)
 static void clamp_backward(tg_node *node)
 {
     TG_UNARY_GRAD_VARS(node);
-    const float lo = (float)node->f[0], hi = (float)node->f[1];
+    const scalars_ctx *c = node->ctx;
+    const float lo = c->a, hi = c->b;
 #pragma omp parallel for simd schedule(static) if (n > TG_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float gi = g[i], xi = x[i];
@@ -516,9 +522,6 @@ tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
         y[i] = v > hi ? hi : v;
     }
     tg_node *node = tg_record(&CLAMP_OP, out, 1, &a);
-    if (node) {
-        node->f[0] = lo;
-        node->f[1] = hi;
-    }
+    if (node && !TG_SAVE_CTX(node, scalars_ctx, .a = lo, .b = hi)) return NULL;
     return out;
 }

@@ -263,13 +263,18 @@ tg_tensor *tg_avg_pool2d(tg_tensor *x, tg_pool2d_opts opts)
 static inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
 static inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
 
+typedef struct {
+    int64_t Ho, Wo;
+} adaptive_ctx;
+
 static void adaptive_avg_pool2d_backward(tg_node *n)
 {
     tg_tensor *x = n->in[0];
+    const adaptive_ctx *c = n->ctx;
     float *dx = tg_input_grad(n, 0);
     if (!dx) return;
     const float *dy = n->out->grad;
-    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], Ho = n->i[0], Wo = n->i[1];
+    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], Ho = c->Ho, Wo = c->Wo;
     const int64_t planes = x->numel / (H * W);
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
     for (int64_t p = 0; p < planes; p++) {
@@ -318,9 +323,6 @@ tg_tensor *tg_adaptive_avg_pool2d(tg_tensor *x, int64_t out_h, int64_t out_w)
         }
     }
     tg_node *n = tg_record(&ADAPTIVE_AVG_POOL2D_OP, y, 1, &x);
-    if (n) {
-        n->i[0] = out_h;
-        n->i[1] = out_w;
-    }
+    if (n && !TG_SAVE_CTX(n, adaptive_ctx, .Ho = out_h, .Wo = out_w)) return NULL;
     return y;
 }

@@ -320,23 +320,21 @@ static void reduced_shape(const tg_tensor *a, const bool *mask, bool keepdim, in
     }
 }
 
-static int64_t mask_bits(const bool *mask)
-{
-    int64_t bits = 0;
-    for (int d = 0; d < TG_MAX_DIMS; d++) bits |= (int64_t)mask[d] << d;
-    return bits;
-}
+typedef struct {
+    bool reduced[TG_MAX_DIMS]; /* the summed dims of a */
+    double scale;              /* 1/count for mean, else 1 */
+} sum_ctx;
 
 /* d(sum)/da: the output gradient broadcast back over the reduced dims, times scale (1/count for mean). */
 static void sum_backward(tg_node *n)
 {
     tg_tensor *a = n->in[0];
-    if (!tg_needs_grad(a)) return;
-    float *ga = tg_grad(a);
+    const sum_ctx *c = n->ctx;
+    float *ga = tg_input_grad(n, 0);
     if (!ga) return;
     int64_t keep_shape[TG_MAX_DIMS];
-    for (int d = 0; d < a->ndim; d++) keep_shape[d] = (n->i[0] >> d & 1) ? 1 : a->shape[d];
-    tg_broadcast_accumulate(ga, a->ndim, a->shape, n->out->grad, keep_shape, (float)n->f[0]);
+    for (int d = 0; d < a->ndim; d++) keep_shape[d] = c->reduced[d] ? 1 : a->shape[d];
+    tg_broadcast_accumulate(ga, a->ndim, a->shape, n->out->grad, keep_shape, (float)c->scale);
 }
 TG_OP_DEFINE(SUM_OP, sum, sum_backward);
 TG_OP_DEFINE(MEAN_OP, mean, sum_backward);
@@ -358,10 +356,9 @@ static tg_tensor *sum_mean(const char *name, const tg_op_def *def, tg_tensor *a,
     if (mean && p.n_red == 0) /* the mean of nothing is NaN, as PyTorch */
         for (int64_t i = 0; i < out->numel; i++) out->data[i] = NAN;
     tg_node *n = tg_record(def, out, 1, &a);
-    if (n) {
-        n->i[0] = mask_bits(mask);
-        n->f[0] = scale;
-    }
+    sum_ctx c = {.scale = scale};
+    memcpy(c.reduced, mask, sizeof c.reduced);
+    if (n && !tg_save_ctx(n, &c, sizeof c)) return NULL;
     return out;
 }
 
