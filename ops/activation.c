@@ -48,14 +48,7 @@ TG_CLONES static void relu_kernel(float *restrict y, const float *restrict x, in
     for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
 }
 
-tg_tensor *tg_relu(tg_tensor *a)
-{
-    tg_tensor *out = tg_unary_output("tg_relu", a);
-    if (!out) return NULL;
-    tg_parallel_map(relu_kernel, out->data, a->data, a->numel);
-    tg_record(&RELU_OP, out, 1, &a);
-    return out;
-}
+tg_tensor *tg_relu(tg_tensor *a) { return tg_unary_map("tg_relu", &RELU_OP, a, relu_kernel); }
 
 typedef struct {
     float slope;
@@ -100,15 +93,7 @@ TG_CLONES static void sigmoid_kernel(float *restrict y, const float *restrict x,
     for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
 }
 
-tg_tensor *tg_sigmoid(tg_tensor *a)
-{
-    tg_tensor *out = tg_unary_output("tg_sigmoid", a);
-    if (!out) return NULL;
-    TG_UNARY_VARS(a, out);
-    tg_parallel_map(sigmoid_kernel, y, x, n);
-    tg_record(&SIGMOID_OP, out, 1, &a);
-    return out;
-}
+tg_tensor *tg_sigmoid(tg_tensor *a) { return tg_unary_map("tg_sigmoid", &SIGMOID_OP, a, sigmoid_kernel); }
 
 /* y = tanh(x): dx = g (1 - y^2) */
 static void tanh_backward(tg_node *node)

@@ -374,15 +374,7 @@ TG_CLONES static void exp_kernel(float *restrict y, const float *restrict x, int
     for (int64_t i = 0; i < n; i++) y[i] = tg_expf_fast(x[i], TG_EXP_IEEE);
 }
 
-tg_tensor *tg_exp(tg_tensor *a)
-{
-    tg_tensor *out = tg_unary_output("tg_exp", a);
-    if (!out) return NULL;
-    TG_UNARY_VARS(a, out);
-    tg_parallel_map(exp_kernel, y, x, n);
-    tg_record(&EXP_OP, out, 1, &a);
-    return out;
-}
+tg_tensor *tg_exp(tg_tensor *a) { return tg_unary_map("tg_exp", &EXP_OP, a, exp_kernel); }
 
 /* y = log(x): dx = g / x */
 static void log_backward(tg_node *node)

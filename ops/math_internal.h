@@ -53,6 +53,17 @@ static inline tg_tensor *tg_unary_output(const char *op, tg_tensor *a)
     return tg_output_new(TG_F32, a->ndim, a->shape);
 }
 
+/* A unary op whose forward is a map kernel: y = kernel(x) over a's elements (tg_parallel_map),
+ * recorded as def. NULL + error naming op if a is not a live float tensor. */
+static inline tg_tensor *tg_unary_map(const char *op, const tg_op_def *def, tg_tensor *a, tg_map_kernel kernel)
+{
+    tg_tensor *out = tg_unary_output(op, a);
+    if (!out) return NULL;
+    tg_parallel_map(kernel, out->data, a->data, a->numel);
+    tg_record(def, out, 1, &a);
+    return out;
+}
+
 /* Declares n, x, y (input data, output data) for a forward loop. */
 #define TG_UNARY_VARS(a, out)                                                                                \
     const int64_t n = (a)->numel;                                                                            \
