@@ -230,7 +230,7 @@ static void conv2d_backward(tg_node *n)
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
     const bool dw_gemm = dw_direct && tg_conv3x3_dw_by_gemm(g->C, O);
     const bool dw_col = (need_w && cx->plan.dw == TG_CONV_RUN_IM2COL) || dw_gemm;
-    const bool db_with_dw = dw_direct && !dw_gemm;
+    const bool db_with_dw = (dw_direct && !dw_gemm) || dw_dnnl;
     if (b && tg_needs_grad(b) && !db_with_dw) {
         float *db = tg_grad(b);
         if (!db) return; /* out of memory: the error is set */
@@ -241,14 +241,12 @@ static void conv2d_backward(tg_node *n)
     bool fresh = false;
     float *dx = !need_x ? NULL : dx_col ? tg_grad(x) : tg_grad_fresh(x, &fresh), *dw = need_w ? tg_grad(w) : NULL;
     if ((need_x && !dx) || (need_w && !dw)) return; /* out of memory: the error is set */
-    if (dw_direct && !dw_gemm) {
-        float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
-        if (b && tg_needs_grad(b) && !db) return;
-        if (!tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
-    }
+    float *db = db_with_dw && b && tg_needs_grad(b) ? tg_grad(b) : NULL;
+    if (db_with_dw && b && tg_needs_grad(b) && !db) return;
+    if (dw_direct && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
     if (dw_dnnl || dx_dnnl) {
         const tg_conv_desc d = onednn_desc(g, N, O, G);
-        if (dw_dnnl && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw)) return;
+        if (dw_dnnl && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
         if (dx_dnnl && !tg_conv_onednn_backward_data(&d, dy, w->data, dx, !fresh)) return;
     }
     if (dw_col || dx_col) {

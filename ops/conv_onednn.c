@@ -28,9 +28,9 @@ bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const 
     (void)d, (void)dy, (void)w, (void)dx, (void)accumulate;
     return not_built();
 }
-bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw)
+bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db)
 {
-    (void)d, (void)x, (void)dy, (void)dw;
+    (void)d, (void)x, (void)dy, (void)dw, (void)db;
     return not_built();
 }
 
@@ -62,7 +62,7 @@ typedef struct {
     dnnl_primitive_t from_add;   /* primitive -> user layout adding to the user's (dx accumulate) */
 } prim_set;
 
-enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS, N_KINDS };
+enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS, KIND_BWD_WEIGHTS_BIAS, N_KINDS };
 #define CACHE_SIZE 32
 
 typedef struct {
@@ -169,9 +169,10 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
                                                                    &any[2], strides, dil, pl, pr),
                   "backward-data descriptor") &&
                ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-data primitive descriptor");
-    else if (good && kind == KIND_BWD_WEIGHTS)
+    else if (good && (kind == KIND_BWD_WEIGHTS || kind == KIND_BWD_WEIGHTS_BIAS))
         good = ok(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &any[0], &any[1],
-                                                                      NULL, &any[2], strides, dil, pl, pr),
+                                                                      kind == KIND_BWD_WEIGHTS_BIAS ? &bias_md : NULL,
+                                                                      &any[2], strides, dil, pl, pr),
                   "backward-weights descriptor") &&
                ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-weights primitive descriptor");
     else if (good) {
@@ -183,9 +184,10 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
             [KIND_FWD] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
             [KIND_FWD_BIAS] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
             [KIND_BWD_DATA] = {dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md},
-            [KIND_BWD_WEIGHTS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
+            [KIND_BWD_WEIGHTS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md},
+            [KIND_BWD_WEIGHTS_BIAS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
         /* outputs: fwd dst [2], bwd-data diff_src [0], bwd-weights diff_weights [1] */
-        const int out = kind == KIND_BWD_DATA ? 0 : kind == KIND_BWD_WEIGHTS ? 1 : 2;
+        const int out = kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2;
         for (int i = 0; i < 3 && good; i++) {
             p->md[i] = *dnnl_primitive_desc_query_md(pd, q[kind][i], 0);
             good = i == out ? make_reorder(&p->md[i], &user[i], false, &p->from[i])
@@ -244,8 +246,9 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
         [KIND_FWD] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
         [KIND_FWD_BIAS] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
         [KIND_BWD_DATA] = {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
-        [KIND_BWD_WEIGHTS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
-    const int out = kind == KIND_BWD_DATA ? 0 : kind == KIND_BWD_WEIGHTS ? 1 : 2;
+        [KIND_BWD_WEIGHTS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST},
+        [KIND_BWD_WEIGHTS_BIAS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
+    const int out = kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2;
     pthread_mutex_lock(&g_lock);
     prim_set *p = lookup(d, kind);
     bool good = p != NULL;
@@ -264,7 +267,10 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
     }
     if (good && bias) good = wrap(&bias_md, (void *)bias, &bm);
     if (good) {
-        dnnl_exec_arg_t a[4] = {{arg[kind][0], pm[0]}, {arg[kind][1], pm[1]}, {arg[kind][2], pm[2]}, {DNNL_ARG_BIAS, bm}};
+        dnnl_exec_arg_t a[4] = {{arg[kind][0], pm[0]},
+                                {arg[kind][1], pm[1]},
+                                {arg[kind][2], pm[2]},
+                                {kind == KIND_BWD_WEIGHTS_BIAS ? DNNL_ARG_DIFF_BIAS : DNNL_ARG_BIAS, bm}};
         good = run(p->prim, bias ? 4 : 3, a);
     }
     if (good && add) good = reorder(p->from_add, pm[out], um[out]);
@@ -291,20 +297,22 @@ bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const 
     return execute(d, KIND_BWD_DATA, t, NULL, accumulate);
 }
 
-bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw)
+bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db)
 {
-    /* One image per call, summed into dw in image order: oneDNN splits a batch's reduction over
-     * its threads (the result would depend on their number), a single image's only over output
-     * and input channel blocks. oneDNN writes the gradient: into scratch slot 0, then added. */
+    /* One image per call, summed into dw (and db) in image order: oneDNN splits a batch's
+     * reduction over its threads (the result would depend on their number), a single image's only
+     * over output and input channel blocks. oneDNN writes the gradients: into scratch slot 0, then
+     * added. */
     const int64_t n = d->O * (d->C / d->groups) * d->kh * d->kw;
-    float *tmp = tg_scratch_alloc(0, (size_t)n * sizeof(float));
+    float *tmp = tg_scratch_alloc(0, (size_t)(n + d->O) * sizeof(float)), *tb = tmp + n;
     if (!tmp) return false;
     tg_conv_desc one = *d;
     one.N = 1;
     for (int64_t i = 0; i < d->N; i++) {
         float *t[3] = {(float *)x + i * d->C * d->H * d->W, tmp, (float *)dy + i * d->O * d->Ho * d->Wo};
-        if (!execute(&one, KIND_BWD_WEIGHTS, t, NULL, false)) return false;
+        if (!execute(&one, db ? KIND_BWD_WEIGHTS_BIAS : KIND_BWD_WEIGHTS, t, db ? tb : NULL, false)) return false;
         for (int64_t k = 0; k < n; k++) dw[k] += tmp[k];
+        for (int64_t k = 0; k < d->O && db; k++) db[k] += tb[k];
     }
     return true;
 }

@@ -19,7 +19,8 @@ void tg_conv_onednn_cap_isa(int isa);
 bool tg_conv_onednn_forward(const tg_conv_desc *d, const float *x, const float *w, const float *bias, float *y);
 /* dx (N,C,H,W) = (accumulate ? dx + : ) the input gradient from dy (N,O,Ho,Wo). */
 bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const float *w, float *dx, bool accumulate);
-/* dw (O,C/groups,kh,kw) += the weight gradient from x and dy. */
-bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw);
+/* dw (O,C/groups,kh,kw) += the weight gradient from x and dy; db (O) += the bias gradient unless
+ * NULL. Summed per image in image order: the result does not depend on the number of threads. */
+bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db);
 
 #endif

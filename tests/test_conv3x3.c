@@ -147,28 +147,29 @@ static void check_thread_independence(tg_rng *r, int C, int isa)
     const int64_t HW = C > 16 ? 16 : 64, O = C > 16 ? 64 : 24;
     tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, C, HW, HW), r), true);
     tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O, C, 3, 3), r), true);
-    float *saved[2][3];
+    tg_tensor *b = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O), r), true);
+    float *saved[2][4];
     for (int run = 0; run < 2; run++) {
         tg_set_num_threads(run == 0 ? 1 : 2);
-        tg_tensor_zero_grad(x), tg_tensor_zero_grad(w);
-        tg_tensor *y = tg_conv2d(x, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+        tg_tensor_zero_grad(x), tg_tensor_zero_grad(w), tg_tensor_zero_grad(b);
+        tg_tensor *y = tg_conv2d(x, w, b, (tg_conv2d_opts){.padding = {1, 1}});
         cr_assert_not_null(y, "%s", tg_last_error());
         cr_assert_eq(tg_backward(tgt_weighted_sum(y, 7)), TG_OK, "%s", tg_last_error());
-        const float *data[3] = {y->data, x->grad, w->grad};
-        const int64_t n[3] = {y->numel, x->numel, w->numel};
-        for (int k = 0; k < 3; k++) {
+        const float *data[4] = {y->data, x->grad, w->grad, b->grad};
+        const int64_t n[4] = {y->numel, x->numel, w->numel, b->numel};
+        for (int k = 0; k < 4; k++) {
             saved[run][k] = malloc(sizeof(float) * (size_t)n[k]);
             memcpy(saved[run][k], data[k], sizeof(float) * (size_t)n[k]);
         }
         tg_tape_clear();
         if (run == 1)
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < 4; k++) {
                 cr_expect_eq(memcmp(saved[0][k], saved[1][k], sizeof(float) * (size_t)n[k]), 0,
                              "%s differs between 1 and 2 threads (%d channels, isa %d)",
-                             k == 0 ? "output" : k == 1 ? "dx" : "dw", C, isa);
+                             (const char *[]){"output", "dx", "dw", "db"}[k], C, isa);
                 free(saved[0][k]), free(saved[1][k]);
             }
     }
     tg_set_num_threads(0);
-    tg_tensor_free(x), tg_tensor_free(w);
+    tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(b);
 }
