@@ -143,11 +143,14 @@ static void check_conv(const char *what, conv_case cc, int64_t N, int64_t C, int
     for (int k = 0; k < 3; k++) tg_tensor_free(in[k]);
 }
 
+/* On the automatic choice, im2col and oneDNN; the direct kernels of each instruction set are
+ * checked against a double-precision reference in test_conv3x3 (keeps the sanitizer run short). */
 Test(conv_gradcheck, conv2d_combinations)
 {
     conv_path paths[8];
     const int n = conv_paths(paths);
     for (int k = 0; k < n; k++) {
+        if (paths[k].path == TG_CONV_PATH_DIRECT) continue;
         use_path(paths[k]);
         check_conv("plain 3x3", (conv_case){.o = {.padding = {1, 1}}}, 2, 2, 5, 4, 3, 3, 3, true);
         check_conv("stride 2 odd size", (conv_case){.o = {.stride = {2, 2}, .padding = {1, 1}}}, 1, 2, 7, 6, 2, 3, 3, true);
@@ -156,7 +159,6 @@ Test(conv_gradcheck, conv2d_combinations)
         check_conv("pointwise", (conv_case){.transposed = false}, 2, 3, 3, 4, 2, 1, 1, true);
         check_conv("pointwise stride 2", (conv_case){.o = {.stride = {2, 2}}}, 1, 3, 5, 4, 2, 1, 1, true);
         check_conv("depthwise", (conv_case){.o = {.groups = 3, .padding = {1, 1}}}, 1, 3, 4, 4, 3, 3, 3, true);
-        check_conv("3x3 many channels", (conv_case){.o = {.padding = {1, 1}}}, 1, 9, 4, 5, 17, 3, 3, true);
     }
     use_path(paths[0]);
 }
