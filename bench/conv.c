@@ -1,12 +1,16 @@
 /* Forward+backward time of the UNet's layer shapes (base width 16, crop 256, batch 4), max pool
  * and bilinear upsampling, beside raw sgemm GFLOP/s for the same GEMM sizes.
  * Output lines: "name ms gflops sgemm_gflops" (bench/conv_torch.py reads them).
- * Usage: bench_conv [reps]   (set OPENBLAS_CORETYPE=SkylakeX to compare kernel families) */
+ * Usage: bench_conv [reps] [isa] [path]
+ *   isa   best (default), avx2 or generic: cap the conv kernels' instruction set (and oneDNN's),
+ *         e.g. avx2 with OPENBLAS_CORETYPE=Haswell emulates an AVX2-only CPU on an AVX-512 one
+ *   path  auto (default), direct, im2col or onednn: force one kernel path (ops/conv_testing.h) */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ops/conv_testing.h"
 #include "tapegrad.h"
 
 typedef struct {
@@ -30,8 +34,21 @@ static double time_sgemm(int M, int N, int K, int reps)
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 3;
+    tg_conv_isa isa = TG_CONV_ISA_BEST;
+    tg_conv_path path = TG_CONV_PATH_AUTO;
+    if (reps < 1 || (argc > 2 && !tg_testing_conv_isa_parse(argv[2], &isa)) ||
+        (argc > 3 && !tg_testing_conv_path_parse(argv[3], &path))) {
+        fprintf(stderr, "usage: bench_conv [reps >= 1] [best|avx512|avx2|generic] [auto|direct|im2col|onednn]\n");
+        return 2;
+    }
+    if (!tg_testing_conv_path(path, isa)) {
+        fprintf(stderr, "bench_conv: %s\n", tg_last_error());
+        return 2;
+    }
     tg_set_num_threads(2);
-    printf("# blas core %s, threads %d, reps %d\n", tg_blas_core(), tg_get_num_threads(), reps);
+    printf("# blas core %s, threads %d, reps %d, conv isa %s (cpu: %s), path %s, oneDNN %s\n", tg_blas_core(),
+           tg_get_num_threads(), reps, tg_testing_conv_isa_name(isa), tg_testing_conv_isa_name(tg_testing_conv_isa_best()),
+           tg_testing_conv_path_name(path), tg_testing_conv_onednn_built() ? "built" : "not built");
     const layer L[] = {{"conv3x3_3to16_256", 3, 16, 3, 256},    {"conv3x3_16to16_256", 16, 16, 3, 256},
                        {"conv3x3_32to32_128", 32, 32, 3, 128},  {"conv3x3_64to64_64", 64, 64, 3, 64},
                        {"conv3x3_128to128_32", 128, 128, 3, 32}, {"conv3x3_256to64_32", 256, 64, 3, 32},

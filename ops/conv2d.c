@@ -14,6 +14,7 @@
  */
 #include "../core/core_internal.h"
 #include "conv_internal.h"
+#include "conv_onednn.h"
 #include "spatial_internal.h"
 #include "nn_ops.h"
 
@@ -26,13 +27,11 @@ typedef struct {
     int kh, kw, sh, sw, ph, pw, dh, dw;
 } conv_geom;
 
-bool tg_conv_force_im2col = false;
-
 /* 3x3, stride 1, padding 1, dilation 1 with the same output size: the direct kernel's case. */
 static bool geom_is_3x3_same(const conv_geom *g, int64_t groups)
 {
     return groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ph == 1 && g->pw == 1 &&
-           g->dh == 1 && g->dw == 1 && !tg_conv_force_im2col;
+           g->dh == 1 && g->dw == 1;
 }
 
 static bool geom_is_pointwise(const conv_geom *g)
@@ -220,7 +219,15 @@ static bool check_bias(const char *op, const tg_tensor *b, int64_t O)
 typedef struct {
     conv_geom g;   /* geometry of one image (all C channels) */
     int groups;
+    tg_conv_plan plan; /* kernel path of each phase, chosen in forward */
 } conv_ctx;
+
+static tg_conv_desc onednn_desc(const conv_geom *g, int64_t N, int64_t O, int64_t G)
+{
+    return (tg_conv_desc){.N = N, .C = g->C, .H = g->H, .W = g->W, .O = O, .Ho = g->Ho, .Wo = g->Wo, .kh = g->kh,
+                          .kw = g->kw, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw, .dh = g->dh, .dw = g->dw,
+                          .groups = (int)G};
+}
 
 static void conv2d_backward(tg_node *n)
 {
@@ -231,59 +238,59 @@ static void conv2d_backward(tg_node *n)
     const int64_t N = x->shape[0], O = w->shape[0], G = cx->groups;
     const int64_t Cg = g->C / G, Og = O / G, K = Cg * g->kh * g->kw, L = g->Ho * g->Wo, HW = g->H * g->W;
     const bool pointwise = geom_is_pointwise(g);
-    bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
+    const bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
+    const bool dx_direct = need_x && cx->plan.dx == TG_CONV_RUN_DIRECT, dw_direct = need_w && cx->plan.dw == TG_CONV_RUN_DIRECT;
+    const bool dx_dnnl = need_x && cx->plan.dx == TG_CONV_RUN_ONEDNN, dw_dnnl = need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN;
+    const bool dx_col = need_x && cx->plan.dx == TG_CONV_RUN_IM2COL;
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
-    const bool direct = geom_is_3x3_same(g, G), dw_gemm = direct && need_w && tg_conv3x3_dw_by_gemm(g->C, O);
-    const bool db_with_dw = direct && need_w && !dw_gemm;
+    const bool dw_gemm = dw_direct && tg_conv3x3_dw_by_gemm(g->C, O);
+    const bool dw_col = (need_w && cx->plan.dw == TG_CONV_RUN_IM2COL) || dw_gemm;
+    const bool db_with_dw = (dw_direct && !dw_gemm) || dw_dnnl;
     if (b && tg_needs_grad(b) && !db_with_dw) {
         float *db = tg_grad(b);
         if (!db) return; /* out of memory: the error is set */
         tg_conv_bias_grad(db, dy, N, O, L);
     }
     if (!need_x && !need_w) return;
-    if (direct) {
-        /* the direct kernels write every element of dx: a new buffer needs no zero-fill */
-        bool fresh = false;
-        float *dx = need_x ? tg_grad_fresh(x, &fresh) : NULL, *dw = need_w ? tg_grad(w) : NULL;
-        if ((need_x && !dx) || (need_w && !dw)) return;
-        float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
-        if (b && tg_needs_grad(b) && !db) return;
-        if (need_w && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
-        float *col = dw_gemm ? tg_scratch_alloc(0, (size_t)(g->C * 9 * L) * sizeof(float)) : NULL;
-        if (dw_gemm && !col) return;
-        for (int64_t i = 0; i < N && dw_gemm; i++) {
-            im2col(x->data + i * g->C * HW, g, col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)L, 1.0f, dy + i * O * L, (int)L,
-                        col, (int)L, 1.0f, dw, (int)K);
-        }
-        if (need_x) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL);
-        return;
+    /* the direct kernels and oneDNN write every element of dx: a new buffer needs no zero-fill */
+    bool fresh = false;
+    float *dx = !need_x ? NULL : dx_col ? tg_grad(x) : tg_grad_fresh(x, &fresh), *dw = need_w ? tg_grad(w) : NULL;
+    if ((need_x && !dx) || (need_w && !dw)) return; /* out of memory: the error is set */
+    float *db = db_with_dw && b && tg_needs_grad(b) ? tg_grad(b) : NULL;
+    if (db_with_dw && b && tg_needs_grad(b) && !db) return;
+    if (dw_direct && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
+    if (dw_dnnl || dx_dnnl) {
+        const tg_conv_desc d = onednn_desc(g, N, O, G);
+        if (dw_dnnl && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
+        if (dx_dnnl && !tg_conv_onednn_backward_data(&d, dy, w->data, dx, !fresh)) return;
     }
-    float *dx = need_x ? tg_grad(x) : NULL, *dw = need_w ? tg_grad(w) : NULL;
-    float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
-    if ((need_x && !dx) || (need_w && !dw) || (!pointwise && !col)) return; /* out of memory: error is set */
-    for (int64_t i = 0; i < N; i++) {
-        const float *xi = x->data + i * g->C * HW;
-        const float *dyi = dy + i * O * L;
-        if (need_w) {
-            const float *c = xi;
-            if (!pointwise) {
-                im2col(xi, g, col);
-                c = col;
+    if (dw_col || dx_col) {
+        float *col = pointwise ? NULL : tg_scratch_alloc(0, (size_t)(g->C * g->kh * g->kw * L) * sizeof(float));
+        if (!pointwise && !col) return; /* out of memory: error is set */
+        for (int64_t i = 0; i < N; i++) {
+            const float *xi = x->data + i * g->C * HW;
+            const float *dyi = dy + i * O * L;
+            if (dw_col) {
+                const float *c = xi;
+                if (!pointwise) {
+                    im2col(xi, g, col);
+                    c = col;
+                }
+                for (int64_t gi = 0; gi < G; gi++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)L, 1.0f, dyi + gi * Og * L,
+                                (int)L, c + gi * K * L, (int)L, 1.0f, dw + gi * Og * K, (int)K);
             }
-            for (int64_t gi = 0; gi < G; gi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)L, 1.0f, dyi + gi * Og * L,
-                            (int)L, c + gi * K * L, (int)L, 1.0f, dw + gi * Og * K, (int)K);
-        }
-        if (need_x) {
-            float *dxi = dx + i * g->C * HW;
-            for (int64_t gi = 0; gi < G; gi++)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)L, (int)Og, 1.0f, w->data + gi * Og * K,
-                            (int)K, dyi + gi * Og * L, (int)L, pointwise ? 1.0f : 0.0f,
-                            pointwise ? dxi + gi * K * L : col + gi * K * L, (int)L);
-            if (!pointwise) col2im_add(col, g, dxi);
+            if (dx_col) {
+                float *dxi = dx + i * g->C * HW;
+                for (int64_t gi = 0; gi < G; gi++)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)L, (int)Og, 1.0f,
+                                w->data + gi * Og * K, (int)K, dyi + gi * Og * L, (int)L, pointwise ? 1.0f : 0.0f,
+                                pointwise ? dxi + gi * K * L : col + gi * K * L, (int)L);
+                if (!pointwise) col2im_add(col, g, dxi);
+            }
         }
     }
+    if (dx_direct) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL);
 }
 
 TG_OP_DEFINE(CONV2D_OP, conv2d, conv2d_backward);
@@ -324,12 +331,18 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     tg_tensor *y = tg_output_new(TG_F32, 4, (const int64_t[]){N, O, g->Ho, g->Wo});
     if (!y) return NULL;
     const int64_t Cg = C / G, Og = O / G, K = Cg * kh * kw, L = g->Ho * g->Wo;
-    const bool pointwise = geom_is_pointwise(g), direct = geom_is_3x3_same(g, G);
-    float *col = pointwise || direct ? NULL : tg_scratch_alloc(0, (size_t)(C * kh * kw * L) * sizeof(float));
-    if (!pointwise && !direct && !col) return NULL;
+    const bool pointwise = geom_is_pointwise(g);
+    cx->plan = tg_conv_choose(C, O, H, W, (int)kh, (int)kw, geom_is_3x3_same(g, G), tg_conv_onednn_built());
+    const bool direct = cx->plan.fwd == TG_CONV_RUN_DIRECT, dnnl = cx->plan.fwd == TG_CONV_RUN_ONEDNN;
+    if (dnnl) {
+        const tg_conv_desc d = onednn_desc(g, N, O, G);
+        if (!tg_conv_onednn_forward(&d, x->data, w->data, bias ? bias->data : NULL, y->data)) return NULL;
+    }
+    float *col = pointwise || direct || dnnl ? NULL : tg_scratch_alloc(0, (size_t)(C * kh * kw * L) * sizeof(float));
+    if (!pointwise && !direct && !dnnl && !col) return NULL;
     if (direct && !tg_conv3x3_direct(x->data, N, C, H, W, w->data, O, false, y->data, false, bias ? bias->data : NULL))
         return NULL;
-    for (int64_t i = 0; i < N && !direct; i++) {
+    for (int64_t i = 0; i < N && !direct && !dnnl; i++) {
         const float *xi = x->data + i * C * H * W, *c = xi;
         if (!pointwise) {
             im2col(xi, g, col);
@@ -339,7 +352,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)L, (int)K, 1.0f, w->data + gi * Og * K,
                         (int)K, c + gi * K * L, (int)L, 0.0f, y->data + (i * O + gi * Og) * L, (int)L);
     }
-    if (bias && !direct) add_bias(y->data, bias->data, N, O, L);
+    if (bias && !direct && !dnnl) add_bias(y->data, bias->data, N, O, L);
     tg_tensor *in[3] = {x, w, bias};
     tg_node *n = tg_record(&CONV2D_OP, y, bias ? 3 : 2, in);
     if (n) n->ctx = cx;

@@ -75,26 +75,7 @@ K_TARGET_END
 
 typedef enum { ISA_GENERIC, ISA_AVX2, ISA_AVX512 } isa_kind;
 
-int tg_conv3x3_isa_override = -1;
-
-static isa_kind isa(void)
-{
-    static int cached = -1;
-    if (tg_conv3x3_isa_override >= 0) return (isa_kind)tg_conv3x3_isa_override;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f")                                           ? ISA_AVX512
-                 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? ISA_AVX2
-                                                                                     : ISA_GENERIC;
-    }
-    return (isa_kind)cached;
-}
-
-int tg_conv3x3_isa_best(void)
-{
-    tg_conv3x3_isa_override = -1;
-    return (int)isa();
-}
+static isa_kind isa(void) { return (isa_kind)tg_conv_isa_active(); }
 
 static int isa_vl(isa_kind k) { return k == ISA_AVX512 ? 16 : k == ISA_AVX2 ? 8 : 4; }
 static int isa_block(isa_kind k) { return isa_vl(k) * (k == ISA_AVX512 ? 3 : 2); } /* K_VL * K_NV */

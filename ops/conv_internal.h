@@ -25,13 +25,23 @@ bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O);
 /* db (O) += sum over n and l of dy (N,O,L), in double per channel (ops/conv2d.c). */
 void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L);
 
-/* true: conv2d takes the im2col path even where the direct kernels apply (tests compare the two). */
-extern bool tg_conv_force_im2col;
+/* Kernel paths of conv2d (the testing interface, ops/conv_testing.h, can force one). */
+typedef enum { TG_CONV_RUN_IM2COL, TG_CONV_RUN_DIRECT, TG_CONV_RUN_ONEDNN } tg_conv_run;
 
-/* Instruction set of the 3x3 kernels: 0 baseline, 1 AVX2+FMA, 2 AVX-512. tg_conv3x3_isa_best()
- * resets any override and returns what this CPU supports; tests set tg_conv3x3_isa_override to a
- * supported value to run every variant (-1: automatic). */
-int tg_conv3x3_isa_best(void);
-extern int tg_conv3x3_isa_override;
+/* The path of each phase of one conv2d: forward, input gradient, weight (and bias) gradient. */
+typedef struct {
+    tg_conv_run fwd, dx, dw;
+} tg_conv_plan;
+
+/* The paths of a conv2d of this geometry (ops/conv_select.c): the forced one, else the fastest
+ * measured for the shape on this instruction set. direct_ok: the 3x3 direct kernels apply
+ * (stride 1, padding 1, dilation 1, one group); onednn_ok: oneDNN takes the layer (built in and
+ * its limits). */
+tg_conv_plan tg_conv_choose(int64_t C, int64_t O, int64_t H, int64_t W, int kh, int kw, bool direct_ok,
+                            bool onednn_ok);
+
+/* Instruction set of the direct kernels: 0 baseline, 1 AVX2+FMA, 2 AVX-512: the best this CPU
+ * runs, or the testing interface's cap. */
+int tg_conv_isa_active(void);
 
 #endif

@@ -10,7 +10,8 @@ pkgs=(build-essential cmake pkg-config
       libstb-dev zlib1g-dev
       libplplot-dev plplot-driver-cairo
       dataset-fashion-mnist
-      libopenmpi-dev openmpi-bin)
+      libopenmpi-dev openmpi-bin
+      libdnnl-dev)   # oneDNN: optional conv2d backend (CMake TG_ONEDNN=AUTO finds it)
 for arg in "$@"; do
   case "$arg" in
     --torch) pkgs+=(python3-torch python3-numpy python3-pil) ;;

@@ -1,9 +1,12 @@
 /* conv2d and conv_transpose2d: PyTorch golden values (outputs and all gradients), finite-difference
- * gradient checks over stride/padding/dilation/groups combinations, and error messages. */
+ * gradient checks over stride/padding/dilation/groups combinations, and error messages. The
+ * fixtures and conv2d's gradient checks run on every kernel path this CPU and build have
+ * (ops/conv_testing.h: direct 3x3 kernels per instruction set, im2col + sgemm, oneDNN). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
 
+#include "ops/conv_testing.h"
 #include "tapegrad.h"
 #include "test_support.h"
 
@@ -22,10 +25,64 @@ static void int_pair(const cJSON *c, const char *key, int out[2])
     out[1] = cJSON_GetArrayItem(a, 1)->valueint;
 }
 
+/* ---- kernel paths ---- */
+
+typedef struct {
+    tg_conv_path path;
+    tg_conv_isa isa;
+} conv_path;
+
+/* Every (path, instruction set) this CPU and build run, automatic choice first; n set. */
+static int conv_paths(conv_path out[8])
+{
+    int n = 0;
+    out[n++] = (conv_path){TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST};
+    for (int isa = TG_CONV_ISA_GENERIC; isa <= tg_testing_conv_isa_best(); isa++)
+        out[n++] = (conv_path){TG_CONV_PATH_DIRECT, (tg_conv_isa)isa};
+    out[n++] = (conv_path){TG_CONV_PATH_IM2COL, TG_CONV_ISA_BEST};
+    if (tg_testing_conv_onednn_built()) out[n++] = (conv_path){TG_CONV_PATH_ONEDNN, TG_CONV_ISA_BEST};
+    return n;
+}
+
+static char g_path_name[48] = "auto/best"; /* for messages */
+
+static void use_path(conv_path p)
+{
+    cr_assert(tg_testing_conv_path(p.path, p.isa), "%s", tg_last_error());
+    snprintf(g_path_name, sizeof g_path_name, "%s/%s", tg_testing_conv_path_name(p.path), tg_testing_conv_isa_name(p.isa));
+}
+
+Test(conv_paths, testing_interface_refuses_what_is_missing)
+{
+    cr_expect_eq(tg_testing_conv_path(TG_CONV_PATH_ONEDNN, TG_CONV_ISA_BEST), tg_testing_conv_onednn_built());
+    if (tg_testing_conv_isa_best() < TG_CONV_ISA_AVX512) {
+        cr_expect_not(tg_testing_conv_path(TG_CONV_PATH_DIRECT, TG_CONV_ISA_AVX512));
+        cr_expect(strstr(tg_last_error(), "does not run avx512") != NULL, "%s", tg_last_error());
+    }
+    cr_expect_not(tg_testing_conv_path((tg_conv_path)7, TG_CONV_ISA_BEST));
+    tg_conv_path p;
+    tg_conv_isa i;
+    cr_expect(tg_testing_conv_path_parse("im2col", &p) && p == TG_CONV_PATH_IM2COL);
+    cr_expect(tg_testing_conv_isa_parse("avx2", &i) && i == TG_CONV_ISA_AVX2);
+    cr_expect_not(tg_testing_conv_path_parse("fast", &p));
+    cr_expect(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
+}
+
 /* ---- golden values ---- */
+
+static void fixture_cases(conv_path path);
 
 Test(conv_fixture, outputs_and_gradients_match_torch)
 {
+    conv_path paths[8];
+    const int n = conv_paths(paths);
+    for (int k = 0; k < n; k++) fixture_cases(paths[k]);
+    use_path(paths[0]);
+}
+
+static void fixture_cases(conv_path path)
+{
+    use_path(path);
     cJSON *root = tgt_json_load("nn_ops_conv.json");
     const cJSON *c;
     int n_cases = 0;
@@ -43,7 +100,10 @@ Test(conv_fixture, outputs_and_gradients_match_torch)
         const cJSON *jb = cJSON_GetObjectItem(c, "b");
         tg_tensor *b = cJSON_IsNull(jb) ? NULL : tg_tensor_set_requires_grad(tgt_json_tensor(jb, false), true);
         tg_tensor *y = tr ? tg_conv_transpose2d(x, w, b, o) : tg_conv2d(x, w, b, o);
-        tgt_expect_fixture_case(name, c, y, (tg_tensor *const[]){x, w, b}, (const char *const[]){"gx", "gw", "gb"},
+        char what[160];
+        snprintf(what, sizeof what, "%s (path %s, isa %s)", name, tg_testing_conv_path_name(path.path),
+                 tg_testing_conv_isa_name(path.isa));
+        tgt_expect_fixture_case(what, c, y, (tg_tensor *const[]){x, w, b}, (const char *const[]){"gx", "gw", "gb"},
                                 3, 1e-4, 1e-4, 1e-4);
         tg_tensor_free(x);
         tg_tensor_free(w);
@@ -77,19 +137,30 @@ static void check_conv(const char *what, conv_case cc, int64_t N, int64_t C, int
     in[0] = randn(TG_SHAPE(N, C, H, W), 1);
     in[1] = cc.transposed ? randn(TG_SHAPE(C, O / g, kh, kw), 2) : randn(TG_SHAPE(O, C / g, kh, kw), 2);
     in[2] = bias ? randn(TG_SHAPE(O), 3) : NULL;
-    tgt_expect_gradcheck(what, conv_probe, &cc, in, bias ? 3 : 2, 1e-2, 2e-3, 1e-2);
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s (conv path %s)", what, g_path_name);
+    tgt_expect_gradcheck(msg, conv_probe, &cc, in, bias ? 3 : 2, 1e-2, 2e-3, 1e-2);
     for (int k = 0; k < 3; k++) tg_tensor_free(in[k]);
 }
 
+/* On the automatic choice, im2col and oneDNN; the direct kernels of each instruction set are
+ * checked against a double-precision reference in test_conv3x3 (keeps the sanitizer run short). */
 Test(conv_gradcheck, conv2d_combinations)
 {
-    check_conv("plain 3x3", (conv_case){.o = {.padding = {1, 1}}}, 2, 2, 5, 4, 3, 3, 3, true);
-    check_conv("stride 2 odd size", (conv_case){.o = {.stride = {2, 2}, .padding = {1, 1}}}, 1, 2, 7, 6, 2, 3, 3, true);
-    check_conv("dilation 2", (conv_case){.o = {.padding = {2, 1}, .dilation = {2, 1}}}, 1, 2, 6, 5, 2, 3, 3, false);
-    check_conv("groups 2", (conv_case){.o = {.groups = 2, .stride = {1, 2}}}, 2, 4, 5, 6, 4, 2, 3, true);
-    check_conv("pointwise", (conv_case){.transposed = false}, 2, 3, 3, 4, 2, 1, 1, true);
-    check_conv("pointwise stride 2", (conv_case){.o = {.stride = {2, 2}}}, 1, 3, 5, 4, 2, 1, 1, true);
-    check_conv("depthwise", (conv_case){.o = {.groups = 3, .padding = {1, 1}}}, 1, 3, 4, 4, 3, 3, 3, true);
+    conv_path paths[8];
+    const int n = conv_paths(paths);
+    for (int k = 0; k < n; k++) {
+        if (paths[k].path == TG_CONV_PATH_DIRECT) continue;
+        use_path(paths[k]);
+        check_conv("plain 3x3", (conv_case){.o = {.padding = {1, 1}}}, 2, 2, 5, 4, 3, 3, 3, true);
+        check_conv("stride 2 odd size", (conv_case){.o = {.stride = {2, 2}, .padding = {1, 1}}}, 1, 2, 7, 6, 2, 3, 3, true);
+        check_conv("dilation 2", (conv_case){.o = {.padding = {2, 1}, .dilation = {2, 1}}}, 1, 2, 6, 5, 2, 3, 3, false);
+        check_conv("groups 2", (conv_case){.o = {.groups = 2, .stride = {1, 2}}}, 2, 4, 5, 6, 4, 2, 3, true);
+        check_conv("pointwise", (conv_case){.transposed = false}, 2, 3, 3, 4, 2, 1, 1, true);
+        check_conv("pointwise stride 2", (conv_case){.o = {.stride = {2, 2}}}, 1, 3, 5, 4, 2, 1, 1, true);
+        check_conv("depthwise", (conv_case){.o = {.groups = 3, .padding = {1, 1}}}, 1, 3, 4, 4, 3, 3, 3, true);
+    }
+    use_path(paths[0]);
 }
 
 Test(conv_gradcheck, conv_transpose2d_combinations)

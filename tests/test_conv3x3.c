@@ -9,6 +9,7 @@
 
 #include "core/core_internal.h"
 #include "ops/conv_internal.h"
+#include "ops/conv_testing.h"
 #include "tapegrad.h"
 #include "test_support.h"
 
@@ -61,10 +62,11 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
     double *y = malloc(sizeof(double) * (size_t)(N * O * H * W)), *dx = malloc(sizeof(double) * (size_t)(N * C * H * W)),
            *dw = malloc(sizeof(double) * (size_t)(O * C * 9));
     reference(x->data, w->data, b->data, gy->data, N, C, O, H, W, y, dx, dw);
-    const int best = tg_conv3x3_isa_best();
-    for (int isa = force_im2col ? best : 0; isa <= best; isa++) {
-        tg_conv3x3_isa_override = isa;
-        tg_conv_force_im2col = force_im2col;
+    /* passes: the direct kernels on each instruction set, then oneDNN (if built); or im2col */
+    const int best = tg_testing_conv_isa_best(), last = best + (!force_im2col && tg_testing_conv_onednn_built());
+    for (int isa = force_im2col ? best : 0; isa <= last; isa++) {
+        const tg_conv_path path = force_im2col ? TG_CONV_PATH_IM2COL : isa > best ? TG_CONV_PATH_ONEDNN : TG_CONV_PATH_DIRECT;
+        cr_assert(tg_testing_conv_path(path, isa > best ? TG_CONV_ISA_BEST : (tg_conv_isa)isa), "%s", tg_last_error());
         /* dx starts non-zero: backward must add to it; on the best instruction set also from no
          * buffer at all (the kernels write a fresh gradient instead of adding to zeros) */
         const bool fresh = isa == best && !force_im2col;
@@ -91,8 +93,7 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
         free(db);
         tg_tape_clear();
     }
-    tg_conv3x3_isa_override = -1;
-    tg_conv_force_im2col = false;
+    cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
     free(y), free(dx), free(dw);
     tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(b), tg_tensor_free(gy);
 }
@@ -125,44 +126,50 @@ Test(conv3x3, odd_drive_sizes_through_both_paths)
     check_shape(1, 8, 8, 73, 70, true);
 }
 
-static void check_thread_independence(tg_rng *r, int C);
+static void check_thread_independence(tg_rng *r, int C, int isa);
 
 /* Same numbers whatever the thread count: the weight gradient's partial sums are per fixed
- * band of rows, not per thread (both weight-gradient kernels: 8 and 16 input channels). */
+ * band of rows, not per thread (both weight-gradient kernels: 8 and 16 input channels), and the
+ * automatic choice of kernel path on every instruction set (oneDNN only where it keeps this). */
 Test(conv3x3, results_do_not_depend_on_the_thread_count)
 {
     tg_rng r;
     tg_rng_seed(&r, 42);
-    for (int C = 4; C <= 16; C *= 4)
-        check_thread_independence(&r, C);
+    for (int isa = TG_CONV_ISA_GENERIC; isa <= tg_testing_conv_isa_best(); isa++) {
+        cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, (tg_conv_isa)isa));
+        for (int C = 4; C <= 64; C *= 4) check_thread_independence(&r, C, isa);
+    }
+    cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
 }
 
-static void check_thread_independence(tg_rng *r, int C)
+static void check_thread_independence(tg_rng *r, int C, int isa)
 {
-    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, C, 64, 64), r), true);
-    tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(24, C, 3, 3), r), true);
-    float *saved[2][3];
+    const int64_t HW = C > 16 ? 16 : 64, O = C > 16 ? 64 : 24;
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, C, HW, HW), r), true);
+    tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O, C, 3, 3), r), true);
+    tg_tensor *b = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O), r), true);
+    float *saved[2][4];
     for (int run = 0; run < 2; run++) {
         tg_set_num_threads(run == 0 ? 1 : 2);
-        tg_tensor_zero_grad(x), tg_tensor_zero_grad(w);
-        tg_tensor *y = tg_conv2d(x, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+        tg_tensor_zero_grad(x), tg_tensor_zero_grad(w), tg_tensor_zero_grad(b);
+        tg_tensor *y = tg_conv2d(x, w, b, (tg_conv2d_opts){.padding = {1, 1}});
         cr_assert_not_null(y, "%s", tg_last_error());
         cr_assert_eq(tg_backward(tgt_weighted_sum(y, 7)), TG_OK, "%s", tg_last_error());
-        const float *data[3] = {y->data, x->grad, w->grad};
-        const int64_t n[3] = {y->numel, x->numel, w->numel};
-        for (int k = 0; k < 3; k++) {
+        const float *data[4] = {y->data, x->grad, w->grad, b->grad};
+        const int64_t n[4] = {y->numel, x->numel, w->numel, b->numel};
+        for (int k = 0; k < 4; k++) {
             saved[run][k] = malloc(sizeof(float) * (size_t)n[k]);
             memcpy(saved[run][k], data[k], sizeof(float) * (size_t)n[k]);
         }
         tg_tape_clear();
         if (run == 1)
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < 4; k++) {
                 cr_expect_eq(memcmp(saved[0][k], saved[1][k], sizeof(float) * (size_t)n[k]), 0,
-                             "%s differs between 1 and 2 threads (%d channels)", k == 0 ? "output" : k == 1 ? "dx" : "dw",
-                             C);
+                             "%s differs between 1 and 2 threads (%d channels, isa %d)",
+                             (const char *[]){"output", "dx", "dw", "db"}[k], C, isa);
                 free(saved[0][k]), free(saved[1][k]);
             }
     }
     tg_set_num_threads(0);
-    tg_tensor_free(x), tg_tensor_free(w);
+    tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(b);
 }

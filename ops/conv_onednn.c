@@ -1,0 +1,320 @@
+/* conv2d forward, input gradient and weight gradient through oneDNN (the library behind
+ * PyTorch's CPU convolutions), an optional dependency: CMake defines TG_HAVE_DNNL when it finds
+ * libdnnl (Debian libdnnl-dev); without it the functions below only say so.
+ *
+ * Tensors stay NCHW / OIHW in tapegrad; oneDNN picks its own blocked layouts (nChw8c on AVX2,
+ * nChw16c on AVX-512) and each call reorders into them in per-thread scratch (slots 1-3), as
+ * PyTorch does. Primitives are created once per shape and kept (a small cache, most recently
+ * added first out when full). */
+#include "../core/core_internal.h"
+#include "conv_onednn.h"
+
+#ifndef TG_HAVE_DNNL
+
+bool tg_conv_onednn_built(void) { return false; }
+void tg_conv_onednn_cap_isa(int isa) { (void)isa; }
+static bool not_built(void)
+{
+    tg_error(TG_ERR_ARG, "conv2d: this build has no oneDNN");
+    return false;
+}
+bool tg_conv_onednn_forward(const tg_conv_desc *d, const float *x, const float *w, const float *bias, float *y)
+{
+    (void)d, (void)x, (void)w, (void)bias, (void)y;
+    return not_built();
+}
+bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const float *w, float *dx, bool accumulate)
+{
+    (void)d, (void)dy, (void)w, (void)dx, (void)accumulate;
+    return not_built();
+}
+bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db)
+{
+    (void)d, (void)x, (void)dy, (void)dw, (void)db;
+    return not_built();
+}
+
+#else
+
+#include <dnnl.h>
+#include <pthread.h>
+#include <string.h>
+
+bool tg_conv_onednn_built(void) { return true; }
+
+void tg_conv_onednn_cap_isa(int isa)
+{
+    /* refused (harmlessly) once oneDNN has created a primitive */
+    dnnl_set_max_cpu_isa(isa >= 1 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+}
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t g_engine;
+static dnnl_stream_t g_stream;
+
+/* What a primitive needs beside itself: the layouts it wants and, where they differ from the
+ * user's plain ones, the reorders in and out. */
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t md[3];    /* the primitive's: [0] src / diff_src, [1] weights / diff_weights, [2] dst / diff_dst */
+    dnnl_primitive_t to[3];      /* user -> primitive layout, NULL when equal */
+    dnnl_primitive_t from[3];    /* primitive -> user layout (outputs), NULL when equal */
+    dnnl_primitive_t from_add;   /* primitive -> user layout adding to the user's (dx accumulate) */
+} prim_set;
+
+enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS, KIND_BWD_WEIGHTS_BIAS, N_KINDS };
+#define CACHE_SIZE 32
+
+typedef struct {
+    tg_conv_desc d;
+    int kind;
+    prim_set p;
+} cache_entry;
+
+static cache_entry g_cache[CACHE_SIZE];
+static int g_cache_n, g_cache_next;
+
+static bool ok(dnnl_status_t s, const char *what)
+{
+    if (s == dnnl_success) return true;
+    tg_error(s == dnnl_out_of_memory ? TG_ERR_NOMEM : TG_ERR_ARG, "conv2d (oneDNN): %s failed (status %d)", what, (int)s);
+    return false;
+}
+
+static bool init_engine(void)
+{
+    if (g_engine) return true;
+    if (!ok(dnnl_engine_create(&g_engine, dnnl_cpu, 0), "engine")) return false;
+    if (!ok(dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags), "stream")) {
+        dnnl_engine_destroy(g_engine);
+        g_engine = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Plain user layouts: x nchw, weights oihw (goihw with groups), y nchw. */
+static void user_mds(const tg_conv_desc *d, dnnl_memory_desc_t md[3], dnnl_memory_desc_t *bias_md)
+{
+    const dnnl_dims_t xd = {d->N, d->C, d->H, d->W}, yd = {d->N, d->O, d->Ho, d->Wo}, bd = {d->O};
+    dnnl_memory_desc_init_by_tag(&md[0], 4, xd, dnnl_f32, dnnl_nchw);
+    if (d->groups > 1) {
+        const dnnl_dims_t wd = {d->groups, d->O / d->groups, d->C / d->groups, d->kh, d->kw};
+        dnnl_memory_desc_init_by_tag(&md[1], 5, wd, dnnl_f32, dnnl_goihw);
+    } else {
+        const dnnl_dims_t wd = {d->O, d->C, d->kh, d->kw};
+        dnnl_memory_desc_init_by_tag(&md[1], 4, wd, dnnl_f32, dnnl_oihw);
+    }
+    dnnl_memory_desc_init_by_tag(&md[2], 4, yd, dnnl_f32, dnnl_nchw);
+    dnnl_memory_desc_init_by_tag(bias_md, 1, bd, dnnl_f32, dnnl_x);
+}
+
+static void any_mds(const dnnl_memory_desc_t user[3], dnnl_memory_desc_t any[3])
+{
+    for (int i = 0; i < 3; i++)
+        dnnl_memory_desc_init_by_tag(&any[i], user[i].ndims, user[i].dims, dnnl_f32, dnnl_format_tag_any);
+}
+
+static bool make_reorder(const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst, bool add, dnnl_primitive_t *out)
+{
+    *out = NULL;
+    if (!add && dnnl_memory_desc_equal(src, dst)) return true;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    bool good = true;
+    if (add) {
+        good = ok(dnnl_primitive_attr_create(&attr), "attr") && ok(dnnl_post_ops_create(&po), "post-ops") &&
+               ok(dnnl_post_ops_append_sum(po, 1.0f), "sum post-op") &&
+               ok(dnnl_primitive_attr_set_post_ops(attr, po), "set post-ops");
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    good = good && ok(dnnl_reorder_primitive_desc_create(&pd, src, g_engine, dst, g_engine, attr), "reorder") &&
+           ok(dnnl_primitive_create(out, pd), "reorder primitive");
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return good;
+}
+
+static void free_set(prim_set *p)
+{
+    if (p->prim) dnnl_primitive_destroy(p->prim);
+    for (int i = 0; i < 3; i++) {
+        if (p->to[i]) dnnl_primitive_destroy(p->to[i]);
+        if (p->from[i]) dnnl_primitive_destroy(p->from[i]);
+    }
+    if (p->from_add) dnnl_primitive_destroy(p->from_add);
+    memset(p, 0, sizeof *p);
+}
+
+static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
+{
+    memset(p, 0, sizeof *p);
+    dnnl_memory_desc_t user[3], any[3], bias_md;
+    user_mds(d, user, &bias_md);
+    any_mds(user, any);
+    const dnnl_dims_t strides = {d->sh, d->sw}, dil = {d->dh - 1, d->dw - 1}, pl = {d->ph, d->pw};
+    /* right padding: what makes the output size come out (it may be less than pl with a stride) */
+    const dnnl_dims_t pr = {(d->Ho - 1) * d->sh + (int64_t)(d->kh - 1) * d->dh + 1 - d->H - d->ph,
+                            (d->Wo - 1) * d->sw + (int64_t)(d->kw - 1) * d->dw + 1 - d->W - d->pw};
+    dnnl_convolution_desc_t fwd, cd;
+    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+    bool good = ok(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct,
+                                                              &any[0], &any[1], kind == KIND_FWD_BIAS ? &bias_md : NULL,
+                                                              &any[2], strides, dil, pl, pr),
+                   "forward descriptor") &&
+                ok(dnnl_primitive_desc_create(&fpd, &fwd, NULL, g_engine, NULL), "forward primitive descriptor");
+    if (good && kind == KIND_BWD_DATA)
+        good = ok(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &any[0], &any[1],
+                                                                   &any[2], strides, dil, pl, pr),
+                  "backward-data descriptor") &&
+               ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-data primitive descriptor");
+    else if (good && (kind == KIND_BWD_WEIGHTS || kind == KIND_BWD_WEIGHTS_BIAS))
+        good = ok(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &any[0], &any[1],
+                                                                      kind == KIND_BWD_WEIGHTS_BIAS ? &bias_md : NULL,
+                                                                      &any[2], strides, dil, pl, pr),
+                  "backward-weights descriptor") &&
+               ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-weights primitive descriptor");
+    else if (good) {
+        pd = fpd;
+        fpd = NULL;
+    }
+    if (good) {
+        static const dnnl_query_t q[N_KINDS][3] = {
+            [KIND_FWD] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
+            [KIND_FWD_BIAS] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
+            [KIND_BWD_DATA] = {dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md},
+            [KIND_BWD_WEIGHTS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md},
+            [KIND_BWD_WEIGHTS_BIAS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
+        /* outputs: fwd dst [2], bwd-data diff_src [0], bwd-weights diff_weights [1] */
+        const int out = kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2;
+        for (int i = 0; i < 3 && good; i++) {
+            p->md[i] = *dnnl_primitive_desc_query_md(pd, q[kind][i], 0);
+            good = i == out ? make_reorder(&p->md[i], &user[i], false, &p->from[i])
+                            : make_reorder(&user[i], &p->md[i], false, &p->to[i]);
+        }
+        if (good && kind == KIND_BWD_DATA) good = make_reorder(&p->md[0], &user[0], true, &p->from_add);
+        good = good && ok(dnnl_primitive_create(&p->prim, pd), "convolution primitive");
+    }
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (!good) free_set(p);
+    return good;
+}
+
+/* The primitives for (d, kind), created on first use. Caller holds g_lock. */
+static prim_set *lookup(const tg_conv_desc *d, int kind)
+{
+    if (!init_engine()) return NULL;
+    for (int i = 0; i < g_cache_n; i++)
+        if (g_cache[i].kind == kind && !memcmp(&g_cache[i].d, d, sizeof *d)) return &g_cache[i].p;
+    cache_entry *e = &g_cache[g_cache_n < CACHE_SIZE ? g_cache_n++ : g_cache_next];
+    if (g_cache_n == CACHE_SIZE) g_cache_next = (g_cache_next + 1) % CACHE_SIZE;
+    free_set(&e->p);
+    memset(&e->d, 0, sizeof e->d);
+    if (!create_set(d, kind, &e->p)) {
+        e->kind = -1;
+        return NULL;
+    }
+    e->d = *d;
+    e->kind = kind;
+    return &e->p;
+}
+
+static bool wrap(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m)
+{
+    return ok(dnnl_memory_create(m, md, g_engine, data), "memory");
+}
+
+static bool run(dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args)
+{
+    return ok(dnnl_primitive_execute(prim, g_stream, nargs, args), "execute");
+}
+
+static bool reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to)
+{
+    const dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    return run(r, 2, a);
+}
+
+/* One call: the three tensors t[i] in user layout (outputs written there), inputs reordered into
+ * the primitive's layouts in scratch slots 1-3, the primitive run, the output reordered back (or
+ * added back, for add). */
+static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *bias, bool add)
+{
+    static const int arg[N_KINDS][3] = {
+        [KIND_FWD] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+        [KIND_FWD_BIAS] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+        [KIND_BWD_DATA] = {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
+        [KIND_BWD_WEIGHTS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST},
+        [KIND_BWD_WEIGHTS_BIAS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
+    const int out = kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2;
+    pthread_mutex_lock(&g_lock);
+    prim_set *p = lookup(d, kind);
+    bool good = p != NULL;
+    dnnl_memory_desc_t user[3], bias_md;
+    user_mds(d, user, &bias_md);
+    dnnl_memory_t um[3] = {0}, pm[3] = {0}, bm = NULL;
+    for (int i = 0; i < 3 && good; i++) {
+        good = wrap(&user[i], t[i], &um[i]);
+        const bool reordered = i == out ? (p->from[i] || add) : p->to[i] != NULL;
+        if (good && reordered) {
+            float *buf = tg_scratch_alloc(1 + i, dnnl_memory_desc_get_size(&p->md[i]));
+            good = buf && wrap(&p->md[i], buf, &pm[i]);
+            if (good && i != out) good = reorder(p->to[i], um[i], pm[i]);
+        } else if (good)
+            good = wrap(&p->md[i], t[i], &pm[i]);
+    }
+    if (good && bias) good = wrap(&bias_md, (void *)bias, &bm);
+    if (good) {
+        dnnl_exec_arg_t a[4] = {{arg[kind][0], pm[0]},
+                                {arg[kind][1], pm[1]},
+                                {arg[kind][2], pm[2]},
+                                {kind == KIND_BWD_WEIGHTS_BIAS ? DNNL_ARG_DIFF_BIAS : DNNL_ARG_BIAS, bm}};
+        good = run(p->prim, bias ? 4 : 3, a);
+    }
+    if (good && add) good = reorder(p->from_add, pm[out], um[out]);
+    else if (good && p->from[out]) good = reorder(p->from[out], pm[out], um[out]);
+    if (good) good = ok(dnnl_stream_wait(g_stream), "stream wait");
+    for (int i = 0; i < 3; i++) {
+        if (um[i]) dnnl_memory_destroy(um[i]);
+        if (pm[i]) dnnl_memory_destroy(pm[i]);
+    }
+    if (bm) dnnl_memory_destroy(bm);
+    pthread_mutex_unlock(&g_lock);
+    return good;
+}
+
+bool tg_conv_onednn_forward(const tg_conv_desc *d, const float *x, const float *w, const float *bias, float *y)
+{
+    float *t[3] = {(float *)x, (float *)w, y};
+    return execute(d, bias ? KIND_FWD_BIAS : KIND_FWD, t, bias, false);
+}
+
+bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const float *w, float *dx, bool accumulate)
+{
+    float *t[3] = {dx, (float *)w, (float *)dy};
+    return execute(d, KIND_BWD_DATA, t, NULL, accumulate);
+}
+
+bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db)
+{
+    /* One image per call, summed into dw (and db) in image order: oneDNN splits a batch's
+     * reduction over its threads (the result would depend on their number), a single image's only
+     * over output and input channel blocks. oneDNN writes the gradients: into scratch slot 0, then
+     * added. */
+    const int64_t n = d->O * (d->C / d->groups) * d->kh * d->kw;
+    float *tmp = tg_scratch_alloc(0, (size_t)(n + d->O) * sizeof(float)), *tb = tmp + n;
+    if (!tmp) return false;
+    tg_conv_desc one = *d;
+    one.N = 1;
+    for (int64_t i = 0; i < d->N; i++) {
+        float *t[3] = {(float *)x + i * d->C * d->H * d->W, tmp, (float *)dy + i * d->O * d->Ho * d->Wo};
+        if (!execute(&one, db ? KIND_BWD_WEIGHTS_BIAS : KIND_BWD_WEIGHTS, t, db ? tb : NULL, false)) return false;
+        for (int64_t k = 0; k < n; k++) dw[k] += tmp[k];
+        for (int64_t k = 0; k < d->O && db; k++) db[k] += tb[k];
+    }
+    return true;
+}
+
+#endif

@@ -1,0 +1,26 @@
+/* conv2d through oneDNN (ops/conv_onednn.c; an optional dependency: without libdnnl every
+ * function here reports "not built" and conv2d never chooses it). Not public API. */
+#ifndef TG_CONV_ONEDNN_H
+#define TG_CONV_ONEDNN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One conv2d: x (N,C,H,W), w (O,C/groups,kh,kw), y (N,O,Ho,Wo). */
+typedef struct {
+    int64_t N, C, H, W, O, Ho, Wo;
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+} tg_conv_desc;
+
+bool tg_conv_onednn_built(void);
+/* Cap oneDNN's instruction set (1 AVX2, 0 baseline SSE4.1); only before its first primitive. */
+void tg_conv_onednn_cap_isa(int isa);
+/* y = conv(x, w) (+ bias unless NULL), y overwritten. false (and an error) on failure. */
+bool tg_conv_onednn_forward(const tg_conv_desc *d, const float *x, const float *w, const float *bias, float *y);
+/* dx (N,C,H,W) = (accumulate ? dx + : ) the input gradient from dy (N,O,Ho,Wo). */
+bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const float *w, float *dx, bool accumulate);
+/* dw (O,C/groups,kh,kw) += the weight gradient from x and dy; db (O) += the bias gradient unless
+ * NULL. Summed per image in image order: the result does not depend on the number of threads. */
+bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db);
+
+#endif
