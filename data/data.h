@@ -65,7 +65,9 @@ tg_image *tg_image_crop(const tg_image *img, int x, int y, int width, int height
 /* ---- segmentation datasets: DRIVE and image/label folders --------------- */
 
 /* Samples are an RGB image and a one-channel target of the same size:
- * 0 background, 1 foreground (vessel), 255 ignored (outside the field of view). */
+ * 0 background, 1 foreground (vessel), TG_SEG_IGNORED (255) ignored (outside the field of view,
+ * or padding): train with ignore_index = TG_SEG_IGNORED. */
+#define TG_SEG_IGNORED 255
 typedef struct tg_seg_dataset tg_seg_dataset;
 
 typedef enum { TG_DRIVE_TRAINING, TG_DRIVE_TEST } tg_drive_split;

@@ -113,16 +113,28 @@ tg_status tg_read_file(const char *path, uint8_t **buf, size_t *n)
 
 /* ---- structural checks before stb_image -------------------------------- */
 
+/* GIF (89a): the header and logical screen descriptor (13 bytes, its packed field at byte 10),
+ * then blocks, each introduced by one byte, up to the trailer. An image descriptor has 9 bytes
+ * after its introducer, its packed field last. A packed field's top bit announces a color table
+ * of 3 * 2^(k+1) bytes, k its low 3 bits. */
+enum { GIF_SCREEN_END = 13, GIF_SCREEN_PACKED = 10, GIF_IMAGE_DESC_BYTES = 9 };
+enum { GIF_EXTENSION = 0x21, GIF_IMAGE = 0x2C, GIF_TRAILER = 0x3B, GIF_HAS_COLOR_TABLE = 0x80 };
+
+static size_t gif_color_table_bytes(uint8_t packed)
+{
+    return packed & GIF_HAS_COLOR_TABLE ? (size_t)3 << ((packed & 7) + 1) : 0;
+}
+
 /* Walks a GIF up to the end of its first image's data. */
 static bool gif_check(const char *path, const uint8_t *b, size_t n)
 {
-    size_t p = 13;
+    size_t p = GIF_SCREEN_END;
     if (n < p) goto truncated;
-    if (b[10] & 0x80) p += (size_t)3 << ((b[10] & 7) + 1);
+    p += gif_color_table_bytes(b[GIF_SCREEN_PACKED]);
     for (;;) {
         if (p >= n) goto truncated;
         uint8_t kind = b[p++];
-        if (kind == 0x21) { /* extension: label, then data sub-blocks */
+        if (kind == GIF_EXTENSION) { /* extension: label, then data sub-blocks */
             p++;
             for (;;) {
                 if (p >= n) goto truncated;
@@ -130,11 +142,11 @@ static bool gif_check(const char *path, const uint8_t *b, size_t n)
                 if (!len) break;
                 p += len;
             }
-        } else if (kind == 0x2C) { /* image descriptor, color table, LZW code size, sub-blocks */
-            if (p + 9 > n) goto truncated;
-            uint8_t packed = b[p + 8];
-            p += 9;
-            if (packed & 0x80) p += (size_t)3 << ((packed & 7) + 1);
+        } else if (kind == GIF_IMAGE) { /* image descriptor, color table, LZW code size, sub-blocks */
+            if (p + GIF_IMAGE_DESC_BYTES > n) goto truncated;
+            uint8_t packed = b[p + GIF_IMAGE_DESC_BYTES - 1];
+            p += GIF_IMAGE_DESC_BYTES;
+            p += gif_color_table_bytes(packed);
             p++;
             for (;;) {
                 if (p >= n) goto truncated;
@@ -142,7 +154,7 @@ static bool gif_check(const char *path, const uint8_t *b, size_t n)
                 if (!len) return true;
                 p += len;
             }
-        } else if (kind == 0x3B) {
+        } else if (kind == GIF_TRAILER) {
             tg_error(TG_ERR_FORMAT, "%s: GIF without an image", path);
             return false;
         } else {
@@ -155,22 +167,25 @@ truncated:
     return false;
 }
 
+/* JPEG markers: 0xFF then a code; start of image, start of scan, end of image. */
+enum { JPEG_MARK = 0xFF, JPEG_SOI = 0xD8, JPEG_SOS = 0xDA, JPEG_EOI = 0xD9 };
+
 /* A JPEG needs its end-of-image marker after the first start-of-scan. */
 static bool jpeg_check(const char *path, const uint8_t *b, size_t n)
 {
-    size_t p = 2;
-    while (p + 4 <= n) { /* marker segments up to SOS */
-        if (b[p] != 0xFF) break;
+    size_t p = 2; /* after SOI */
+    while (p + 4 <= n) { /* marker segments up to SOS: marker, 2-byte big-endian length, data */
+        if (b[p] != JPEG_MARK) break;
         uint8_t m = b[p + 1];
-        if (m == 0xFF) {
+        if (m == JPEG_MARK) { /* fill byte */
             p++;
             continue;
         }
         size_t len = ((size_t)b[p + 2] << 8) | b[p + 3];
         p += 2 + len;
-        if (m == 0xDA) {
+        if (m == JPEG_SOS) {
             for (; p + 1 < n; p++)
-                if (b[p] == 0xFF && b[p + 1] == 0xD9) return true;
+                if (b[p] == JPEG_MARK && b[p + 1] == JPEG_EOI) return true;
             break;
         }
     }
@@ -268,7 +283,7 @@ tg_image *tg_image_load(const char *path)
         img = tg_image_decode_tiff(path, buf, n);
     } else if (n >= 6 && (memcmp(buf, "GIF87a", 6) == 0 || memcmp(buf, "GIF89a", 6) == 0)) {
         if (gif_check(path, buf, n)) img = decode_stb(path, "GIF", buf, n);
-    } else if (n >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) {
+    } else if (n >= 3 && buf[0] == JPEG_MARK && buf[1] == JPEG_SOI && buf[2] == JPEG_MARK) {
         if (jpeg_check(path, buf, n)) img = decode_stb(path, "JPEG", buf, n);
     } else if (n >= 2 && buf[0] == 'B' && buf[1] == 'M') {
         if (bmp_check(path, buf, n)) img = decode_stb(path, "BMP", buf, n);
@@ -294,6 +309,13 @@ static bool check_image(const char *who, const tg_image *img)
     return true;
 }
 
+/* ITU-R 601-2 luma L = 0.299 R + 0.587 G + 0.114 B in 16-bit fixed point, rounded (Pillow's "L"). */
+enum { LUMA_SHIFT = 16 };
+#define LUMA_R 19595u
+#define LUMA_G 38470u
+#define LUMA_B 7471u
+#define LUMA_ROUND (1u << (LUMA_SHIFT - 1))
+
 tg_image *tg_image_to_gray(const tg_image *img)
 {
     if (!check_image("tg_image_to_gray", img)) return NULL;
@@ -307,7 +329,7 @@ tg_image *tg_image_to_gray(const tg_image *img)
     } else {
         for (size_t i = 0; i < n; i++) {
             const uint8_t *p = s + i * c;
-            g->data[i] = (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+            g->data[i] = (uint8_t)((p[0] * LUMA_R + p[1] * LUMA_G + p[2] * LUMA_B + LUMA_ROUND) >> LUMA_SHIFT);
         }
     }
     return g;

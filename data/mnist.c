@@ -12,6 +12,13 @@
 #include <zlib.h>
 
 #define TG_IDX_MAX_BYTES ((int64_t)1 << 31)
+/* The magic number: 00 00, the data type, the number of dimensions. */
+#define IDX_MAGIC_BYTES 4
+#define IDX_TYPE_UBYTE 0x08
+/* gzread takes an unsigned count: read at most this much per call. */
+#define GZ_CHUNK_MAX (1u << 30)
+/* read_data's first buffer (it doubles as data arrives). */
+#define IDX_FIRST_READ ((int64_t)1 << 20)
 
 void tg_idx_free(tg_idx *idx)
 {
@@ -25,7 +32,7 @@ static bool gz_read_exact(gzFile f, const char *path, void *out, size_t n, const
 {
     size_t done = 0;
     while (done < n) {
-        unsigned chunk = n - done > (1u << 30) ? (1u << 30) : (unsigned)(n - done);
+        unsigned chunk = n - done > GZ_CHUNK_MAX ? GZ_CHUNK_MAX : (unsigned)(n - done);
         int got = gzread(f, (uint8_t *)out + done, chunk);
         if (got < 0) {
             int code;
@@ -47,10 +54,10 @@ static bool gz_read_exact(gzFile f, const char *path, void *out, size_t n, const
  * short (or endless) file costs what the file holds, not what it claims. */
 static uint8_t *read_data(gzFile f, const char *path, int64_t count)
 {
-    size_t cap = count < ((int64_t)1 << 20) ? (size_t)count : (size_t)1 << 20, done = 0;
+    size_t cap = count < IDX_FIRST_READ ? (size_t)count : (size_t)IDX_FIRST_READ, done = 0;
     uint8_t *data = tg_malloc(cap);
     while (data) {
-        unsigned chunk = cap - done > (1u << 30) ? (1u << 30) : (unsigned)(cap - done);
+        unsigned chunk = cap - done > GZ_CHUNK_MAX ? GZ_CHUNK_MAX : (unsigned)(cap - done);
         int got = gzread(f, data + done, chunk);
         if (got < 0) {
             int code;
@@ -77,6 +84,82 @@ static uint8_t *read_data(gzFile f, const char *path, int64_t count)
     return NULL;
 }
 
+/* The magic number: unsigned bytes in 1 to TG_IDX_MAX_DIMS dimensions; sets idx->ndim. */
+static bool idx_read_magic(gzFile f, const char *path, tg_idx *idx)
+{
+    uint8_t head[IDX_MAGIC_BYTES];
+    if (!gz_read_exact(f, path, head, sizeof head, "header")) return false;
+    if (head[0] != 0 || head[1] != 0) {
+        tg_error(TG_ERR_FORMAT, "%s: not an IDX file (magic number starts with %02x %02x, expected 00 00)", path,
+                 head[0], head[1]);
+        return false;
+    }
+    if (head[2] != IDX_TYPE_UBYTE) {
+        tg_error(TG_ERR_FORMAT, "%s: IDX data type 0x%02x is not supported (only unsigned bytes, 0x%02x)", path,
+                 head[2], IDX_TYPE_UBYTE);
+        return false;
+    }
+    if (head[3] < 1 || head[3] > TG_IDX_MAX_DIMS) {
+        tg_error(TG_ERR_FORMAT, "%s: IDX file with %d dimensions (supported: 1 to %d)", path, head[3],
+                 TG_IDX_MAX_DIMS);
+        return false;
+    }
+    idx->ndim = head[3];
+    return true;
+}
+
+/* The dimensions (big-endian u32 each, none 0) and their product, at most TG_IDX_MAX_BYTES; sets
+ * idx->dims and idx->count. */
+static bool idx_read_dims(gzFile f, const char *path, tg_idx *idx)
+{
+    double total = 1; /* exact below 2^53, enough to tell absurd */
+    char dims[128] = "";
+    for (int d = 0; d < idx->ndim; d++) {
+        uint8_t b[4];
+        if (!gz_read_exact(f, path, b, sizeof b, "dimensions")) return false;
+        idx->dims[d] = (int64_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3];
+        if (idx->dims[d] == 0) {
+            tg_error(TG_ERR_FORMAT, "%s: IDX dimension %d is 0 (an empty file)", path, d);
+            return false;
+        }
+        total *= (double)idx->dims[d];
+        size_t used = strlen(dims);
+        snprintf(dims + used, sizeof dims - used, "%s%lld", d ? " x " : "", (long long)idx->dims[d]);
+    }
+    if (total > (double)TG_IDX_MAX_BYTES) {
+        int worst = 0; /* the dimension that is absurd on its own, else the first (the count) */
+        for (int d = 1; d < idx->ndim; d++)
+            if (idx->dims[d] > idx->dims[worst]) worst = d;
+        tg_error(TG_ERR_FORMAT,
+                 "%s: IDX dimensions %s announce %.0f bytes (limit %lld): dimension %d (%lld%s) is absurd or the "
+                 "header is corrupt",
+                 path, dims, total, (long long)TG_IDX_MAX_BYTES, worst, (long long)idx->dims[worst],
+                 worst == 0 ? ", the number of items" : "");
+        return false;
+    }
+    idx->count = (int64_t)total;
+    return true;
+}
+
+/* After the data: the end of a complete stream, nothing more. */
+static bool idx_check_end(gzFile f, const char *path, int64_t count)
+{
+    uint8_t extra;
+    int more = gzread(f, &extra, 1);
+    int code;
+    const char *msg = gzerror(f, &code);
+    if (more == 0 && code != Z_OK) {
+        tg_error(TG_ERR_FORMAT, "%s: truncated gzip stream after the data (%s)", path, msg);
+        return false;
+    }
+    if (more != 0) {
+        tg_error(TG_ERR_FORMAT, "%s: %s after the %lld data bytes the header announces", path,
+                 more < 0 ? msg : "extra bytes", (long long)count);
+        return false;
+    }
+    return true;
+}
+
 tg_idx *tg_idx_load(const char *path)
 {
     if (!path) {
@@ -92,69 +175,10 @@ tg_idx *tg_idx_load(const char *path)
         return NULL;
     }
     tg_idx *idx = tg_calloc(1, sizeof *idx);
-    uint8_t head[4];
-    if (!idx || !gz_read_exact(f, path, head, 4, "header")) goto fail;
-    if (head[0] != 0 || head[1] != 0) {
-        tg_error(TG_ERR_FORMAT, "%s: not an IDX file (magic number starts with %02x %02x, expected 00 00)", path,
-                 head[0], head[1]);
-        goto fail;
-    }
-    if (head[2] != 0x08) {
-        tg_error(TG_ERR_FORMAT, "%s: IDX data type 0x%02x is not supported (only unsigned bytes, 0x08)", path,
-                 head[2]);
-        goto fail;
-    }
-    if (head[3] < 1 || head[3] > TG_IDX_MAX_DIMS) {
-        tg_error(TG_ERR_FORMAT, "%s: IDX file with %d dimensions (supported: 1 to %d)", path, head[3],
-                 TG_IDX_MAX_DIMS);
-        goto fail;
-    }
-    idx->ndim = head[3];
-    double total = 1; /* exact below 2^53, enough to tell absurd */
-    char dims[128] = "";
-    for (int d = 0; d < idx->ndim; d++) {
-        uint8_t b[4];
-        if (!gz_read_exact(f, path, b, 4, "dimensions")) goto fail;
-        idx->dims[d] = (int64_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3];
-        if (idx->dims[d] == 0) {
-            tg_error(TG_ERR_FORMAT, "%s: IDX dimension %d is 0 (an empty file)", path, d);
-            goto fail;
-        }
-        total *= (double)idx->dims[d];
-        size_t used = strlen(dims);
-        snprintf(dims + used, sizeof dims - used, "%s%lld", d ? " x " : "", (long long)idx->dims[d]);
-    }
-    if (total > (double)TG_IDX_MAX_BYTES) {
-        int worst = 0; /* the dimension that is absurd on its own, else the first (the count) */
-        for (int d = 1; d < idx->ndim; d++)
-            if (idx->dims[d] > idx->dims[worst]) worst = d;
-        tg_error(TG_ERR_FORMAT,
-                 "%s: IDX dimensions %s announce %.0f bytes (limit %lld): dimension %d (%lld%s) is absurd or the "
-                 "header is corrupt",
-                 path, dims, total, (long long)TG_IDX_MAX_BYTES, worst, (long long)idx->dims[worst],
-                 worst == 0 ? ", the number of items" : "");
-        goto fail;
-    }
-    idx->count = (int64_t)total;
-    idx->data = read_data(f, path, idx->count);
-    if (!idx->data) goto fail;
-    uint8_t extra;
-    int more = gzread(f, &extra, 1);
-    int code;
-    const char *msg = gzerror(f, &code);
-    if (more == 0 && code != Z_OK) {
-        tg_error(TG_ERR_FORMAT, "%s: truncated gzip stream after the data (%s)", path, msg);
-        goto fail;
-    }
-    if (more != 0) {
-        tg_error(TG_ERR_FORMAT, "%s: %s after the %lld data bytes the header announces", path,
-                 more < 0 ? msg : "extra bytes", (long long)idx->count);
-        goto fail;
-    }
+    bool ok = idx && idx_read_magic(f, path, idx) && idx_read_dims(f, path, idx) &&
+              (idx->data = read_data(f, path, idx->count)) != NULL && idx_check_end(f, path, idx->count);
     gzclose(f);
-    return idx;
-fail:
-    gzclose(f);
+    if (ok) return idx;
     tg_idx_free(idx);
     return NULL;
 }

@@ -136,12 +136,13 @@ static tg_status decode_item(const seg_item *it, tg_image **rgb, tg_image **targ
     /* One rule for DRIVE and folders, checked here so that both heads see the same targets: a label
      * pixel is 0 (background) or 1 or 255 (foreground), a mask pixel 0 (outside: target 255) or 1
      * or 255 (inside). On DRIVE's 0/255 files this is the reference's clip(manual/255 + 255 - mask). */
+    enum { WHITE = 255 }; /* "on" in an 8-bit label or mask file, as 1 */
     size_t n = (size_t)im->width * im->height;
     uint8_t *t = label->data;
     for (int k = 0; k < (mask ? 2 : 1); k++) {
         const tg_image *g = k ? mask : label;
         for (size_t i = 0; i < n; i++)
-            if (g->data[i] != 0 && g->data[i] != 1 && g->data[i] != 255) {
+            if (g->data[i] != 0 && g->data[i] != 1 && g->data[i] != WHITE) {
                 tg_error(TG_ERR_FORMAT, "%s: pixel (%zu, %zu) has value %d; a %s pixel must be 0 (%s) or 1 or 255 (%s)",
                          k ? it->mask : it->label, i % (size_t)im->width, i / (size_t)im->width, g->data[i],
                          k ? "mask" : "label", k ? "outside: ignored" : "background", k ? "inside" : "foreground");
@@ -153,8 +154,8 @@ static tg_status decode_item(const seg_item *it, tg_image **rgb, tg_image **targ
     }
     size_t inside = 0;
     for (size_t i = 0; i < n; i++) {
-        t[i] = mask && mask->data[i] == 0 ? 255 : t[i] != 0;
-        inside += t[i] != 255;
+        t[i] = mask && mask->data[i] == 0 ? TG_SEG_IGNORED : t[i] != 0;
+        inside += t[i] != TG_SEG_IGNORED;
     }
     if (inside == 0) {
         tg_error(TG_ERR_FORMAT, "image %s: every pixel is ignored (mask %s is empty)", it->image, it->mask);

@@ -288,7 +288,7 @@ tg_status tg_seg_augment_apply(const tg_seg_augment *a, const tg_seg_augment_par
             size_t o = (size_t)oy * S + ox;
             if (ry < 0 || px >= rw) {
                 for (int c = 0; c < 3; c++) x[c * plane + o] = lut[c][0];
-                y[o] = 255;
+                y[o] = TG_SEG_IGNORED;
                 continue;
             }
             size_t r = (size_t)ry * nc + (size_t)((p->hflip ? rw - 1 - px : px) - cx0);

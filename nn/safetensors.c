@@ -3,7 +3,9 @@
  *   the byte buffer. Header: {"__metadata__": {str: str}, name: {"dtype": "F32",
  *   "shape": [..], "data_offsets": [begin, end]}, ...}; offsets are relative to the
  *   byte buffer, and the tensors cover it exactly, without holes or overlaps.
- * Writes are atomic (temp file, checked writes, fsync, rename, fsync of the dir). */
+ * Writes are atomic (temp file, checked writes, fsync, rename, fsync of the dir).
+ * The bottom of nn/: it knows tensors only as entries and metadata only as string pairs, and
+ * calls nothing in the checkpoint layer (nn/checkpoint.c, nn/meta.c) above it. */
 #define _POSIX_C_SOURCE 200809L
 #include "nn_internal.h"
 
@@ -38,6 +40,13 @@ _Static_assert(sizeof DTYPES / sizeof DTYPES[0] == TG_ST_N_DTYPES, "one row per 
 const char *tg_st_dtype_name(tg_st_dtype d) { return (unsigned)d < TG_ST_N_DTYPES ? DTYPES[d].name : "?"; }
 size_t tg_st_dtype_size(tg_st_dtype d) { return (unsigned)d < TG_ST_N_DTYPES ? DTYPES[d].size : 0; }
 
+/* The writer pads the header with spaces to a multiple of this (as the reference writer). */
+#define ST_HEADER_ALIGN 8
+/* JSON numbers are doubles: integers are exact up to 2^53, the largest shape or offset accepted. */
+#define ST_MAX_EXACT_INT (UINT64_C(1) << 53)
+/* Room for a path and the temporary file's suffix. */
+#define ST_TMP_PATH_LEN 4096
+
 static uint64_t entry_numel(const tg_st_entry *e)
 {
     uint64_t n = 1;
@@ -69,15 +78,16 @@ static bool put(writer *w, const void *p, size_t n)
     return true;
 }
 
-/* The header JSON, padded with spaces to a multiple of 8 bytes (as the reference writer). */
-static char *build_header(const tg_st_entry *entries, int n, const tg_meta *meta, size_t *len)
+/* The header JSON, padded with spaces to a multiple of ST_HEADER_ALIGN bytes. */
+static char *build_header(const tg_st_entry *entries, int n, const tg_st_pair *meta, int n_meta, const char *who,
+                          size_t *len)
 {
     cJSON *root = cJSON_CreateObject();
     bool ok = root != NULL;
-    if (ok && meta && meta->count) {
+    if (ok && n_meta > 0) {
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
         ok = m != NULL;
-        for (int i = 0; ok && i < meta->count; i++) ok = cJSON_AddStringToObject(m, meta->keys[i], meta->values[i]);
+        for (int i = 0; ok && i < n_meta; i++) ok = cJSON_AddStringToObject(m, meta[i].key, meta[i].value);
     }
     uint64_t offset = 0;
     for (int i = 0; ok && i < n; i++) {
@@ -95,10 +105,10 @@ static char *build_header(const tg_st_entry *entries, int n, const tg_meta *meta
     char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!json) {
-        tg_error(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory building the safetensors header");
+        tg_error(TG_ERR_NOMEM, "%s: out of memory building the safetensors header", who);
         return NULL;
     }
-    size_t raw = strlen(json), padded = (raw + 7) / 8 * 8;
+    size_t raw = strlen(json), padded = (raw + ST_HEADER_ALIGN - 1) / ST_HEADER_ALIGN * ST_HEADER_ALIGN;
     char *out = tg_malloc(padded + 1);
     if (out) {
         memcpy(out, json, raw);
@@ -112,7 +122,7 @@ static char *build_header(const tg_st_entry *entries, int n, const tg_meta *meta
 
 static void fsync_dir_of(const char *path)
 {
-    char buf[4096];
+    char buf[ST_TMP_PATH_LEN];
     snprintf(buf, sizeof buf, "%s", path);
     int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -121,15 +131,15 @@ static void fsync_dir_of(const char *path)
     }
 }
 
-tg_status tg_st_write(const char *path, const tg_st_entry *entries, int n, const tg_meta *meta)
+tg_status tg_st_write(const char *path, const tg_st_entry *entries, int n, const tg_st_pair *meta, int n_meta,
+                      const char *who)
 {
-    const char *who = "tg_checkpoint_save";
     if (!path || !path[0]) return tg_error(TG_ERR_ARG, "%s: path is NULL or empty", who);
-    char tmp[4096];
+    char tmp[ST_TMP_PATH_LEN];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
         return tg_error(TG_ERR_ARG, "%s: path too long", who);
     size_t hlen = 0;
-    char *header = build_header(entries, n, meta, &hlen);
+    char *header = build_header(entries, n, meta, n_meta, who, &hlen);
     if (!header) return tg_last_status();
     int fd = mkstemp(tmp);
     if (fd < 0) {
@@ -145,9 +155,9 @@ tg_status tg_st_write(const char *path, const tg_st_entry *entries, int n, const
         tg_free(header);
         return tg_error(TG_ERR_IO, "%s: fdopen failed: %s", who, strerror(err));
     }
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-    bool ok = put(&w, len8, 8) && put(&w, header, hlen);
+    uint8_t len8[TG_ST_LEN_BYTES];
+    for (int i = 0; i < TG_ST_LEN_BYTES; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+    bool ok = put(&w, len8, TG_ST_LEN_BYTES) && put(&w, header, hlen);
     for (int i = 0; ok && i < n; i++)
         ok = put(&w, entries[i].data, (size_t)(entry_numel(&entries[i]) * tg_st_dtype_size(entries[i].dtype)));
     int err = ok ? 0 : errno;
@@ -188,19 +198,19 @@ static int cmp_begin(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* A JSON number that is a non-negative integer below 2^53. */
+/* A JSON number that is a non-negative integer up to 2^53. */
 static bool json_uint(const cJSON *v, uint64_t *out)
 {
     if (!cJSON_IsNumber(v)) return false;
     double d = v->valuedouble;
-    if (!(d >= 0.0 && d <= 9007199254740992.0) || floor(d) != d) return false;
+    if (!(d >= 0.0 && d <= (double)ST_MAX_EXACT_INT) || floor(d) != d) return false;
     *out = (uint64_t)d;
     return true;
 }
 
-static tg_status parse_entry(const char *path, const cJSON *item, tg_st_entry *e)
+static tg_status parse_entry(const tg_st_file *st, const cJSON *item, tg_st_entry *e)
 {
-    const char *who = "tg_checkpoint_load";
+    const char *who = st->who, *path = st->path;
     if (strlen(item->string) >= TG_ST_NAME_LEN)
         return tg_error(TG_ERR_FORMAT, "%s: '%s': tensor name '%.40s...' longer than %d characters", who, path,
                         item->string, TG_ST_NAME_LEN - 1);
@@ -227,7 +237,7 @@ static tg_status parse_entry(const char *path, const cJSON *item, tg_st_entry *e
     uint64_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         uint64_t v;
-        if (!json_uint(cJSON_GetArrayItem(shape, d), &v) || (v && numel > (UINT64_C(1) << 53) / v))
+        if (!json_uint(cJSON_GetArrayItem(shape, d), &v) || (v && numel > ST_MAX_EXACT_INT / v))
             return tg_error(TG_ERR_FORMAT, "%s: '%s': tensor '%s' has an invalid shape (dim %d)", who, path, e->name,
                             d);
         e->shape[d] = (int64_t)v;
@@ -246,23 +256,40 @@ static tg_status parse_entry(const char *path, const cJSON *item, tg_st_entry *e
     return TG_OK;
 }
 
-static tg_status parse_meta(const char *path, const cJSON *m, tg_meta *meta)
+/* "__metadata__" into st->meta: one block holding the pairs, then their strings. */
+static tg_status parse_meta(tg_st_file *st, const cJSON *m)
 {
     if (!cJSON_IsObject(m))
-        return tg_error(TG_ERR_FORMAT, "tg_checkpoint_load: '%s': __metadata__ is not an object", path);
+        return tg_error(TG_ERR_FORMAT, "%s: '%s': __metadata__ is not an object", st->who, st->path);
+    if (st->meta) return tg_error(TG_ERR_FORMAT, "%s: '%s': __metadata__ appears twice", st->who, st->path);
+    int n = 0;
+    size_t bytes = 0;
     for (const cJSON *kv = m->child; kv; kv = kv->next) {
         if (!cJSON_IsString(kv))
-            return tg_error(TG_ERR_FORMAT, "tg_checkpoint_load: '%s': __metadata__ value of '%s' is not a string",
-                            path, kv->string);
-        if (meta && tg_meta_set(meta, kv->string, kv->valuestring)) return tg_last_status();
+            return tg_error(TG_ERR_FORMAT, "%s: '%s': __metadata__ value of '%s' is not a string", st->who, st->path,
+                            kv->string);
+        n++;
+        bytes += strlen(kv->string) + strlen(kv->valuestring) + 2;
     }
+    if (n == 0) return TG_OK;
+    tg_st_pair *pairs = tg_malloc((size_t)n * sizeof *pairs + bytes);
+    if (!pairs) return tg_last_status();
+    char *at = (char *)(pairs + n);
+    int i = 0;
+    for (const cJSON *kv = m->child; kv; kv = kv->next, i++) {
+        size_t k = strlen(kv->string) + 1, v = strlen(kv->valuestring) + 1;
+        pairs[i] = (tg_st_pair){memcpy(at, kv->string, k), memcpy(at + k, kv->valuestring, v)};
+        at += k + v;
+    }
+    st->meta = pairs;
+    st->n_meta = n;
     return TG_OK;
 }
 
 /* Validates offsets: sorted by begin they must tile [0, data_size) exactly. */
 static tg_status check_coverage(tg_st_file *st)
 {
-    const char *who = "tg_checkpoint_load";
+    const char *who = st->who;
     tg_st_entry **order = tg_malloc((size_t)(st->n ? st->n : 1) * sizeof *order);
     if (!order) return tg_last_status();
     for (int i = 0; i < st->n; i++) order[i] = &st->entries[i];
@@ -290,9 +317,9 @@ static tg_status check_coverage(tg_st_file *st)
     return s;
 }
 
-static tg_status parse_header(tg_st_file *st, const char *json, size_t len, tg_meta *meta)
+static tg_status parse_header(tg_st_file *st, const char *json, size_t len)
 {
-    const char *who = "tg_checkpoint_load", *path = st->path;
+    const char *who = st->who, *path = st->path;
     if (len == 0 || json[0] != '{')
         return tg_error(TG_ERR_FORMAT, "%s: '%s': the header does not start with '{' (not a safetensors file?)", who,
                         path);
@@ -311,8 +338,8 @@ static tg_status parse_header(tg_st_file *st, const char *json, size_t len, tg_m
     for (const cJSON *it = s ? NULL : root->child; it; it = it->next) n += strcmp(it->string, "__metadata__") != 0;
     if (!s && !(st->entries = tg_calloc((size_t)(n ? n : 1), sizeof *st->entries))) s = tg_last_status();
     for (const cJSON *it = s ? NULL : root->child; it && !s; it = it->next) {
-        if (strcmp(it->string, "__metadata__") == 0) s = parse_meta(path, it, meta);
-        else s = parse_entry(path, it, &st->entries[st->n++]);
+        if (strcmp(it->string, "__metadata__") == 0) s = parse_meta(st, it);
+        else s = parse_entry(st, it, &st->entries[st->n++]);
     }
     cJSON_Delete(root);
     if (s) return s;
@@ -324,25 +351,25 @@ static tg_status parse_header(tg_st_file *st, const char *json, size_t len, tg_m
     return check_coverage(st);
 }
 
-tg_status tg_st_open(const char *path, tg_st_file *st, tg_meta *meta)
+tg_status tg_st_open(const char *path, tg_st_file *st, const char *who)
 {
-    const char *who = "tg_checkpoint_load";
     memset(st, 0, sizeof *st);
+    st->who = who;
     if (!path) return tg_error(TG_ERR_ARG, "%s: path is NULL", who);
     snprintf(st->path, sizeof st->path, "%s", path);
     st->f = tg_fopen_regular(path, who); /* never blocks on a FIFO; refuses directories and devices */
     if (!st->f) return tg_last_status();
     struct stat sb;
-    uint8_t len8[8];
+    uint8_t len8[TG_ST_LEN_BYTES];
     tg_status s = TG_OK;
     if (fstat(fileno(st->f), &sb) != 0 || !S_ISREG(sb.st_mode))
         s = tg_error(TG_ERR_IO, "%s: '%s' is not a regular file", who, path);
-    else if (sb.st_size < 8 || fread(len8, 1, 8, st->f) != 8)
+    else if (sb.st_size < TG_ST_LEN_BYTES || fread(len8, 1, TG_ST_LEN_BYTES, st->f) != TG_ST_LEN_BYTES)
         s = tg_error(TG_ERR_FORMAT, "%s: '%s' is %lld bytes, too short for a safetensors header", who, path,
                      (long long)sb.st_size);
     uint64_t hlen = 0;
-    for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
-    if (!s && (hlen > TG_ST_MAX_HEADER || hlen > (uint64_t)sb.st_size - 8))
+    for (int i = 0; i < TG_ST_LEN_BYTES; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+    if (!s && (hlen > TG_ST_MAX_HEADER || hlen > (uint64_t)sb.st_size - TG_ST_LEN_BYTES))
         s = tg_error(TG_ERR_FORMAT, "%s: '%s': header length %llu is impossible (file has %lld bytes, limit %llu)", who,
                      path, (unsigned long long)hlen, (long long)sb.st_size, (unsigned long long)TG_ST_MAX_HEADER);
     char *json = s ? NULL : tg_malloc((size_t)hlen + 1);
@@ -351,9 +378,9 @@ tg_status tg_st_open(const char *path, tg_st_file *st, tg_meta *meta)
         s = tg_error(TG_ERR_IO, "%s: '%s': cannot read the %llu-byte header", who, path, (unsigned long long)hlen);
     if (!s) {
         json[hlen] = 0;
-        st->data_start = 8 + hlen;
+        st->data_start = TG_ST_LEN_BYTES + hlen;
         st->data_size = (uint64_t)sb.st_size - st->data_start;
-        s = parse_header(st, json, (size_t)hlen, meta);
+        s = parse_header(st, json, (size_t)hlen);
     }
     tg_free(json);
     if (s) tg_st_close(st);
@@ -372,7 +399,7 @@ tg_status tg_st_read(tg_st_file *st, const tg_st_entry *e, void *dst)
     size_t n = (size_t)(e->end - e->begin);
     if (n == 0) return TG_OK;
     if (fseeko(st->f, (off_t)(st->data_start + e->begin), SEEK_SET) != 0 || fread(dst, 1, n, st->f) != n)
-        return tg_error(TG_ERR_IO, "tg_checkpoint_load: '%s': cannot read tensor '%s'", st->path, e->name);
+        return tg_error(TG_ERR_IO, "%s: '%s': cannot read tensor '%s'", st->who, st->path, e->name);
     return TG_OK;
 }
 
@@ -380,7 +407,10 @@ void tg_st_close(tg_st_file *st)
 {
     if (st->f) fclose(st->f);
     tg_free(st->entries);
+    tg_free(st->meta);
     st->f = NULL;
     st->entries = NULL;
     st->n = 0;
+    st->meta = NULL;
+    st->n_meta = 0;
 }

@@ -148,11 +148,11 @@ tg_status tg_trace_end(const tg_param_list *params, const tg_meta *meta)
                 st = tg_error(TG_ERR_ARG, "%s: the name '%s' appears twice in the trace (a tensor traced twice, or a "
                               "name that clashes with a parameter gradient)", who, sorted[i]->name);
     }
-    if (st == TG_OK && tg_st_write(S.path, entries, n, meta) != TG_OK) {
-        char msg[512]; /* tg_error writes the buffer tg_last_error reads */
-        snprintf(msg, sizeof msg, "%s", tg_last_error());
-        st = tg_error(tg_last_status(), "%s: %s", who, msg);
-    }
+    tg_st_pair *pairs = NULL;
+    int n_pairs = 0;
+    if (st == TG_OK) st = tg_meta_to_pairs(meta, &pairs, &n_pairs);
+    if (st == TG_OK) st = tg_st_write(S.path, entries, n, pairs, n_pairs, who);
+    tg_free(pairs);
     free(sorted);
     free(entries);
     state_reset();

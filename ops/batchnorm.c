@@ -12,9 +12,9 @@
  * memory less each way; the UNet's DoubleConv uses it).
  */
 #include "../core/core_internal.h"
+#include "batchnorm_internal.h"
 #include "nn_ops.h"
 
-#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -101,17 +101,30 @@ static void batch_norm_backward(tg_node *n)
 TG_OP_DEFINE(BATCH_NORM_OP, batch_norm, batch_norm_backward);
 TG_OP_DEFINE(BATCH_NORM_RELU_OP, batch_norm_relu, batch_norm_backward);
 
-static bool check_channel_vec(const char *op, const char *arg, const tg_tensor *t, int64_t C, const tg_tensor *x)
+/* Channel c's statistics (batch statistics when training, updating the running ones; else the
+ * running ones), saved in cx for backward, then its output. */
+BN_INLINE void bn_forward_channel(bn_ctx *cx, int64_t c, const tg_tensor *x, tg_tensor *y, const tg_tensor *weight,
+                                  const tg_tensor *bias, tg_tensor *running_mean, tg_tensor *running_var,
+                                  double factor, float eps)
 {
-    if (!t) return true;
-    if (!tg_check_f32(op, arg, t)) return false;
-    if (t->numel != C || t->ndim != 1) {
-        char a[96], b[96];
-        tg_error(TG_ERR_SHAPE, "%s: %s must have shape (%lld) for x %s, got %s", op, arg, (long long)C,
-                 tg_shape_str(x, b, sizeof b), tg_shape_str(t, a, sizeof a));
-        return false;
+    const bn_dims d = {cx->N, cx->C, cx->S};
+    float mu, inv;
+    if (cx->training) {
+        const double M = (double)(d.N * d.S);
+        const double mean = bn_channel_sum(x->data, d, c) / M;
+        const double ss = bn_channel_sqdev(x->data, d, c, (float)mean);
+        mu = (float)mean;
+        inv = bn_invstd(ss / M, eps);
+        if (running_mean) bn_running_update(&running_mean->data[c], &running_var->data[c], factor, mean, ss, M);
+    } else {
+        mu = running_mean->data[c];
+        inv = bn_invstd((double)running_var->data[c], eps);
     }
-    return true;
+    cx->mean[c] = mu;
+    cx->invstd[c] = inv;
+    const float a = inv * (weight ? weight->data[c] : 1.0f);
+    const float b = (bias ? bias->data[c] : 0.0f) - mu * a;
+    bn_normalize_channel(x->data, y->data, d, c, a, b, cx->relu);
 }
 
 static tg_tensor *batch_norm(const char *op, bool relu, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
@@ -119,100 +132,27 @@ static tg_tensor *batch_norm(const char *op, bool relu, tg_tensor *x, tg_tensor 
                              bool training, float momentum, float eps)
 {
     if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 2, TG_MAX_DIMS)) return NULL;
-    const int64_t N = x->shape[0], C = x->shape[1], S = C > 0 && N > 0 ? x->numel / (N * C) : 0;
-    if (!check_channel_vec(op, "weight", weight, C, x) || !check_channel_vec(op, "bias", bias, C, x) ||
-        !check_channel_vec(op, "running_mean", running_mean, C, x) ||
-        !check_channel_vec(op, "running_var", running_var, C, x))
-        return NULL;
-    if (!running_mean != !running_var) {
-        tg_error(TG_ERR_ARG, "%s: give both running_mean and running_var, or neither", op);
-        return NULL;
-    }
-    if (!(eps >= 0)) {
-        tg_error(TG_ERR_ARG, "%s: eps must be non-negative, got %g", op, eps);
+    const bn_dims d = bn_dims_of(x);
+    if (!bn_check_tensors(op, x, weight, bias, running_mean, running_var, eps)) return NULL;
+    if (training && d.N * d.S <= 1) {
+        char sx[96];
+        tg_error(TG_ERR_VALUE, "%s: expected more than 1 value per channel when training, got x %s", op,
+                 tg_shape_str(x, sx, sizeof sx));
         return NULL;
     }
-    char sx[96];
-    tg_shape_str(x, sx, sizeof sx);
-    if (training && N * S <= 1) {
-        tg_error(TG_ERR_VALUE, "%s: expected more than 1 value per channel when training, got x %s", op, sx);
-        return NULL;
-    }
-    if (!training && !running_mean) {
-        tg_error(TG_ERR_ARG, "%s: eval mode (training=false) needs running_mean and running_var", op);
-        return NULL;
-    }
-    if (training && running_mean && isnan(momentum) && !num_batches_tracked) {
-        tg_error(TG_ERR_ARG, "%s: momentum NAN (cumulative average) needs num_batches_tracked", op);
-        return NULL;
-    }
-    if (training && running_mean && !isnan(momentum) && !(momentum >= 0 && momentum <= 1)) {
-        tg_error(TG_ERR_ARG, "%s: momentum must be in [0, 1] or NAN, got %g", op, momentum);
-        return NULL;
-    }
+    if (!bn_check_momentum(op, training, running_mean != NULL, num_batches_tracked, momentum)) return NULL;
     bn_ctx *cx = tg_arena_alloc(sizeof *cx);
     tg_tensor *y = tg_output_new(TG_F32, x->ndim, x->shape);
     if (!cx || !y) return NULL;
-    *cx = (bn_ctx){.N = N, .C = C, .S = S, .training = training, .relu = relu};
-    cx->mean = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
-    cx->invstd = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
+    *cx = (bn_ctx){.N = d.N, .C = d.C, .S = d.S, .training = training, .relu = relu};
+    cx->mean = tg_arena_alloc((size_t)(d.C > 0 ? d.C : 1) * sizeof(float));
+    cx->invstd = tg_arena_alloc((size_t)(d.C > 0 ? d.C : 1) * sizeof(float));
     if (!cx->mean || !cx->invstd) return NULL;
 
-    double factor = 0.0;
-    if (training && running_mean) {
-        if (num_batches_tracked) (*num_batches_tracked)++;
-        factor = isnan(momentum) ? 1.0 / (double)*num_batches_tracked : (double)momentum;
-    } else if (training && num_batches_tracked) {
-        (*num_batches_tracked)++;
-    }
-    const double M = (double)(N * S);
+    const double factor = bn_count_batch(training, running_mean != NULL, num_batches_tracked, momentum);
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        float mu, inv;
-        if (training) {
-            double s = 0.0;
-            for (int64_t i = 0; i < N; i++) {
-                const float *xr = x->data + (i * C + c) * S;
-                float part = 0.0f;
-                for (int64_t k = 0; k < S; k++) part += xr[k];
-                s += part;
-            }
-            const double mean = s / M;
-            double ss = 0.0;
-            for (int64_t i = 0; i < N; i++) {
-                const float *xr = x->data + (i * C + c) * S;
-                const float m = (float)mean;
-                float part = 0.0f;
-                for (int64_t k = 0; k < S; k++) part += (xr[k] - m) * (xr[k] - m);
-                ss += part;
-            }
-            const double var = ss / M;
-            mu = (float)mean;
-            inv = (float)(1.0 / sqrt(var + eps));
-            if (running_mean) {
-                running_mean->data[c] = (float)((1.0 - factor) * running_mean->data[c] + factor * mean);
-                running_var->data[c] = (float)((1.0 - factor) * running_var->data[c] + factor * ss / (M - 1.0));
-            }
-        } else {
-            mu = running_mean->data[c];
-            inv = (float)(1.0 / sqrt((double)running_var->data[c] + eps));
-        }
-        cx->mean[c] = mu;
-        cx->invstd[c] = inv;
-        const float a = inv * (weight ? weight->data[c] : 1.0f);
-        const float b = (bias ? bias->data[c] : 0.0f) - mu * a;
-        for (int64_t i = 0; i < N; i++) {
-            const float *xr = x->data + (i * C + c) * S;
-            float *yr = y->data + (i * C + c) * S;
-            if (relu)
-                for (int64_t k = 0; k < S; k++) {
-                    const float v = xr[k] * a + b;
-                    yr[k] = v < 0.0f ? 0.0f : v; /* as tg_relu: NaN stays NaN */
-                }
-            else
-                for (int64_t k = 0; k < S; k++) yr[k] = xr[k] * a + b;
-        }
-    }
+    for (int64_t c = 0; c < d.C; c++)
+        bn_forward_channel(cx, c, x, y, weight, bias, running_mean, running_var, factor, eps);
     tg_tensor *in[3] = {x, weight, bias};
     tg_node *n = tg_record(relu ? &BATCH_NORM_RELU_OP : &BATCH_NORM_OP, y, 3, in);
     if (n) n->ctx = cx;

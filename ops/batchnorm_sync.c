@@ -15,10 +15,8 @@
  * summation order). Every process must call it at the same point: it is a collective.
  */
 #include "../core/core_internal.h"
+#include "batchnorm_internal.h"
 #include "nn_ops.h"
-
-#include <math.h>
-#include <string.h>
 
 typedef struct {
     int64_t N, C, S;
@@ -81,17 +79,36 @@ static void sync_bn_backward(tg_node *n)
 
 TG_OP_DEFINE(SYNC_BN_OP, sync_batch_norm, sync_bn_backward);
 
-static bool channel_vec_ok(const char *op, const char *arg, const tg_tensor *t, int64_t C)
+/* Σx per channel and the local count, summed over the processes: the global count M and each
+ * channel's mean (float in cx, double in mean_d). */
+static bool sync_mean(const char *op, sbn_ctx *cx, const tg_tensor *x, const tg_bn_reducer *red, double *buf,
+                      double *mean_d)
 {
-    if (!t) return true;
-    if (!tg_check_f32(op, arg, t)) return false;
-    if (t->ndim != 1 || t->numel != C) {
-        char a[96];
-        tg_error(TG_ERR_SHAPE, "%s: %s must have shape (%lld), got %s", op, arg, (long long)C,
-                 tg_shape_str(t, a, sizeof a));
+    const bn_dims d = {cx->N, cx->C, cx->S};
+#pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t c = 0; c < d.C; c++) buf[c] = bn_channel_sum(x->data, d, c);
+    buf[d.C] = (double)(d.N * d.S);
+    if (red->sum(buf, d.C + 1, red->ctx) != TG_OK) return false;
+    const double M = buf[d.C];
+    cx->M = M;
+    if (M <= 1) {
+        char sx[96];
+        tg_error(TG_ERR_VALUE, "%s: expected more than 1 value per channel over all processes, got %.0f (x %s here)",
+                 op, M, tg_shape_str(x, sx, sizeof sx));
         return false;
     }
+    for (int64_t c = 0; c < d.C; c++) cx->mean[c] = (float)(buf[c] / M);
+    for (int64_t c = 0; c < d.C; c++) mean_d[c] = buf[c] / M;
     return true;
+}
+
+/* Σ(x - mean)^2 per channel, summed over the processes, into buf. */
+static bool sync_sqdev(const sbn_ctx *cx, const tg_tensor *x, const tg_bn_reducer *red, double *buf)
+{
+    const bn_dims d = {cx->N, cx->C, cx->S};
+#pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
+    for (int64_t c = 0; c < d.C; c++) buf[c] = bn_channel_sqdev(x->data, d, c, cx->mean[c]);
+    return red->sum(buf, d.C, red->ctx) == TG_OK;
 }
 
 tg_tensor *tg_sync_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, tg_tensor *running_mean,
@@ -104,102 +121,33 @@ tg_tensor *tg_sync_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias, 
         return NULL;
     }
     if (!tg_check_f32(op, "x", x) || !tg_check_ndim(op, "x", x, 2, TG_MAX_DIMS)) return NULL;
-    const int64_t N = x->shape[0], C = x->shape[1], S = C > 0 && N > 0 ? x->numel / (N * C) : 0;
-    if (!channel_vec_ok(op, "weight", weight, C) || !channel_vec_ok(op, "bias", bias, C) ||
-        !channel_vec_ok(op, "running_mean", running_mean, C) || !channel_vec_ok(op, "running_var", running_var, C))
+    const bn_dims d = bn_dims_of(x);
+    if (!bn_check_tensors(op, x, weight, bias, running_mean, running_var, eps) ||
+        !bn_check_momentum(op, true, running_mean != NULL, num_batches_tracked, momentum))
         return NULL;
-    if (!running_mean != !running_var) {
-        tg_error(TG_ERR_ARG, "%s: give both running_mean and running_var, or neither", op);
-        return NULL;
-    }
-    if (!(eps >= 0)) {
-        tg_error(TG_ERR_ARG, "%s: eps must be non-negative, got %g", op, eps);
-        return NULL;
-    }
-    if (running_mean && isnan(momentum) && !num_batches_tracked) {
-        tg_error(TG_ERR_ARG, "%s: momentum NAN (cumulative average) needs num_batches_tracked", op);
-        return NULL;
-    }
-    if (running_mean && !isnan(momentum) && !(momentum >= 0 && momentum <= 1)) {
-        tg_error(TG_ERR_ARG, "%s: momentum must be in [0, 1] or NAN, got %g", op, momentum);
-        return NULL;
-    }
     sbn_ctx *cx = tg_arena_alloc(sizeof *cx);
     tg_tensor *y = tg_output_new(TG_F32, x->ndim, x->shape);
-    double *buf = tg_arena_alloc((size_t)(C + 1) * sizeof(double));
-    if (!cx || !y || !buf) return NULL;
-    *cx = (sbn_ctx){.N = N, .C = C, .S = S, .relu = relu, .red = *red};
-    cx->mean = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
-    cx->invstd = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(float));
+    double *buf = tg_arena_alloc((size_t)(d.C + 1) * sizeof(double));
+    double *mean_d = tg_arena_alloc((size_t)(d.C > 0 ? d.C : 1) * sizeof(double));
+    if (!cx || !y || !buf || !mean_d) return NULL;
+    *cx = (sbn_ctx){.N = d.N, .C = d.C, .S = d.S, .relu = relu, .red = *red};
+    cx->mean = tg_arena_alloc((size_t)(d.C > 0 ? d.C : 1) * sizeof(float));
+    cx->invstd = tg_arena_alloc((size_t)(d.C > 0 ? d.C : 1) * sizeof(float));
     if (!cx->mean || !cx->invstd) return NULL;
+    /* every allocation is done: an out-of-memory cannot leave the other processes waiting in a sum */
+    if (!sync_mean(op, cx, x, red, buf, mean_d) || !sync_sqdev(cx, x, red, buf)) return NULL;
 
-    /* Σx per channel and the local count, summed over the processes. */
-#pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        double s = 0.0;
-        for (int64_t i = 0; i < N; i++) {
-            const float *xr = x->data + (i * C + c) * S;
-            float part = 0.0f;
-            for (int64_t k = 0; k < S; k++) part += xr[k];
-            s += part;
-        }
-        buf[c] = s;
-    }
-    buf[C] = (double)(N * S);
-    if (red->sum(buf, C + 1, red->ctx) != TG_OK) return NULL;
-    const double M = buf[C];
-    cx->M = M;
-    if (M <= 1) {
-        char sx[96];
-        tg_error(TG_ERR_VALUE, "%s: expected more than 1 value per channel over all processes, got %.0f (x %s here)",
-                 op, M, tg_shape_str(x, sx, sizeof sx));
-        return NULL;
-    }
-    for (int64_t c = 0; c < C; c++) cx->mean[c] = (float)(buf[c] / M);
-    double *mean_d = tg_arena_alloc((size_t)(C > 0 ? C : 1) * sizeof(double));
-    if (!mean_d) return NULL;
-    for (int64_t c = 0; c < C; c++) mean_d[c] = buf[c] / M;
-    /* Σ(x - mean)^2 per channel, summed over the processes. */
-#pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        const float m = cx->mean[c];
-        double ss = 0.0;
-        for (int64_t i = 0; i < N; i++) {
-            const float *xr = x->data + (i * C + c) * S;
-            float part = 0.0f;
-            for (int64_t k = 0; k < S; k++) part += (xr[k] - m) * (xr[k] - m);
-            ss += part;
-        }
-        buf[c] = ss;
-    }
-    if (red->sum(buf, C, red->ctx) != TG_OK) return NULL;
-
-    double factor = 0.0;
-    if (running_mean) {
-        if (num_batches_tracked) (*num_batches_tracked)++;
-        factor = isnan(momentum) ? 1.0 / (double)*num_batches_tracked : (double)momentum;
-    } else if (num_batches_tracked) {
-        (*num_batches_tracked)++;
-    }
-    for (int64_t c = 0; c < C; c++) {
-        cx->invstd[c] = (float)(1.0 / sqrt(buf[c] / M + eps));
-        if (running_mean) {
-            running_mean->data[c] = (float)((1.0 - factor) * running_mean->data[c] + factor * mean_d[c]);
-            running_var->data[c] = (float)((1.0 - factor) * running_var->data[c] + factor * buf[c] / (M - 1.0));
-        }
+    const double factor = bn_count_batch(true, running_mean != NULL, num_batches_tracked, momentum);
+    for (int64_t c = 0; c < d.C; c++) {
+        cx->invstd[c] = bn_invstd(buf[c] / cx->M, eps);
+        if (running_mean)
+            bn_running_update(&running_mean->data[c], &running_var->data[c], factor, mean_d[c], buf[c], cx->M);
     }
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
+    for (int64_t c = 0; c < d.C; c++) {
         const float a = cx->invstd[c] * (weight ? weight->data[c] : 1.0f);
         const float b = (bias ? bias->data[c] : 0.0f) - cx->mean[c] * a;
-        for (int64_t i = 0; i < N; i++) {
-            const float *xr = x->data + (i * C + c) * S;
-            float *yr = y->data + (i * C + c) * S;
-            for (int64_t k = 0; k < S; k++) {
-                const float v = xr[k] * a + b;
-                yr[k] = relu && v < 0.0f ? 0.0f : v;
-            }
-        }
+        bn_normalize_channel(x->data, y->data, d, c, a, b, relu);
     }
     tg_tensor *in[3] = {x, weight, bias};
     tg_node *n = tg_record(&SYNC_BN_OP, y, 3, in);

@@ -114,14 +114,106 @@ TG_INLINE void ce_block_pick(const ce_args *a, const float *xb, const int32_t *r
     }
 }
 
+/* Index targets, label smoothing: lv += eps/C * sum_c w_c (lse - x_c) on the pixels not ignored. */
+TG_INLINE void ce_block_smoothing(const ce_args *a, const float *xb, const int32_t *restrict y, int64_t L,
+                                   const float *lse, float *restrict lv)
+{
+    const float epc = a->eps / (float)a->C;
+    float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
+    for (int64_t p = 0; p < L; p++) sm[p] = 0.0f;
+    for (int64_t c = 0; c < a->C; c++) {
+        float wc = a->w[c];
+        for (int64_t p = 0; p < L; p++) sm[p] += wc * (lse[p] - xb[c * a->S + p]);
+    }
+    for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
+}
+
+/* Index targets: turns e = exp(x - max) in db (stride S) into the derivative d_c of each pixel's loss. */
+TG_INLINE void ce_block_index_derivative(const ce_args *a, float *db, const int32_t *restrict y,
+                                          const float *restrict wy, const float *restrict inv, int64_t L)
+{
+    const float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)a->C, W = (float)a->W;
+    if (eps > 0) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
+        float A[CE_BLK], B[CE_BLK], E[CE_BLK];
+        for (int64_t p = 0; p < L; p++) {
+            B[p] = keep * wy[p];
+            E[p] = y[p] >= 0 ? epc : 0.0f;
+            A[p] = (B[p] + E[p] * W) * inv[p];
+        }
+        for (int64_t c = 0; c < a->C; c++) {
+            float *restrict dc = db + c * a->S, wc = a->w[c];
+            int32_t ci = (int32_t)c;
+            for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f) - E[p] * wc;
+        }
+    } else { /* no smoothing: d_c = w_y*(p_c - [c == y]). Only the target's weight enters (the sum of the
+              * weights W and the other w_c do not), so a NaN/Inf weight of a class no target uses leaves
+              * the gradient finite, as PyTorch's. Same bits as the general formula with eps = 0 for finite
+              * non-negative weights. */
+        float A[CE_BLK], B[CE_BLK];
+        for (int64_t p = 0; p < L; p++) {
+            B[p] = keep * wy[p];
+            A[p] = B[p] * inv[p];
+        }
+        for (int64_t c = 0; c < a->C; c++) {
+            float *restrict dc = db + c * a->S;
+            int32_t ci = (int32_t)c;
+            for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f);
+        }
+    }
+}
+
+/* Index targets tb (L pixels): per-pixel losses into lv, the weight sum into *sw, the derivative
+ * into db if set. Returns false if a target is out of range. */
+TG_INLINE bool ce_block_index(const ce_args *a, const float *xb, const int64_t *tb, float *db, int64_t L,
+                               const float *lse, const float *inv, float *restrict lv, double *sw)
+{
+    const float keep = 1.0f - a->eps;
+    int32_t y[CE_BLK];
+    bool ok = ce_block_labels(a, tb, L, y);
+    float xy[CE_BLK], wy[CE_BLK];
+    ce_block_pick(a, xb, y, L, xy, wy);
+    /* 0 where ignored, by a select, so that an ignored pixel's NaN/Inf logits (lse NaN) do not count, as
+     * PyTorch. (The zero keeps the sign that keep*0*lse gave before, for the same bits in 'none' outputs.) */
+    for (int64_t p = 0; p < L; p++) lv[p] = y[p] >= 0 ? keep * wy[p] * (lse[p] - xy[p]) : copysignf(0.0f, lse[p]);
+    *sw = tgl_sum_block(wy, L);
+    if (a->eps > 0) ce_block_smoothing(a, xb, y, L, lse, lv);
+    if (db) ce_block_index_derivative(a, db, y, wy, inv, L);
+    return ok;
+}
+
+/* Probability targets tb ((C, L) with stride S): l = sum_c w_c y'_c (lse - x_c), y' = keep*y + eps/C,
+ * per pixel into lv; the derivative d_c = p_c * sum_k w_k y'_k - w_c y'_c into db if set. */
+TG_INLINE void ce_block_prob(const ce_args *a, const float *xb, const float *tb, float *db, int64_t L,
+                              const float *lse, const float *inv, float *restrict lv)
+{
+    const int64_t C = a->C, S = a->S;
+    const float keep = 1.0f - a->eps, epc = a->eps / (float)C;
+    for (int64_t p = 0; p < L; p++) lv[p] = 0.0f;
+    for (int64_t c = 0; c < C; c++) {
+        float wc = a->w[c];
+        for (int64_t p = 0; p < L; p++) lv[p] += wc * (keep * tb[c * S + p] + epc) * (lse[p] - xb[c * S + p]);
+    }
+    if (!db) return;
+    float sy[CE_BLK];
+    for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
+    for (int64_t c = 0; c < C; c++) {
+        float wc = a->w[c];
+        for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
+    }
+    for (int64_t p = 0; p < L; p++) sy[p] *= inv[p];
+    for (int64_t c = 0; c < C; c++) {
+        float *restrict dc = db + c * S, wc = a->w[c];
+        const float *restrict tc = tb + c * S;
+        for (int64_t p = 0; p < L; p++) dc[p] = sy[p] * dc[p] - wc * (keep * tc[p] + epc);
+    }
+}
+
 /* Forward of pixel block b: loss sum (and weight sum for index targets) into part_l/part_w[b],
  * per-pixel losses into `none_out` if given, the derivative into a->d if set.
  * Returns false if a target is out of range. */
 TG_CLONES static bool ce_forward_block(const ce_args *a, int64_t b, float *none_out, double *part_l, double *part_w)
 {
-    int64_t C = a->C, S = a->S;
-    float eps = a->eps, keep = 1.0f - eps, epc = eps / (float)C, W = (float)a->W;
-    bool ok = true;
+    const int64_t C = a->C, S = a->S;
     int64_t n, p0, L;
     ce_block_range(a, b, &n, &p0, &L);
     const float *xb = a->x + n * C * S + p0;
@@ -129,73 +221,9 @@ TG_CLONES static bool ce_forward_block(const ce_args *a, int64_t b, float *none_
     float lse[CE_BLK], lv[CE_BLK], inv[CE_BLK];
     ce_block_lse(a, xb, L, lse, db, inv);
     double sw = 0;
-    if (a->t) {
-        int32_t y[CE_BLK];
-        ok = ce_block_labels(a, a->t + n * S + p0, L, y);
-        float xy[CE_BLK], wy[CE_BLK];
-        ce_block_pick(a, xb, y, L, xy, wy);
-        /* 0 where ignored, by a select, so that an ignored pixel's NaN/Inf logits (lse NaN) do not count, as
-         * PyTorch. (The zero keeps the sign that keep*0*lse gave before, for the same bits in 'none' outputs.) */
-        for (int64_t p = 0; p < L; p++) lv[p] = y[p] >= 0 ? keep * wy[p] * (lse[p] - xy[p]) : copysignf(0.0f, lse[p]);
-        sw = tgl_sum_block(wy, L);
-        if (eps > 0) {
-            float sm[CE_BLK]; /* sum_c w_c (lse - x_c) */
-            for (int64_t p = 0; p < L; p++) sm[p] = 0.0f;
-            for (int64_t c = 0; c < C; c++) {
-                float wc = a->w[c];
-                for (int64_t p = 0; p < L; p++) sm[p] += wc * (lse[p] - xb[c * S + p]);
-            }
-            for (int64_t p = 0; p < L; p++) lv[p] += y[p] >= 0 ? epc * sm[p] : 0.0f;
-        }
-        if (db && eps > 0) { /* d_c = (keep*w_y + epc*W)*p_c - keep*w_y*[c == y] - epc*w_c (0 where ignored) */
-            float A[CE_BLK], B[CE_BLK], E[CE_BLK];
-            for (int64_t p = 0; p < L; p++) {
-                B[p] = keep * wy[p];
-                E[p] = y[p] >= 0 ? epc : 0.0f;
-                A[p] = (B[p] + E[p] * W) * inv[p];
-            }
-            for (int64_t c = 0; c < C; c++) {
-                float *restrict dc = db + c * S, wc = a->w[c];
-                int32_t ci = (int32_t)c;
-                for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f) - E[p] * wc;
-            }
-        } else if (db) { /* no smoothing: d_c = w_y*(p_c - [c == y]). Only the target's weight enters (the
-                          * sum of the weights W and the other w_c do not), so a NaN/Inf weight of a class no
-                          * target uses leaves the gradient finite, as PyTorch's. Same bits as the general
-                          * formula with eps = 0 for finite non-negative weights. */
-            float A[CE_BLK], B[CE_BLK];
-            for (int64_t p = 0; p < L; p++) {
-                B[p] = keep * wy[p];
-                A[p] = B[p] * inv[p];
-            }
-            for (int64_t c = 0; c < C; c++) {
-                float *restrict dc = db + c * S;
-                int32_t ci = (int32_t)c;
-                for (int64_t p = 0; p < L; p++) dc[p] = A[p] * dc[p] - (y[p] == ci ? B[p] : 0.0f);
-            }
-        }
-    } else {
-        const float *tb = a->tp + n * C * S + p0;
-        for (int64_t p = 0; p < L; p++) lv[p] = 0.0f;
-        for (int64_t c = 0; c < C; c++) {
-            float wc = a->w[c];
-            for (int64_t p = 0; p < L; p++) lv[p] += wc * (keep * tb[c * S + p] + epc) * (lse[p] - xb[c * S + p]);
-        }
-        if (db) { /* d_c = p_c * sum_k w_k y'_k - w_c y'_c */
-            float sy[CE_BLK];
-            for (int64_t p = 0; p < L; p++) sy[p] = 0.0f;
-            for (int64_t c = 0; c < C; c++) {
-                float wc = a->w[c];
-                for (int64_t p = 0; p < L; p++) sy[p] += wc * (keep * tb[c * S + p] + epc);
-            }
-            for (int64_t p = 0; p < L; p++) sy[p] *= inv[p];
-            for (int64_t c = 0; c < C; c++) {
-                float *restrict dc = db + c * S, wc = a->w[c];
-                const float *restrict tc = tb + c * S;
-                for (int64_t p = 0; p < L; p++) dc[p] = sy[p] * dc[p] - wc * (keep * tc[p] + epc);
-            }
-        }
-    }
+    bool ok = true;
+    if (a->t) ok = ce_block_index(a, xb, a->t + n * S + p0, db, L, lse, inv, lv, &sw);
+    else ce_block_prob(a, xb, a->tp + n * C * S + p0, db, L, lse, inv, lv);
     part_l[b] = tgl_sum_block(lv, L);
     part_w[b] = sw;
     if (none_out) memcpy(none_out + n * S + p0, lv, (size_t)L * sizeof(float));

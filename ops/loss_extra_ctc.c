@@ -179,6 +179,71 @@ static bool ctc_check_lengths(const char *op, const char *arg, const tg_tensor *
     return true;
 }
 
+/* Where each sample's labels start in targets, padded (N, S) or concatenated 1-D; false + error
+ * if targets does not fit the target lengths tl (longest max_l, sum sum_l). */
+static bool ctc_target_offsets(const char *op, const tg_tensor *targets, const int64_t *tl, int64_t N, int64_t max_l,
+                               int64_t sum_l, int64_t *tg_off)
+{
+    char a[96];
+    if (targets->ndim == 1) { /* concatenated */
+        if (targets->numel != sum_l) {
+            tg_error(TG_ERR_SHAPE, "%s: concatenated targets must have sum(target_lengths) = %lld entries, got %s",
+                     op, (long long)sum_l, tg_shape_str(targets, a, sizeof a));
+            return false;
+        }
+        for (int64_t b = 0, pos = 0; b < N; pos += tl[b], b++) tg_off[b] = pos;
+    } else if (targets->ndim == 2) { /* padded */
+        if (targets->shape[0] != N || targets->shape[1] < max_l) {
+            tg_error(TG_ERR_SHAPE, "%s: padded targets must have shape (%lld, S) with S >= max target length %lld, got %s",
+                     op, (long long)N, (long long)max_l, tg_shape_str(targets, a, sizeof a));
+            return false;
+        }
+        for (int64_t b = 0; b < N; b++) tg_off[b] = b * targets->shape[1];
+    } else {
+        tg_error(TG_ERR_SHAPE, "%s: targets must be padded (N, S) or concatenated 1-D, got %s", op,
+                 tg_shape_str(targets, a, sizeof a));
+        return false;
+    }
+    return true;
+}
+
+/* Checks every used label is in [0, C) and lays out the alpha tables (input_length x (2 * target_length + 1)
+ * per sample) one after the other: alpha_off[b]. Returns their total size, or -1 and an error. */
+static int64_t ctc_alpha_layout(const char *op, const tg_tensor *targets, const int64_t *in_len, const int64_t *tl,
+                                const int64_t *tg_off, int64_t N, int64_t C, int64_t *alpha_off)
+{
+    int64_t total_alpha = 0;
+    for (int64_t b = 0; b < N; b++) {
+        for (int64_t k = 0; k < tl[b]; k++) {
+            int64_t lab = targets->idata[tg_off[b] + k];
+            if (lab < 0 || lab >= C) {
+                tg_error(TG_ERR_VALUE, "%s: targets: label %lld of sample %lld is %lld, out of range [0, %lld)", op,
+                         (long long)k, (long long)b, (long long)lab, (long long)C);
+                return -1;
+            }
+        }
+        alpha_off[b] = total_alpha;
+        total_alpha += in_len[b] * (2 * tl[b] + 1);
+    }
+    return total_alpha;
+}
+
+/* Each sample's loss (alpha recursion, samples in parallel), reduced into out. */
+static void ctc_forward(const ctc_ctx *c, const float *log_probs, tg_tensor *out)
+{
+    const int64_t N = c->N;
+#pragma omp parallel for schedule(dynamic) if (N > 1 && c->T * N * c->C > TG_PARALLEL_MIN)
+    for (int64_t b = 0; b < N; b++) c->nll[b] = ctc_alpha(c, log_probs, c->labels + c->tg_off[b], b);
+    double total = 0.0;
+    for (int64_t b = 0; b < N; b++) {
+        double l = (c->zero_infinity && c->nll[b] == INFINITY) ? 0.0 : c->nll[b];
+        if (c->reduction == TG_REDUCTION_NONE) out->data[b] = (float)l;
+        else if (c->reduction == TG_REDUCTION_SUM) total += (float)l;
+        else total += (double)(float)l / (double)(c->tg_len[b] > 1 ? c->tg_len[b] : 1);
+    }
+    tgl_write_reduced(out, c->reduction, total, N);
+}
+
 tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *input_lengths, tg_tensor *target_lengths,
                        tg_ctc_opts o)
 {
@@ -187,7 +252,6 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
     if (!tgl_check_reduction(op, o.reduction, false) || !tg_check_ndim(op, "log_probs", log_probs, 2, 3)) return NULL;
     const bool batched = log_probs->ndim == 3;
     const int64_t T = log_probs->shape[0], N = batched ? log_probs->shape[1] : 1, C = log_probs->shape[log_probs->ndim - 1];
-    char a[96];
     if (o.blank < 0 || o.blank >= C) {
         tg_error(TG_ERR_ARG, "%s: blank = %lld is out of the label range [0, %lld)", op, (long long)o.blank,
                  (long long)C);
@@ -196,55 +260,24 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
     if (!ctc_check_lengths(op, "input_lengths", input_lengths, N, T) ||
         !ctc_check_lengths(op, "target_lengths", target_lengths, N, -1))
         return NULL;
-    const int64_t *tl = target_lengths->idata;
     int64_t max_l = 0, sum_l = 0;
     for (int64_t b = 0; b < N; b++) {
-        if (tl[b] > max_l) max_l = tl[b];
-        sum_l += tl[b];
+        if (target_lengths->idata[b] > max_l) max_l = target_lengths->idata[b];
+        sum_l += target_lengths->idata[b];
     }
     /* lengths are copied: backward must not depend on the caller keeping them */
     int64_t *lens = tg_arena_alloc((size_t)(2 * N + 1) * sizeof(int64_t));
     if (!lens) return NULL;
     memcpy(lens, input_lengths->idata, (size_t)N * sizeof(int64_t));
     memcpy(lens + N, target_lengths->idata, (size_t)N * sizeof(int64_t));
-    tl = lens + N;
+    const int64_t *tl = lens + N;
     int64_t *tg_off = tg_arena_alloc((size_t)(N + 1) * sizeof(int64_t));
     int64_t *alpha_off = tg_arena_alloc((size_t)(N + 1) * sizeof(int64_t));
     double *nll = tg_arena_alloc((size_t)(N + 1) * sizeof(double));
     ctc_ctx *c = tg_arena_alloc(sizeof *c);
-    if (!tg_off || !alpha_off || !nll || !c) return NULL;
-    if (targets->ndim == 1) { /* concatenated */
-        if (targets->numel != sum_l) {
-            tg_error(TG_ERR_SHAPE, "%s: concatenated targets must have sum(target_lengths) = %lld entries, got %s",
-                     op, (long long)sum_l, tg_shape_str(targets, a, sizeof a));
-            return NULL;
-        }
-        for (int64_t b = 0, pos = 0; b < N; pos += tl[b], b++) tg_off[b] = pos;
-    } else if (targets->ndim == 2) { /* padded */
-        if (targets->shape[0] != N || targets->shape[1] < max_l) {
-            tg_error(TG_ERR_SHAPE, "%s: padded targets must have shape (%lld, S) with S >= max target length %lld, got %s",
-                     op, (long long)N, (long long)max_l, tg_shape_str(targets, a, sizeof a));
-            return NULL;
-        }
-        for (int64_t b = 0; b < N; b++) tg_off[b] = b * targets->shape[1];
-    } else {
-        tg_error(TG_ERR_SHAPE, "%s: targets must be padded (N, S) or concatenated 1-D, got %s", op,
-                 tg_shape_str(targets, a, sizeof a));
-        return NULL;
-    }
-    int64_t total_alpha = 0;
-    for (int64_t b = 0; b < N; b++) {
-        for (int64_t k = 0; k < tl[b]; k++) {
-            int64_t lab = targets->idata[tg_off[b] + k];
-            if (lab < 0 || lab >= C) {
-                tg_error(TG_ERR_VALUE, "%s: targets: label %lld of sample %lld is %lld, out of range [0, %lld)", op,
-                         (long long)k, (long long)b, (long long)lab, (long long)C);
-                return NULL;
-            }
-        }
-        alpha_off[b] = total_alpha;
-        total_alpha += lens[b] * (2 * tl[b] + 1);
-    }
+    if (!tg_off || !alpha_off || !nll || !c || !ctc_target_offsets(op, targets, tl, N, max_l, sum_l, tg_off)) return NULL;
+    const int64_t total_alpha = ctc_alpha_layout(op, targets, lens, tl, tg_off, N, C, alpha_off);
+    if (total_alpha < 0) return NULL;
     double *alpha = tg_arena_alloc((size_t)(total_alpha > 0 ? total_alpha : 1) * sizeof(double));
     int64_t *labels = tg_arena_alloc((size_t)(targets->numel > 0 ? targets->numel : 1) * sizeof(int64_t));
     if (!labels) return NULL;
@@ -255,16 +288,7 @@ tg_tensor *tg_ctc_loss(tg_tensor *log_probs, tg_tensor *targets, tg_tensor *inpu
     *c = (ctc_ctx){.T = T, .N = N, .C = C, .blank = o.blank, .max_l = max_l, .in_len = lens,
                    .tg_len = tl, .labels = labels, .tg_off = tg_off, .alpha_off = alpha_off, .alpha = alpha,
                    .nll = nll, .reduction = o.reduction, .zero_infinity = o.zero_infinity};
-#pragma omp parallel for schedule(dynamic) if (N > 1 && T * N * C > TG_PARALLEL_MIN)
-    for (int64_t b = 0; b < N; b++) nll[b] = ctc_alpha(c, log_probs->data, labels + tg_off[b], b);
-    double total = 0.0;
-    for (int64_t b = 0; b < N; b++) {
-        double l = (o.zero_infinity && nll[b] == INFINITY) ? 0.0 : nll[b];
-        if (o.reduction == TG_REDUCTION_NONE) out->data[b] = (float)l;
-        else if (o.reduction == TG_REDUCTION_SUM) total += (float)l;
-        else total += (double)(float)l / (double)(tl[b] > 1 ? tl[b] : 1);
-    }
-    tgl_write_reduced(out, o.reduction, total, N);
+    ctc_forward(c, log_probs->data, out);
     tg_tensor *in[4] = {log_probs, targets, input_lengths, target_lengths};
     tg_node *n = tg_record(&CTC_OP, out, 4, in);
     if (n) n->ctx = c;

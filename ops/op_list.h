@@ -52,13 +52,13 @@
     X(max,  reduce, REDUCE, 1, 1, GC(test_reduce, "reduce/gradcheck_*"), FX("math_ops.json", "op", "max")) \
     X(min,  reduce, REDUCE, 1, 1, GC(test_reduce, "reduce/gradcheck_*"), FX("math_ops.json", "op", "min")) \
     /* ---- shape ops ---- */ \
-    X(reshape, shape, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "reshape")) \
-    X(permute, shape, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "permute")) \
-    X(slice,   shape, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "slice")) \
-    X(concat,  shape, SHAPE, 1, -1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "concat")) \
-    X(pad,     shape, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "pad")) \
-    X(gather,  shape, SHAPE, 2,  2, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "gather")) \
-    X(where,   shape, SHAPE, 3,  3, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "where")) \
+    X(reshape, shape_permute, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "reshape")) \
+    X(permute, shape_permute, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "permute")) \
+    X(slice,   shape_slice, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "slice")) \
+    X(concat,  shape_slice, SHAPE, 1, -1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "concat")) \
+    X(pad,     shape_slice, SHAPE, 1,  1, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "pad")) \
+    X(gather,  shape_select, SHAPE, 2,  2, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "gather")) \
+    X(where,   shape_select, SHAPE, 3,  3, GC(test_shape, "shape_grad/*"), FX("shape_ops.json", "op", "where")) \
     /* ---- linear algebra and layers (ops/nn_ops.h) ---- */ \
     X(matmul,  matmul, LINALG, 2, 2, GC(test_matmul, "matmul/gradcheck_*"), FX("shape_ops.json", "op", "matmul")) \
     X(linear,  linear, LINALG, 2, 3, GC(test_linear_dropout, "linear_gradcheck/*"), FX("nn_ops_linear.json", NULL, NULL)) \

@@ -367,6 +367,10 @@ Test(safetensors, corrupt_files_give_clear_errors)
                         "{\"__metadata__\":{\"epoch\":3},"
                         "\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8),
                TG_ERR_FORMAT, "not a string");
+    expect_bad(raw_json("meta2.st",
+                        "{\"__metadata__\":{\"epoch\":\"3\"},\"__metadata__\":{\"epoch\":\"4\"},"
+                        "\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8),
+               TG_ERR_FORMAT, "__metadata__ appears twice");
     expect_bad(raw_json("fields.st", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2]}}", 0), TG_ERR_FORMAT, "data_offsets");
     expect_bad(raw_json("strict.st",
                         "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"

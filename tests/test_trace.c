@@ -95,10 +95,10 @@ Test(trace, values_gradients_and_parameter_gradients, .init = setup, .fini = tea
     cr_assert_not(tg_trace_active());
 
     tg_st_file f;
-    tg_meta got = {0};
-    cr_assert_eq(tg_st_open(path, &f, &got), TG_OK, "%s", tg_last_error());
-    cr_expect_str_eq(tg_meta_get(&got, "what"), "mlp");
-    tg_meta_clear(&got);
+    cr_assert_eq(tg_st_open(path, &f, "test_trace"), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(f.n_meta, 1);
+    cr_expect_str_eq(f.meta[0].key, "what");
+    cr_expect_str_eq(f.meta[0].value, "mlp");
     /* hidden, out, x, loss; grad.hidden, grad.out; grad.fc1.weight/bias, grad.fc2.weight/bias */
     cr_expect_eq(f.n, 10, "%d entries", f.n);
     cr_expect_null(tg_st_find(&f, "grad.x"), "x does not require grad: no grad.x");
@@ -200,7 +200,7 @@ Test(trace, misuse_is_reported_and_writes_no_file, .init = setup, .fini = teardo
     cr_assert_eq(tg_trace_begin(bad), TG_OK);
     tg_trace_value("x", m.x);
     cr_expect_eq(tg_trace_end(NULL, NULL), TG_ERR_IO);
-    cr_expect(strstr(tg_last_error(), "tg_trace_end: tg_checkpoint_save: cannot create") &&
+    cr_expect(strstr(tg_last_error(), "tg_trace_end: cannot create") && !strstr(tg_last_error(), "tg_checkpoint") &&
               strstr(tg_last_error(), "no/such/dir"), "%s", tg_last_error());
     mlp_free(&m);
 }
@@ -218,7 +218,7 @@ Test(trace, unet_names_its_blocks, .init = setup, .fini = teardown)
     cr_assert_eq(tg_backward(tg_sum_all(logits)), TG_OK, "%s", tg_last_error());
     cr_assert_eq(tg_trace_end(NULL, NULL), TG_OK, "%s", tg_last_error());
     tg_st_file f;
-    cr_assert_eq(tg_st_open(path, &f, NULL), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_st_open(path, &f, "test_trace"), TG_OK, "%s", tg_last_error());
     static const char *const blocks[] = {"in_conv", "down1", "down2", "down3", "down4",
                                          "up1", "up2", "up3", "up4", "out_conv"};
     char name[64];

@@ -84,7 +84,7 @@ static tg_tensor *ce(tg_tensor *logits, tg_tensor *target, tg_tensor *w)
 Test(unet, matches_pytorch_train_step_and_eval)
 {
     tg_st_file st;
-    cr_assert_eq(tg_st_open(EXPECTED, &st, NULL), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_st_open(EXPECTED, &st, "test_unet"), TG_OK, "%s", tg_last_error());
     tg_unet *m = load_b4();
     tg_tensor *x = st_tensor(&st, "x"), *target = st_tensor(&st, "target");
     tg_tensor *w = tg_tensor_from_data(TG_SHAPE(2), (const float[]){1.0f, 2.0f});
@@ -235,7 +235,7 @@ Test(unet, bad_arguments_are_errors)
 Test(unet, tapegrad_checkpoint_reloads_identically)
 {
     tg_st_file st;
-    cr_assert_eq(tg_st_open(EXPECTED, &st, NULL), TG_OK, "%s", tg_last_error());
+    cr_assert_eq(tg_st_open(EXPECTED, &st, "test_unet"), TG_OK, "%s", tg_last_error());
     tg_unet *m = load_b4();
     tg_tensor *x = st_tensor(&st, "x"), *target = st_tensor(&st, "target");
     tg_st_close(&st);
@@ -274,7 +274,7 @@ Test(unet, tapegrad_checkpoint_reloads_identically)
                              {.name = "logits_eval", .dtype = TG_ST_F32, .ndim = 4, .data = y1->data}};
         memcpy(io[0].shape, x->shape, sizeof x->shape);
         memcpy(io[1].shape, y1->shape, sizeof y1->shape);
-        cr_assert_eq(tg_st_write(TG_FIXTURE_DIR "/tapegrad_unet_io.safetensors", io, 2, NULL), TG_OK);
+        cr_assert_eq(tg_st_write(TG_FIXTURE_DIR "/tapegrad_unet_io.safetensors", io, 2, NULL, 0, "test_unet"), TG_OK);
     }
     tg_tape_clear();
     tg_tensor_free(y1), tg_tensor_free(x), tg_tensor_free(target), tg_tensor_free(w);

@@ -46,7 +46,7 @@ typedef struct {
 
 static void st_load(const char *path, st_all *s)
 {
-    cr_assert_eq(tg_st_open(path, &s->f, NULL), TG_OK, "%s: %s", path, tg_last_error());
+    cr_assert_eq(tg_st_open(path, &s->f, "test_unet_stepdump"), TG_OK, "%s: %s", path, tg_last_error());
     s->data = calloc((size_t)s->f.n, sizeof *s->data);
     for (int i = 0; i < s->f.n; i++) {
         const tg_st_entry *e = &s->f.entries[i];
