@@ -182,8 +182,11 @@ const char *tg_blas_core(void);
 /* Call first thing in main(): if OpenBLAS fell back to generic kernels on a CPU
  * with AVX-512 or AVX2 (a known misdetection of Debian's OpenBLAS 0.3.21), the
  * program re-executes itself once with OPENBLAS_CORETYPE set (SkylakeX or
- * Haswell), saying so on stderr. Does nothing if OPENBLAS_CORETYPE is set or
- * TG_BLAS_AUTO=0. Returns only if no restart happened (false). */
+ * Haswell), saying so on stderr (not if OPENBLAS_CORETYPE is set or TG_BLAS_AUTO=0).
+ * The same restart (silent) sets GOMP_SPINCOUNT=1000 unless OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is set (TG_OMP_SPINCOUNT=N picks N, =default keeps libgomp's): idle
+ * OpenMP threads then sleep soon instead of spinning for milliseconds, which starved
+ * the working threads on a loaded machine. Returns only if no restart happened (false). */
 bool tg_blas_select_kernel(int argc, char **argv);
 /* The decision behind it: the core to ask for, or NULL to keep `current`. */
 const char *tg_blas_recommended_core(const char *current, bool has_avx512, bool has_avx2_fma);
