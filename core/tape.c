@@ -5,8 +5,13 @@
  * a training loop asks the system for nothing and touches no new pages). */
 #include "core_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <omp.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Under AddressSanitizer tensor data is malloc'd one by one and freed at each
@@ -20,6 +25,7 @@
 typedef struct block {
     struct block *next;
     size_t size, used;
+    size_t populated; /* bytes from mem whose pages the system has provided (see populate) */
     char *mem;
 } block;
 
@@ -75,8 +81,39 @@ static block *block_new(size_t size)
     }
     b->size = size;
     b->used = 0;
+    b->populated = 0;
     b->next = NULL;
     return b;
+}
+
+/* The first step's new memory: instead of one page fault per 4 KB page as ops first write
+ * their outputs (often from one thread: zeroed gradients), the pages of the next POPULATE_CHUNK
+ * bytes are asked for ahead of use, in one madvise(MADV_POPULATE_WRITE) per OpenMP thread.
+ * Measured on this 2-core VM (700 MB, SCHED_FIFO): 360-410 ms of page faults from one thread,
+ * 150-190 ms from two, 115 ms populated by two. Later steps reuse the populated blocks: no calls.
+ * Without MADV_POPULATE_WRITE (Linux < 5.14) the pages fault in as before. */
+#define POPULATE_CHUNK ((size_t)16 << 20)
+static void populate(block *b, size_t end)
+{
+#if defined(MADV_POPULATE_WRITE) && !TG_ARENA_SEPARATE_DATA
+    if (end <= b->populated) return;
+    end = end + POPULATE_CHUNK - 1 < b->size ? (end + POPULATE_CHUNK - 1) / POPULATE_CHUNK * POPULATE_CHUNK : b->size;
+    static size_t page;
+    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)b->mem + b->populated) & ~(uintptr_t)(page - 1), hi = (uintptr_t)b->mem + end;
+    const size_t n = hi - lo;
+    b->populated = end;
+    if (n < 4 * page) return; /* small: let the faults happen */
+#pragma omp parallel if (n >= ((size_t)1 << 20))
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const uintptr_t a = lo + (n / page * (size_t)t / (size_t)nt) * page,
+                        e = t == nt - 1 ? hi : lo + (n / page * (size_t)(t + 1) / (size_t)nt) * page;
+        if (e > a) (void)madvise((void *)a, e - a, MADV_POPULATE_WRITE); /* a hint: errors are harmless */
+    }
+#else
+    (void)b, (void)end;
+#endif
 }
 
 static void *block_arena_alloc(size_t bytes)
@@ -100,6 +137,7 @@ static void *block_arena_alloc(size_t bytes)
     T.cur = b;
     void *p = b->mem + b->used;
     b->used += bytes;
+    if (b->used > b->populated) populate(b, b->used);
     T.used += bytes;
     return p;
 }
