@@ -135,6 +135,12 @@ void tg_tape_clear(void);
 /* Gradient recording switch (no-grad scope for evaluation); returns the previous value. */
 bool tg_set_grad_enabled(bool enabled);
 bool tg_grad_enabled(void);
+/* false: backward keeps .grad only on tensors the tape did not make (parameters, inputs) and
+ * on the tensor it starts from; an op output's gradient is reused for later gradients once
+ * that op's backward ran, and its .grad is NULL afterwards (PyTorch's default for non-leaf
+ * tensors). A training step then holds about half the memory. true (the default): every tensor
+ * keeps its .grad until tg_tape_clear. Per thread; returns the previous value. */
+bool tg_set_retain_grad(bool retain);
 /* Introspection: recorded operations, bytes held by the step arena, bytes in use now. */
 int64_t tg_tape_size(void);
 size_t tg_tape_bytes_reserved(void);
