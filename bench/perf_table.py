@@ -108,7 +108,12 @@ def main():
                     res.setdefault((isa, key, fw), []).append(out)
                     headers.setdefault((isa, fw), out.get("header", ""))
         print("# round %d of %d done, %.0f s" % (r + 1, rounds, time.time() - t_start), file=sys.stderr, flush=True)
+        if r + 1 < rounds:  # the table so far (the last one printed is the result)
+            print_tables(res, headers, isas, r + 1, reps, t_start, partial=True)
+    print_tables(res, headers, isas, rounds, reps, t_start)
 
+
+def print_tables(res, headers, isas, rounds, reps, t_start, partial=False):
     def best(isa, key, fw, field, i=0):
         return min(o[field][i] for o in res[(isa, key, fw)])
 
@@ -145,7 +150,7 @@ def main():
               "%.0f (%.0f) MB" % (pk[0], pp[0]),
               "%.0f (%.0f) MB" % (pk[1], pp[1]), pk[0] / pk[1], "<= 1.00"))
     print("\n# memory: ru_maxrss growth over the first step (process peak ru_maxrss in brackets);"
-          " total %.0f s" % (time.time() - t_start))
+          " %s %.0f s" % ("so far" if partial else "total", time.time() - t_start), flush=True)
 
 
 if __name__ == "__main__":
