@@ -55,6 +55,7 @@ def envs(isa):
     tg, pt = dict(base), dict(base)
     if isa == "avx2":
         tg["OPENBLAS_CORETYPE"] = "Haswell"
+        tg["ONEDNN_MAX_CPU_ISA"] = "AVX2"  # --isa avx2 caps it too (ops/conv_testing.h)
         pt["ONEDNN_MAX_CPU_ISA"] = "AVX2"
         pt["ATEN_CPU_CAPABILITY"] = "avx2"
     return tg, pt

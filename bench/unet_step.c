@@ -15,8 +15,7 @@
 
 #include "tapegrad.h"
 
-/* The 3x3 conv kernels' instruction-set override (ops/conv_internal.h): 0 baseline, 1 AVX2, 2 AVX-512. */
-extern int tg_conv3x3_isa_override;
+#include "ops/conv_testing.h" /* --isa: cap the conv kernels' instruction set (and oneDNN's) */
 
 static int cmp(const void *a, const void *b)
 {
@@ -63,15 +62,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (isa) {
-        const int want = !strcmp(isa, "generic") ? 0 : !strcmp(isa, "avx2") ? 1 : !strcmp(isa, "avx512") ? 2 : -1;
-        __builtin_cpu_init();
-        const bool ok = want == 0 || (want == 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ||
-                        (want == 2 && __builtin_cpu_supports("avx512f"));
-        if (!ok) {
+        tg_conv_isa want;
+        if (!tg_testing_conv_isa_parse(isa, &want) || !tg_testing_conv_path(TG_CONV_PATH_AUTO, want)) {
             fprintf(stderr, "bench_unet_step: --isa '%s' is not one of generic, avx2, avx512 this CPU runs\n", isa);
             return 2;
         }
-        tg_conv3x3_isa_override = want;
     }
     tg_set_flush_denormal(true);
     if (!retain) tg_set_retain_grad(false); /* as PyTorch: no gradients kept on intermediate tensors */
