@@ -59,28 +59,35 @@ static void cpu_features(bool *avx512, bool *avx2_fma)
 bool tg_blas_select_kernel(int argc, char **argv)
 {
     (void)argc;
-    if (getenv("OPENBLAS_CORETYPE")) return false; /* the user's choice */
-    const char *opt = getenv("TG_BLAS_AUTO");
-    if (opt && !strcmp(opt, "0")) return false;
     if (getenv("TG_BLAS_REEXECUTED")) return false; /* never loop */
-    bool avx512, avx2;
-    cpu_features(&avx512, &avx2);
-    const char *current = tg_blas_core();
-    const char *want = tg_blas_recommended_core(current, avx512, avx2);
-    if (!want || !argv || !argv[0]) return false;
-    fprintf(stderr,
-            "tapegrad: OpenBLAS chose its '%s' kernels on a CPU with %s; restarting with "
-            "OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE yourself, or TG_BLAS_AUTO=0, to skip this)\n",
-            current, avx512 ? "AVX-512" : "AVX2/FMA", want);
+    const char *want = NULL, *current = tg_blas_core();
+    const char *opt = getenv("TG_BLAS_AUTO");
+    bool avx512 = false, avx2 = false;
+    if (!getenv("OPENBLAS_CORETYPE") && !(opt && !strcmp(opt, "0"))) { /* else the user's choice */
+        cpu_features(&avx512, &avx2);
+        want = tg_blas_recommended_core(current, avx512, avx2);
+    }
+    const char *spin = tg_omp_spincount_wanted(); /* omp_policy.c */
+    if ((!want && !spin) || !argv || !argv[0]) return false;
+    if (want)
+        fprintf(stderr,
+                "tapegrad: OpenBLAS chose its '%s' kernels on a CPU with %s; restarting with "
+                "OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE yourself, or TG_BLAS_AUTO=0, to skip this)\n",
+                current, avx512 ? "AVX-512" : "AVX2/FMA", want);
     fflush(NULL);
-    setenv("OPENBLAS_CORETYPE", want, 1);
+    if (want) setenv("OPENBLAS_CORETYPE", want, 1);
+    if (spin) setenv("GOMP_SPINCOUNT", spin, 1);
     setenv("TG_BLAS_REEXECUTED", "1", 1);
     execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the slow kernels */
-    unsetenv("OPENBLAS_CORETYPE");
-    fprintf(stderr, "tapegrad: could not restart (%s is unreadable); continuing with '%s'\n", "/proc/self/exe",
-            current);
-    atomic_store(&kernel_checked, true); /* said so: no second warning at the first BLAS op */
+    /* exec failed: carry on with the slow kernels and libgomp's spinning */
+    if (want) unsetenv("OPENBLAS_CORETYPE");
+    if (spin) unsetenv("GOMP_SPINCOUNT");
+    unsetenv("TG_BLAS_REEXECUTED");
+    if (want) {
+        fprintf(stderr, "tapegrad: could not restart (%s is unreadable); continuing with '%s'\n", "/proc/self/exe",
+                current);
+        atomic_store(&kernel_checked, true); /* said so: no second warning at the first BLAS op */
+    }
     return false;
 }
 

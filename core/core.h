@@ -135,6 +135,12 @@ void tg_tape_clear(void);
 /* Gradient recording switch (no-grad scope for evaluation); returns the previous value. */
 bool tg_set_grad_enabled(bool enabled);
 bool tg_grad_enabled(void);
+/* false: backward keeps .grad only on tensors the tape did not make (parameters, inputs) and
+ * on the tensor it starts from; an op output's gradient is reused for later gradients once
+ * that op's backward ran, and its .grad is NULL afterwards (PyTorch's default for non-leaf
+ * tensors). A training step then holds about half the memory. true (the default): every tensor
+ * keeps its .grad until tg_tape_clear. Per thread; returns the previous value. */
+bool tg_set_retain_grad(bool retain);
 /* Introspection: recorded operations, bytes held by the step arena, bytes in use now. */
 int64_t tg_tape_size(void);
 size_t tg_tape_bytes_reserved(void);
@@ -182,8 +188,11 @@ const char *tg_blas_core(void);
 /* Call first thing in main(): if OpenBLAS fell back to generic kernels on a CPU
  * with AVX-512 or AVX2 (a known misdetection of Debian's OpenBLAS 0.3.21), the
  * program re-executes itself once with OPENBLAS_CORETYPE set (SkylakeX or
- * Haswell), saying so on stderr. Does nothing if OPENBLAS_CORETYPE is set or
- * TG_BLAS_AUTO=0. Returns only if no restart happened (false). */
+ * Haswell), saying so on stderr (not if OPENBLAS_CORETYPE is set or TG_BLAS_AUTO=0).
+ * The same restart (silent) sets GOMP_SPINCOUNT=1000 unless OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is set (TG_OMP_SPINCOUNT=N picks N, =default keeps libgomp's): idle
+ * OpenMP threads then sleep soon instead of spinning for milliseconds, which starved
+ * the working threads on a loaded machine. Returns only if no restart happened (false). */
 bool tg_blas_select_kernel(int argc, char **argv);
 /* The decision behind it: the core to ask for, or NULL to keep `current`. */
 const char *tg_blas_recommended_core(const char *current, bool has_avx512, bool has_avx2_fma);

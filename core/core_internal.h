@@ -140,6 +140,8 @@ void tg_set_alloc_hook(tg_alloc_hook hook);
 /* Once per process, at the first BLAS-backed op (matmul, linear, conv): one line on stderr
  * if OpenBLAS runs generic kernels on an AVX2/AVX-512 CPU (core/blas_select.c). */
 void tg_blas_check_kernel(void);
+/* GOMP_SPINCOUNT for tg_blas_select_kernel's restart, or NULL to leave libgomp alone (omp_policy.c). */
+const char *tg_omp_spincount_wanted(void);
 /* That line for these inputs (auto_opt: $TG_BLAS_AUTO, "0" silences), in buf; NULL if none is due. */
 const char *tg_blas_warning_text(const char *current, bool has_avx512, bool has_avx2_fma, const char *auto_opt,
                                  char *buf, size_t size);

@@ -5,8 +5,13 @@
  * a training loop asks the system for nothing and touches no new pages). */
 #include "core_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <omp.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Under AddressSanitizer tensor data is malloc'd one by one and freed at each
@@ -20,6 +25,7 @@
 typedef struct block {
     struct block *next;
     size_t size, used;
+    size_t populated; /* bytes from mem whose pages the system has provided (see populate) */
     char *mem;
 } block;
 
@@ -53,6 +59,10 @@ typedef struct {
     size_t scratch_size[TG_SCRATCH_SLOTS];
     header_pool headers[2]; /* headers[gen & 1] serves this step */
     uint32_t gen;
+    void **free_grads;     /* gradients released by backward this step, reused by tg_grad (see tg_set_retain_grad) */
+    size_t *free_bytes;
+    int64_t n_free, cap_free;
+    bool release_grads;
     const char *record_failed; /* an op this step that could not be recorded (out of memory) */
     bool walked;
     bool grad_disabled;
@@ -75,8 +85,39 @@ static block *block_new(size_t size)
     }
     b->size = size;
     b->used = 0;
+    b->populated = 0;
     b->next = NULL;
     return b;
+}
+
+/* The first step's new memory: instead of one page fault per 4 KB page as ops first write
+ * their outputs (often from one thread: zeroed gradients), the pages of the next POPULATE_CHUNK
+ * bytes are asked for ahead of use, in one madvise(MADV_POPULATE_WRITE) per OpenMP thread.
+ * Measured on this 2-core VM (700 MB, SCHED_FIFO): 360-410 ms of page faults from one thread,
+ * 150-190 ms from two, 115 ms populated by two. Later steps reuse the populated blocks: no calls.
+ * Without MADV_POPULATE_WRITE (Linux < 5.14) the pages fault in as before. */
+#define POPULATE_CHUNK ((size_t)16 << 20)
+static void populate(block *b, size_t end)
+{
+#if defined(MADV_POPULATE_WRITE) && !TG_ARENA_SEPARATE_DATA
+    if (end <= b->populated) return;
+    end = end + POPULATE_CHUNK - 1 < b->size ? (end + POPULATE_CHUNK - 1) / POPULATE_CHUNK * POPULATE_CHUNK : b->size;
+    static size_t page;
+    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)b->mem + b->populated) & ~(uintptr_t)(page - 1), hi = (uintptr_t)b->mem + end;
+    const size_t n = hi - lo;
+    b->populated = end;
+    if (n < 4 * page) return; /* small: let the faults happen */
+#pragma omp parallel if (n >= ((size_t)1 << 20))
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const uintptr_t a = lo + (n / page * (size_t)t / (size_t)nt) * page,
+                        e = t == nt - 1 ? hi : lo + (n / page * (size_t)(t + 1) / (size_t)nt) * page;
+        if (e > a) (void)madvise((void *)a, e - a, MADV_POPULATE_WRITE); /* a hint: errors are harmless */
+    }
+#else
+    (void)b, (void)end;
+#endif
 }
 
 static void *block_arena_alloc(size_t bytes)
@@ -100,6 +141,7 @@ static void *block_arena_alloc(size_t bytes)
     T.cur = b;
     void *p = b->mem + b->used;
     b->used += bytes;
+    if (b->used > b->populated) populate(b, b->used);
     T.used += bytes;
     return p;
 }
@@ -169,9 +211,9 @@ void tg_tape_release(void)
     }
     T.blocks = T.cur = NULL;
     T.reserved = 0;
-    tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate);
-    T.nodes = NULL, T.tensors = NULL, T.separate = NULL;
-    T.cap_nodes = T.cap_tensors = T.cap_separate = 0;
+    tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate), tg_free(T.free_grads), tg_free(T.free_bytes);
+    T.nodes = NULL, T.tensors = NULL, T.separate = NULL, T.free_grads = NULL, T.free_bytes = NULL;
+    T.cap_nodes = T.cap_tensors = T.cap_separate = T.cap_free = 0;
     for (int k = 0; k < 2; k++) { /* tensor headers too: no tensor of an earlier step may be used after this */
         for (hchunk *c = T.headers[k].first, *next; c; c = next) {
             next = c->next;
@@ -285,11 +327,28 @@ tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *con
     return n;
 }
 
+/* A released gradient buffer of exactly `bytes` (most recent first), or NULL. Exact sizes: a
+ * best fit let small gradients take large buffers and grew the step (crop 480: 1624 -> 1736 MB). */
+static float *reuse_grad(size_t bytes)
+{
+    for (int64_t k = T.n_free - 1; k >= 0; k--)
+        if (T.free_bytes[k] == bytes) {
+            float *p = T.free_grads[k];
+            T.n_free--;
+            T.free_grads[k] = T.free_grads[T.n_free];
+            T.free_bytes[k] = T.free_bytes[T.n_free];
+            return p;
+        }
+    return NULL;
+}
+
 float *tg_grad(tg_tensor *t)
 {
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * sizeof(float);
-        t->grad = t->tape_owned ? tg_arena_calloc(bytes) : tg_calloc((size_t)t->numel, sizeof(float));
+        float *p = t->tape_owned && T.n_free ? reuse_grad(bytes) : NULL;
+        if (p) memset(p, 0, bytes);
+        t->grad = p ? p : t->tape_owned ? tg_arena_calloc(bytes) : tg_calloc((size_t)t->numel, sizeof(float));
     }
     return t->grad;
 }
@@ -299,9 +358,40 @@ float *tg_grad_fresh(tg_tensor *t, bool *fresh)
     *fresh = !t->grad;
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * sizeof(float);
-        t->grad = t->tape_owned ? tg_arena_alloc(bytes) : tg_malloc(bytes);
+        float *p = t->tape_owned && T.n_free ? reuse_grad(bytes) : NULL;
+        t->grad = p ? p : t->tape_owned ? tg_arena_alloc(bytes) : tg_malloc(bytes);
     }
     return t->grad;
+}
+
+bool tg_set_retain_grad(bool retain)
+{
+    bool prev = !T.release_grads;
+    T.release_grads = !retain;
+    return prev;
+}
+
+/* After node n's backward nothing reads the gradient of its output again (its consumers came
+ * later in forward order): give the buffer to the next tg_grad of the same size. */
+static void release_grad(tg_node *n, const tg_tensor *root)
+{
+    tg_tensor *o = n->out;
+    if (o == root || !o->tape_owned || !o->grad) return;
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] == o) return; /* an op that returned its input */
+    if (T.n_free == T.cap_free) {
+        int64_t nc = T.cap_free ? 2 * T.cap_free : 256;
+        void **g = tg_realloc(T.free_grads, (size_t)nc * sizeof(void *));
+        if (!g) return;
+        T.free_grads = g;
+        size_t *b = tg_realloc(T.free_bytes, (size_t)nc * sizeof(size_t));
+        if (!b) return;
+        T.free_bytes = b;
+        T.cap_free = nc;
+    }
+    T.free_grads[T.n_free] = o->grad;
+    T.free_bytes[T.n_free++] = (size_t)o->numel * sizeof(float);
+    o->grad = NULL;
 }
 
 bool tg_set_grad_enabled(bool enabled)
@@ -336,6 +426,7 @@ void tg_tape_clear(void)
     const bool poison = poison_arena();
     for (int64_t k = 0; k < T.n_separate; k++) tg_free(T.separate[k]);
     T.n_separate = 0;
+    T.n_free = 0;
     T.used = 0;
     T.walked = false;
     T.record_failed = NULL;
@@ -405,6 +496,7 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
         } else {
             n->op->backward(n);
         }
+        if (T.release_grads) release_grad(n, out);
         if (tg_error_count() != errors) break; /* an op ran out of memory: its inputs' gradients are incomplete */
     }
     T.walked = true;

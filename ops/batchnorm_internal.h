@@ -82,12 +82,23 @@ static inline bool bn_check_momentum(const char *op, bool training, bool has_run
 
 /* ---- statistics --------------------------------------------------------- */
 
-/* Σ x over channel c. */
+/* Row i of channel c. */
+#define BN_ROW(x, d, i, c) ((x) + ((i) * (d).C + (c)) * (d).S)
+
+/* Σ x over channel c. Four rows' float sums run side by side (independent addition chains), each in
+ * element order, and are added to the double in row order: the same bits as one row at a time. */
 BN_INLINE double bn_channel_sum(const float *x, bn_dims d, int64_t c)
 {
     double s = 0.0;
-    for (int64_t i = 0; i < d.N; i++) {
-        const float *xr = x + (i * d.C + c) * d.S;
+    int64_t i = 0;
+    for (; i + 4 <= d.N; i += 4) {
+        const float *x0 = BN_ROW(x, d, i, c), *x1 = x0 + d.C * d.S, *x2 = x1 + d.C * d.S, *x3 = x2 + d.C * d.S;
+        float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
+        for (int64_t k = 0; k < d.S; k++) p0 += x0[k], p1 += x1[k], p2 += x2[k], p3 += x3[k];
+        s += p0, s += p1, s += p2, s += p3;
+    }
+    for (; i < d.N; i++) {
+        const float *xr = BN_ROW(x, d, i, c);
         float part = 0.0f;
         for (int64_t k = 0; k < d.S; k++) part += xr[k];
         s += part;
@@ -95,12 +106,22 @@ BN_INLINE double bn_channel_sum(const float *x, bn_dims d, int64_t c)
     return s;
 }
 
-/* Σ (x - m)^2 over channel c. */
+/* Σ (x - m)^2 over channel c, in the same order as bn_channel_sum. */
 BN_INLINE double bn_channel_sqdev(const float *x, bn_dims d, int64_t c, float m)
 {
     double ss = 0.0;
-    for (int64_t i = 0; i < d.N; i++) {
-        const float *xr = x + (i * d.C + c) * d.S;
+    int64_t i = 0;
+    for (; i + 4 <= d.N; i += 4) {
+        const float *x0 = BN_ROW(x, d, i, c), *x1 = x0 + d.C * d.S, *x2 = x1 + d.C * d.S, *x3 = x2 + d.C * d.S;
+        float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
+        for (int64_t k = 0; k < d.S; k++) {
+            p0 += (x0[k] - m) * (x0[k] - m), p1 += (x1[k] - m) * (x1[k] - m);
+            p2 += (x2[k] - m) * (x2[k] - m), p3 += (x3[k] - m) * (x3[k] - m);
+        }
+        ss += p0, ss += p1, ss += p2, ss += p3;
+    }
+    for (; i < d.N; i++) {
+        const float *xr = BN_ROW(x, d, i, c);
         float part = 0.0f;
         for (int64_t k = 0; k < d.S; k++) part += (xr[k] - m) * (xr[k] - m);
         ss += part;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tapegrad needs to build, test and run its examples.
 # Usage: scripts/setup.sh [--torch] [--fuzz]   (--torch also installs python3-torch, used only
-# by the fixture generators and the PyTorch side of the benchmarks; --fuzz clang, libFuzzer and
+# by the fixture generators and the PyTorch side of the benchmarks, and stress-ng for the loaded
+# row of bench/perf_table.sh; --fuzz clang, libFuzzer and
 # clang's OpenMP runtime, for scripts/fuzz.sh).
 set -euo pipefail
 
@@ -14,7 +15,7 @@ pkgs=(build-essential cmake pkg-config
       libdnnl-dev)   # oneDNN: optional conv2d backend (CMake TG_ONEDNN=AUTO finds it)
 for arg in "$@"; do
   case "$arg" in
-    --torch) pkgs+=(python3-torch python3-numpy python3-pil) ;;
+    --torch) pkgs+=(python3-torch python3-numpy python3-pil stress-ng) ;;
     --fuzz) pkgs+=(clang libclang-rt-dev libomp-dev) ;;
     *) echo "setup: unknown option $arg (use --torch, --fuzz)" >&2; exit 2 ;;
   esac
