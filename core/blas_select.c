@@ -46,14 +46,9 @@ const char *tg_blas_recommended_core(const char *current, bool has_avx512, bool 
 
 static void cpu_features(bool *avx512, bool *avx2_fma)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    *avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    *avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    *avx512 = *avx2_fma = false;
-#endif
+    const tg_cpu_isa c = tg_cpu();
+    *avx512 = c.avx512_skx;
+    *avx2_fma = c.avx2_fma;
 }
 
 bool tg_blas_select_kernel(int argc, char **argv)

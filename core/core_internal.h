@@ -149,4 +149,11 @@ const char *tg_blas_warning_text(const char *current, bool has_avx512, bool has_
 /* Work size above which elementwise loops go parallel with OpenMP. */
 #define TG_PARALLEL_MIN 32768
 
+/* The CPU's instruction sets (core/cpu.c), detected once. avx512f: what the AVX-512 conv kernels
+ * need; avx512_skx: F+BW+VL+DQ, what OpenBLAS's SkylakeX kernels need. */
+typedef struct {
+    bool avx2_fma, avx512f, avx512_skx;
+} tg_cpu_isa;
+tg_cpu_isa tg_cpu(void);
+
 #endif

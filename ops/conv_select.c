@@ -13,14 +13,8 @@ static int g_isa_cap = -1; /* -1: the CPU's best */
 
 tg_conv_isa tg_testing_conv_isa_best(void)
 {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f")                                 ? TG_CONV_ISA_AVX512
-                 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? TG_CONV_ISA_AVX2
-                                                                                   : TG_CONV_ISA_GENERIC;
-    }
-    return (tg_conv_isa)cached;
+    const tg_cpu_isa c = tg_cpu();
+    return c.avx512f ? TG_CONV_ISA_AVX512 : c.avx2_fma ? TG_CONV_ISA_AVX2 : TG_CONV_ISA_GENERIC;
 }
 
 int tg_conv_isa_active(void) { return g_isa_cap >= 0 ? g_isa_cap : (int)tg_testing_conv_isa_best(); }
