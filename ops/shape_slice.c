@@ -17,14 +17,20 @@ static int64_t prod(const int64_t *shape, int from, int to)
 
 /* ---- slice ---------------------------------------------------------------- */
 
+typedef struct {
+    int dim;
+    int64_t start, step;
+} slice_ctx;
+
 /* out[o, j, i] = a[o, start + j*step, i] with o over dims before `dim`, i over dims after. */
 static void slice_backward(tg_node *n)
 {
     tg_tensor *a = n->in[0];
     float *ga = tg_grad(a);
     if (!ga) return;
-    const int dim = (int)n->i[0];
-    const int64_t start = n->i[1], step = n->i[2], len = n->out->shape[dim];
+    const slice_ctx *c = n->ctx;
+    const int dim = c->dim;
+    const int64_t start = c->start, step = c->step, len = n->out->shape[dim];
     const int64_t outer = prod(a->shape, 0, dim), inner = prod(a->shape, dim + 1, a->ndim), size = a->shape[dim];
     const float *g = n->out->grad;
     for (int64_t o = 0; o < outer; o++)
@@ -72,20 +78,20 @@ tg_tensor *tg_slice(tg_tensor *a, int dim, int64_t start, int64_t end, int64_t s
                    (size_t)inner * sizeof(float));
     }
     tg_node *n = tg_record(&SLICE_OP, out, 1, &a);
-    if (n) {
-        n->i[0] = dim;
-        n->i[1] = start;
-        n->i[2] = step;
-    }
+    if (n && !TG_SAVE_CTX(n, slice_ctx, .dim = dim, .start = start, .step = step)) return NULL;
     return out;
 }
 
 /* ---- concat -------------------------------------------------------------- */
 
+typedef struct {
+    int dim;
+} concat_ctx;
+
 /* out[o, :, i] is the inputs' [o, :, i] blocks one after the other along `dim`. */
 static void concat_backward(tg_node *n)
 {
-    const int dim = (int)n->i[0];
+    const int dim = ((const concat_ctx *)n->ctx)->dim;
     tg_tensor *out = n->out;
     const int64_t outer = prod(out->shape, 0, dim), inner = prod(out->shape, dim + 1, out->ndim);
     const int64_t orow = out->shape[dim] * inner;
@@ -150,7 +156,7 @@ tg_tensor *tg_concat(tg_tensor *const *ts, int n, int dim)
         at += row;
     }
     tg_node *node = tg_record(&CONCAT_OP, out, n, ts);
-    if (node) node->i[0] = dim;
+    if (node && !TG_SAVE_CTX(node, concat_ctx, .dim = dim)) return NULL;
     return out;
 }
 
