@@ -129,6 +129,7 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &c);
     if (rc) return rc;
     tg_set_num_threads(c.threads);
+    tg_set_retain_grad(false); /* as PyTorch: no .grad kept on intermediate tensors (same results, less memory) */
     if (c.eval_ckpt) return run_eval(&c);
     if (c.predict_ckpt) return run_predict(&c);
 
