@@ -53,19 +53,6 @@ static const char *last_line(const char *path, int *lines)
     return last;
 }
 
-/* The value after "key": in a JSON line, as text up to the next comma. */
-static void field(const char *line, const char *key, char *out, size_t n)
-{
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\": ", key);
-    const char *p = strstr(line, k);
-    cr_assert_not_null(p, "no %s in %s", key, line);
-    p += strlen(k);
-    size_t i = 0;
-    while (p[i] && p[i] != ',' && p[i] != '}' && i + 1 < n) out[i] = p[i], i++;
-    out[i] = '\0';
-}
-
 TestSuite(unet_drive_example, .init = make_tmp, .fini = remove_tmp, .timeout = 300);
 
 Test(unet_drive_example, both_heads_train_and_report)
@@ -85,11 +72,11 @@ Test(unet_drive_example, both_heads_train_and_report)
         snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, h ? "softmax" : "sigmoid");
         const char *line = last_line(path, &lines);
         cr_expect_eq(lines, 2, "%s: one line per epoch", path);
-        field(line, "num_classes", v, sizeof v);
+        tgt_json_field(line, "num_classes", v, sizeof v);
         cr_expect_eq(atoi(v), h ? 2 : 1);
-        field(line, "dice", v, sizeof v);
+        tgt_json_field(line, "dice", v, sizeof v);
         cr_expect(atof(v) >= 0.0 && atof(v) <= 1.0, "Dice %s", v);
-        field(line, "data_wait_share", v, sizeof v);
+        tgt_json_field(line, "data_wait_share", v, sizeof v);
         cr_expect(atof(v) >= 0.0 && atof(v) < 1.0, "wait share %s", v);
     }
     cr_expect_neq(strstr(output, "final test Dice"), NULL, "the table is printed:\n%s", output);
@@ -118,8 +105,8 @@ Test(unet_drive_example, resume_continues_exactly)
     const char *keys[] = {"epoch", "lr", "train_loss", "test_loss", "dice", "miou"};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
         char va[64], vb[64];
-        field(line_a, keys[k], va, sizeof va);
-        field(line_b, keys[k], vb, sizeof vb);
+        tgt_json_field(line_a, keys[k], va, sizeof va);
+        tgt_json_field(line_b, keys[k], vb, sizeof vb);
         cr_expect_str_eq(va, vb, "%s differs after resuming: %s vs %s", keys[k], va, vb);
     }
     /* resuming with other settings is refused */
@@ -159,7 +146,7 @@ Test(unet_drive_example, eval_reproduces_the_logged_dice)
     char path[600], v[64];
     int lines;
     snprintf(path, sizeof path, "%s/e/sigmoid/log.jsonl", tmpdir);
-    field(last_line(path, &lines), "dice", v, sizeof v);
+    tgt_json_field(last_line(path, &lines), "dice", v, sizeof v);
     cr_assert_eq(run("--eval %s/e/sigmoid/best.safetensors --limit-test 1 --threads 2", tmpdir), 0, "%s", output);
     char want[80];
     snprintf(want, sizeof want, "Dice %.4f", atof(v));

@@ -37,19 +37,6 @@ TestSuite(unet_drive_use, .init = make_tmp, .fini = remove_tmp, .timeout = 300);
 
 /* ---- issue 14: presets, --predict, interrupt and resume ---- */
 
-/* The value after "key": in a JSON line, as text up to the next comma or brace. */
-static void field(const char *line, const char *key, char *out, size_t n)
-{
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\": ", key);
-    const char *p = strstr(line, k);
-    cr_assert_not_null(p, "no %s in %s", key, line);
-    p += strlen(k);
-    size_t i = 0;
-    while (p[i] && p[i] != ',' && p[i] != '}' && i + 1 < n) out[i] = p[i], i++;
-    out[i] = '\0';
-}
-
 /* Issue 14.1: --preset sets the defaults, flags override them, log.jsonl and the report say what ran. */
 Test(unet_drive_use, presets_and_flags_give_the_effective_configuration)
 {
@@ -63,13 +50,13 @@ Test(unet_drive_use, presets_and_flags_give_the_effective_configuration)
     cr_assert_not_null(log);
     const char *cfg = strstr(log, "\"config\": {");
     cr_assert_not_null(cfg, "no effective configuration in %s:\n%s", path, log);
-    field(cfg, "preset", v, sizeof v);
+    tgt_json_field(cfg, "preset", v, sizeof v);
     cr_expect_str_eq(v, "\"cpu\"");
-    field(cfg, "epochs", v, sizeof v); /* from the preset */
+    tgt_json_field(cfg, "epochs", v, sizeof v); /* from the preset */
     cr_expect_str_eq(v, "150");
-    field(cfg, "base_c", v, sizeof v); /* from the flag */
+    tgt_json_field(cfg, "base_c", v, sizeof v); /* from the flag */
     cr_expect_str_eq(v, "4");
-    field(cfg, "crop", v, sizeof v);
+    tgt_json_field(cfg, "crop", v, sizeof v);
     cr_expect_str_eq(v, "64");
     free(log);
     snprintf(path, sizeof path, "%s/pc/report.md", tmpdir);

@@ -292,3 +292,15 @@ bool tgt_same_file(const char *a, const char *b)
     free(y);
     return same;
 }
+
+void tgt_json_field(const char *line, const char *key, char *out, size_t n)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *p = strstr(line, k);
+    cr_assert_not_null(p, "no %s in %s", key, line);
+    p += strlen(k);
+    size_t i = 0;
+    while (p[i] && p[i] != ',' && p[i] != '}' && i + 1 < n) out[i] = p[i], i++;
+    out[i] = '\0';
+}

@@ -59,6 +59,9 @@ char *tgt_read_whole(const char *path, long *n);
 bool tgt_same_file(const char *a, const char *b);
 /* Makes a fresh directory /tmp/tg_<tag>_XXXXXX into dir (size bytes); tgt_remove_tree deletes it. */
 void tgt_make_tmpdir(char *dir, size_t size, const char *tag);
+/* The value after "key": in a one-line JSON object, as text up to the next comma or brace, into
+ * out (n bytes); fails the test when the key is absent. */
+void tgt_json_field(const char *line, const char *key, char *out, size_t n);
 void tgt_remove_tree(const char *dir);
 
 #endif
