@@ -4,7 +4,7 @@
  * Usage: bench_conv [reps] [isa] [path]
  *   isa   best (default), avx2 or generic: cap the conv kernels' instruction set (and oneDNN's),
  *         e.g. avx2 with OPENBLAS_CORETYPE=Haswell emulates an AVX2-only CPU on an AVX-512 one
- *   path  auto (default), direct, im2col or onednn: force one kernel path (ops/conv_testing.h) */
+ *   path  auto (default), direct, im2col, onednn or winograd: force one kernel path (ops/conv_testing.h) */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -38,7 +38,7 @@ int main(int argc, char **argv)
     tg_conv_path path = TG_CONV_PATH_AUTO;
     if (reps < 1 || (argc > 2 && !tg_testing_conv_isa_parse(argv[2], &isa)) ||
         (argc > 3 && !tg_testing_conv_path_parse(argv[3], &path))) {
-        fprintf(stderr, "usage: bench_conv [reps >= 1] [best|avx512|avx2|generic] [auto|direct|im2col|onednn]\n");
+        fprintf(stderr, "usage: bench_conv [reps >= 1] [best|avx512|avx2|generic] [auto|direct|im2col|onednn|winograd]\n");
         return 2;
     }
     if (!tg_testing_conv_path(path, isa)) {

@@ -240,7 +240,9 @@ static void conv2d_backward(tg_node *n)
     const bool pointwise = geom_is_pointwise(g);
     const bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
     const bool dx_direct = need_x && cx->plan.dx == TG_CONV_RUN_DIRECT, dw_direct = need_w && cx->plan.dw == TG_CONV_RUN_DIRECT;
-    const bool dx_dnnl = need_x && cx->plan.dx == TG_CONV_RUN_ONEDNN, dw_dnnl = need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN;
+    const bool dx_wino = need_x && cx->plan.dx == TG_CONV_RUN_WINOGRAD;
+    const bool dx_dnnl = (need_x && cx->plan.dx == TG_CONV_RUN_ONEDNN) || dx_wino;
+    const bool dw_dnnl = need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN;
     const bool dx_col = need_x && cx->plan.dx == TG_CONV_RUN_IM2COL;
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
     const bool dw_gemm = dw_direct && tg_conv3x3_dw_by_gemm(g->C, O);
@@ -260,8 +262,9 @@ static void conv2d_backward(tg_node *n)
     if (db_with_dw && b && tg_needs_grad(b) && !db) return;
     if (dw_direct && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
     if (dw_dnnl || dx_dnnl) {
-        const tg_conv_desc d = onednn_desc(g, N, O, G);
+        tg_conv_desc d = onednn_desc(g, N, O, G);
         if (dw_dnnl && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
+        d.winograd = dx_wino;
         if (dx_dnnl && !tg_conv_onednn_backward_data(&d, dy, w->data, dx, !fresh)) return;
     }
     if (dw_col || dx_col) {
@@ -332,10 +335,12 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     if (!y) return NULL;
     const int64_t Cg = C / G, Og = O / G, K = Cg * kh * kw, L = g->Ho * g->Wo;
     const bool pointwise = geom_is_pointwise(g);
-    cx->plan = tg_conv_choose(C, O, H, W, (int)kh, (int)kw, geom_is_3x3_same(g, G), tg_conv_onednn_built());
-    const bool direct = cx->plan.fwd == TG_CONV_RUN_DIRECT, dnnl = cx->plan.fwd == TG_CONV_RUN_ONEDNN;
+    cx->plan = tg_conv_choose(N, C, O, H, W, (int)kh, (int)kw, geom_is_3x3_same(g, G), tg_conv_onednn_built());
+    const bool direct = cx->plan.fwd == TG_CONV_RUN_DIRECT;
+    const bool dnnl = cx->plan.fwd == TG_CONV_RUN_ONEDNN || cx->plan.fwd == TG_CONV_RUN_WINOGRAD;
     if (dnnl) {
-        const tg_conv_desc d = onednn_desc(g, N, O, G);
+        tg_conv_desc d = onednn_desc(g, N, O, G);
+        d.winograd = cx->plan.fwd == TG_CONV_RUN_WINOGRAD;
         if (!tg_conv_onednn_forward(&d, x->data, w->data, bias ? bias->data : NULL, y->data)) return NULL;
     }
     float *col = pointwise || direct || dnnl ? NULL : tg_scratch_alloc(0, (size_t)(C * kh * kw * L) * sizeof(float));

@@ -26,9 +26,10 @@ bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O);
 void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L);
 
 /* Kernel paths of conv2d (the testing interface, ops/conv_testing.h, can force one). */
-typedef enum { TG_CONV_RUN_IM2COL, TG_CONV_RUN_DIRECT, TG_CONV_RUN_ONEDNN } tg_conv_run;
+typedef enum { TG_CONV_RUN_IM2COL, TG_CONV_RUN_DIRECT, TG_CONV_RUN_ONEDNN, TG_CONV_RUN_WINOGRAD } tg_conv_run;
 
-/* The path of each phase of one conv2d: forward, input gradient, weight (and bias) gradient. */
+/* The path of each phase of one conv2d: forward, input gradient, weight (and bias) gradient.
+ * TG_CONV_RUN_WINOGRAD (oneDNN's Winograd F(4x4,3x3), AVX-512) is for fwd and dx only. */
 typedef struct {
     tg_conv_run fwd, dx, dw;
 } tg_conv_plan;
@@ -37,7 +38,7 @@ typedef struct {
  * measured for the shape on this instruction set. direct_ok: the 3x3 direct kernels apply
  * (stride 1, padding 1, dilation 1, one group); onednn_ok: oneDNN takes the layer (built in and
  * its limits). */
-tg_conv_plan tg_conv_choose(int64_t C, int64_t O, int64_t H, int64_t W, int kh, int kw, bool direct_ok,
+tg_conv_plan tg_conv_choose(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, int kh, int kw, bool direct_ok,
                             bool onednn_ok);
 
 /* Instruction set of the direct kernels: 0 baseline, 1 AVX2+FMA, 2 AVX-512: the best this CPU

@@ -12,7 +12,9 @@
 #ifndef TG_HAVE_DNNL
 
 bool tg_conv_onednn_built(void) { return false; }
+bool tg_conv_onednn_winograd_ok(void) { return false; }
 void tg_conv_onednn_cap_isa(int isa) { (void)isa; }
+void tg_conv_onednn_forget(void) {}
 static bool not_built(void)
 {
     tg_error(TG_ERR_ARG, "conv2d: this build has no oneDNN");
@@ -37,16 +39,41 @@ bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, cons
 #else
 
 #include <dnnl.h>
+#include <omp.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool tg_conv_onednn_built(void) { return true; }
+
+static bool g_capped; /* tg_conv_onednn_cap_isa was called */
 
 void tg_conv_onednn_cap_isa(int isa)
 {
     /* refused (harmlessly) once oneDNN has created a primitive */
     dnnl_set_max_cpu_isa(isa >= 1 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+    g_capped = true;
 }
+
+bool tg_conv_onednn_winograd_ok(void)
+{
+    /* oneDNN's f32 Winograd is avx512_core only; its ISA may be capped by us or by the environment
+     * (asking oneDNN itself, dnnl_get_effective_cpu_isa, would freeze its cap) */
+    if (g_capped || !tg_cpu().avx512_skx) return false;
+    const char *e = getenv("ONEDNN_MAX_CPU_ISA");
+    if (!e) e = getenv("DNNL_MAX_CPU_ISA");
+    return !e || !strncmp(e, "AVX512", 6) || !strcmp(e, "ALL") || !strncmp(e, "AVX10", 5);
+}
+
+/* oneDNN's Winograd kernel (jit_wino_4x3) picks its schedule and the blocking of its reduction
+ * over channels from the number of threads when the primitive is created (with few threads the
+ * "W_SGD" schedule, tiles per thread, whose channel blocks depend on the count; else "W_S_G_D",
+ * whose blocking depends only on the shape and the caches). Different schedules round
+ * differently: measured, 128->64 @32 forward and 64->128 @32 backward-data gave other bits at 1
+ * and 2 threads. Creating the primitive while OpenMP reports this many threads always gives
+ * W_S_G_D (W_SGD needs 1.5 tile blocks per thread); it runs on the threads there are at
+ * execution. conv2d takes Winograd only below 1.5 * this many 4x4 tiles. */
+#define WINO_PLAN_THREADS (1 << 22)
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t g_engine;
@@ -159,18 +186,21 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
                             (d->Wo - 1) * d->sw + (int64_t)(d->kw - 1) * d->dw + 1 - d->W - d->pw};
     dnnl_convolution_desc_t fwd, cd;
     dnnl_primitive_desc_t fpd = NULL, pd = NULL;
-    bool good = ok(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct,
+    const dnnl_alg_kind_t alg = d->winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
+    const int threads = omp_get_max_threads();
+    if (d->winograd) omp_set_num_threads(WINO_PLAN_THREADS);
+    bool good = ok(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg,
                                                               &any[0], &any[1], kind == KIND_FWD_BIAS ? &bias_md : NULL,
                                                               &any[2], strides, dil, pl, pr),
                    "forward descriptor") &&
                 ok(dnnl_primitive_desc_create(&fpd, &fwd, NULL, g_engine, NULL), "forward primitive descriptor");
     if (good && kind == KIND_BWD_DATA)
-        good = ok(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &any[0], &any[1],
+        good = ok(dnnl_dilated_convolution_backward_data_desc_init(&cd, alg, &any[0], &any[1],
                                                                    &any[2], strides, dil, pl, pr),
                   "backward-data descriptor") &&
                ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-data primitive descriptor");
     else if (good && (kind == KIND_BWD_WEIGHTS || kind == KIND_BWD_WEIGHTS_BIAS))
-        good = ok(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &any[0], &any[1],
+        good = ok(dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &any[0], &any[1],
                                                                       kind == KIND_BWD_WEIGHTS_BIAS ? &bias_md : NULL,
                                                                       &any[2], strides, dil, pl, pr),
                   "backward-weights descriptor") &&
@@ -179,6 +209,10 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
         pd = fpd;
         fpd = NULL;
     }
+    dnnl_primitive_t prim = NULL;
+    good = good && ok(dnnl_primitive_create(&prim, pd), "convolution primitive");
+    if (d->winograd) omp_set_num_threads(threads);
+    p->prim = prim;
     if (good) {
         static const dnnl_query_t q[N_KINDS][3] = {
             [KIND_FWD] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
@@ -194,7 +228,6 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
                             : make_reorder(&user[i], &p->md[i], false, &p->to[i]);
         }
         if (good && kind == KIND_BWD_DATA) good = make_reorder(&p->md[0], &user[0], true, &p->from_add);
-        good = good && ok(dnnl_primitive_create(&p->prim, pd), "convolution primitive");
     }
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -219,6 +252,14 @@ static prim_set *lookup(const tg_conv_desc *d, int kind)
     e->d = *d;
     e->kind = kind;
     return &e->p;
+}
+
+void tg_conv_onednn_forget(void)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < g_cache_n; i++) free_set(&g_cache[i].p);
+    g_cache_n = g_cache_next = 0;
+    pthread_mutex_unlock(&g_lock);
 }
 
 static bool wrap(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m)

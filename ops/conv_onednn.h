@@ -10,11 +10,21 @@
 typedef struct {
     int64_t N, C, H, W, O, Ho, Wo;
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    int winograd; /* 1: oneDNN's Winograd F(4x4,3x3) (AVX-512 only; forward and backward data) */
 } tg_conv_desc;
 
 bool tg_conv_onednn_built(void);
+/* Could oneDNN's Winograd kernels run here: built with oneDNN, an AVX-512 (F+BW+VL+DQ) CPU and
+ * oneDNN not capped below it. */
+bool tg_conv_onednn_winograd_ok(void);
+/* Winograd only below this many 4x4 output tiles per call (N * ceil(H/4) * ceil(W/4)): under it
+ * the kernel's schedule, and so its results, do not depend on the number of threads
+ * (ops/conv_onednn.c, WINO_PLAN_THREADS). */
+#define TG_CONV_WINOGRAD_MAX_TILES ((int64_t)6 << 20)
 /* Cap oneDNN's instruction set (1 AVX2, 0 baseline SSE4.1); only before its first primitive. */
 void tg_conv_onednn_cap_isa(int isa);
+/* Drop the cached primitives (the next call of each shape creates them again). */
+void tg_conv_onednn_forget(void);
 /* y = conv(x, w) (+ bias unless NULL), y overwritten. false (and an error) on failure. */
 bool tg_conv_onednn_forward(const tg_conv_desc *d, const float *x, const float *w, const float *bias, float *y);
 /* dx (N,C,H,W) = (accumulate ? dx + : ) the input gradient from dy (N,O,Ho,Wo). */

@@ -6,6 +6,8 @@
 #include "conv_testing.h"
 #include "conv_onednn.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static tg_conv_path g_path = TG_CONV_PATH_AUTO;
@@ -21,10 +23,14 @@ int tg_conv_isa_active(void) { return g_isa_cap >= 0 ? g_isa_cap : (int)tg_testi
 
 bool tg_testing_conv_onednn_built(void) { return tg_conv_onednn_built(); }
 
+bool tg_testing_conv_winograd_ok(void) { return tg_conv_onednn_winograd_ok(); }
+
+void tg_testing_conv_forget_primitives(void) { tg_conv_onednn_forget(); }
+
 bool tg_testing_conv_path(tg_conv_path path, tg_conv_isa isa)
 {
     if ((int)isa < TG_CONV_ISA_BEST || (int)isa > TG_CONV_ISA_AVX512 || (int)path < TG_CONV_PATH_AUTO ||
-        (int)path > TG_CONV_PATH_ONEDNN) {
+        (int)path > TG_CONV_PATH_WINOGRAD) {
         tg_error(TG_ERR_ARG, "tg_testing_conv_path: unknown path %d or instruction set %d", (int)path, (int)isa);
         return false;
     }
@@ -37,18 +43,23 @@ bool tg_testing_conv_path(tg_conv_path path, tg_conv_isa isa)
         tg_error(TG_ERR_ARG, "tg_testing_conv_path: this build has no oneDNN (configure with libdnnl-dev installed)");
         return false;
     }
+    if (path == TG_CONV_PATH_WINOGRAD && (!tg_conv_onednn_winograd_ok() || (isa != TG_CONV_ISA_BEST && isa < TG_CONV_ISA_AVX512))) {
+        tg_error(TG_ERR_ARG, "tg_testing_conv_path: Winograd needs oneDNN built, an AVX-512 CPU (F+BW+VL+DQ) and "
+                             "oneDNN not capped below AVX-512");
+        return false;
+    }
     g_path = path;
     g_isa_cap = isa == TG_CONV_ISA_BEST ? -1 : (int)isa;
     if (isa != TG_CONV_ISA_BEST && isa < TG_CONV_ISA_AVX512) tg_conv_onednn_cap_isa(isa);
     return true;
 }
 
-static const char *const PATH_NAMES[] = {"auto", "direct", "im2col", "onednn"};
+static const char *const PATH_NAMES[] = {"auto", "direct", "im2col", "onednn", "winograd"};
 static const char *const ISA_NAMES[] = {"generic", "avx2", "avx512"};
 
 const char *tg_testing_conv_path_name(tg_conv_path path)
 {
-    return (int)path >= 0 && (int)path <= TG_CONV_PATH_ONEDNN ? PATH_NAMES[path] : "?";
+    return (int)path >= 0 && (int)path <= TG_CONV_PATH_WINOGRAD ? PATH_NAMES[path] : "?";
 }
 
 const char *tg_testing_conv_isa_name(tg_conv_isa isa)
@@ -58,7 +69,7 @@ const char *tg_testing_conv_isa_name(tg_conv_isa isa)
 
 bool tg_testing_conv_path_parse(const char *s, tg_conv_path *path)
 {
-    for (int i = 0; s && i <= TG_CONV_PATH_ONEDNN; i++)
+    for (int i = 0; s && i <= TG_CONV_PATH_WINOGRAD; i++)
         if (!strcmp(s, PATH_NAMES[i])) {
             *path = (tg_conv_path)i;
             return true;
@@ -80,6 +91,50 @@ bool tg_testing_conv_isa_parse(const char *s, tg_conv_isa *isa)
     return false;
 }
 
+/* TG_WINOGRAD: -1 AUTO, 0 OFF, 1 ON; read at the first conv2d. */
+static int winograd_env(void)
+{
+    static int v = -2;
+    if (v == -2) {
+        const char *e = getenv("TG_WINOGRAD");
+        v = !e || !*e || !strcmp(e, "AUTO") || !strcmp(e, "auto") ? -1
+            : !strcmp(e, "OFF") || !strcmp(e, "off") || !strcmp(e, "0") ? 0
+            : !strcmp(e, "ON") || !strcmp(e, "on") || !strcmp(e, "1") ? 1
+                                                                        : -3;
+        if (v == -3) {
+            fprintf(stderr, "tapegrad: TG_WINOGRAD=%s is not AUTO, ON or OFF; using AUTO\n", e);
+            v = -1;
+        }
+    }
+    return v;
+}
+
+/* Can oneDNN's Winograd take this layer (3x3, stride 1, pad 1, one group: direct_ok) here? */
+static bool winograd_fits(int64_t N, int64_t H, int64_t W, bool direct_ok, bool onednn_ok)
+{
+    return direct_ok && onednn_ok && tg_conv_onednn_winograd_ok() &&
+           N * ((H + 3) / 4) * ((W + 3) / 4) < TG_CONV_WINOGRAD_MAX_TILES;
+}
+
+/* Is oneDNN's Winograd F(4x4,3x3) faster than the direct AVX-512 kernels for a convolution that
+ * sums over K channels into M (forward of a C -> O layer: K = C, M = O; its input gradient: K = O,
+ * M = C)? Measured on Zen 4 (1 thread, CPU time, batch 4, conv2d with its layout reorders, best
+ * of 4 alternating rounds), ms direct / Winograd:
+ *   layer C->O @HW   forward                  input gradient
+ *   3->16 @256       4.9 / 14.7  (3.00)       14.0 / 18.8 (1.34)
+ *   16->16 @256      14.7 / 15.8 (1.07)       18.6 / 26.3 (1.41)
+ *   16->32 @128      7.1 / 6.9   (0.97)       8.8 / 8.5   (0.97)
+ *   32->32 @128      13.1 / 9.7  (0.74)       15.2 / 12.5 (0.82)
+ *   64->64 @64       12.1 / 5.8  (0.48)       12.9 / 7.2  (0.56)
+ *   128->128 @32     11.7 / 4.7  (0.40)       12.0 / 5.2  (0.44)
+ *   256->128 @32     23.2 / 9.4  (0.40)       24.0 / 9.7  (0.40)
+ *   64->32 @128      25.1 / 15.2 (0.60)       28.2 / 22.7 (0.80)
+ *   32->16 @128      6.8 / 5.9   (0.87)       8.1 / 8.9   (1.09)
+ *   32->16 @256      27.3 / 24.2 (0.89)       33.0 / 42.5 (1.29)
+ * It wins from 32 summed channels (the transforms' cost is per channel, the saving per channel
+ * pair), loses below. */
+static bool winograd_faster(int64_t K, int64_t M) { return K >= 32 && M >= 16; }
+
 /* Automatic choice, measured with bench_conv and a per-phase timer (1 thread, CPU time, ms per
  * fwd / dx / dW of the UNet's layers at batch 4) on Zen 4 running AVX2 code (ISA cap avx2,
  * OPENBLAS_CORETYPE=Haswell, oneDNN capped at AVX2):
@@ -89,13 +144,19 @@ bool tg_testing_conv_isa_parse(const char *s, tg_conv_isa *isa)
  *   128->128 @32   direct 17.9 / 18.3 / 25.9   oneDNN 11.5 / 11.6 / 14.7  (im2col 13.0 / 13.1 / 14.2)
  * On AVX2 oneDNN takes the 3x3 layers' weight gradient, and their forward and input gradient from
  * 32 channels on (and below 8 input channels); the direct kernels keep the 8-31 channel layers'.
- * On AVX-512 the direct kernels match or beat oneDNN on every layer (0.96-1.00x of PyTorch against
- * oneDNN's 0.97-1.08x) and keep the results of earlier versions bit for bit. 1x1 and other
+ * On AVX-512 the direct kernels match or beat oneDNN's direct ones on every layer (0.96-1.00x of
+ * PyTorch against oneDNN's 0.97-1.08x); oneDNN's Winograd takes forward and input gradient where
+ * winograd_faster says so (TG_WINOGRAD=OFF: never, the results of earlier versions bit for bit). 1x1 and other
  * convolutions stay on im2col + sgemm (oneDNN's 1x1 16->2: 3x slower). */
-tg_conv_plan tg_conv_choose(int64_t C, int64_t O, int64_t H, int64_t W, int kh, int kw, bool direct_ok,
+tg_conv_plan tg_conv_choose(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, int kh, int kw, bool direct_ok,
                             bool onednn_ok)
 {
-    (void)H, (void)W, (void)kh, (void)kw;
+    (void)kh, (void)kw;
+    if (g_path == TG_CONV_PATH_WINOGRAD) {
+        if (!direct_ok) return (tg_conv_plan){TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL};
+        const tg_conv_run r = winograd_fits(N, H, W, direct_ok, onednn_ok) ? TG_CONV_RUN_WINOGRAD : TG_CONV_RUN_DIRECT;
+        return (tg_conv_plan){r, r, TG_CONV_RUN_DIRECT};
+    }
     if (g_path == TG_CONV_PATH_IM2COL || (g_path == TG_CONV_PATH_DIRECT && !direct_ok) ||
         (g_path == TG_CONV_PATH_ONEDNN && !onednn_ok))
         return (tg_conv_plan){TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL};
@@ -106,5 +167,11 @@ tg_conv_plan tg_conv_choose(int64_t C, int64_t O, int64_t H, int64_t W, int kh, 
         const tg_conv_run fd = C >= 8 && (C < 32 || O < 32) ? TG_CONV_RUN_DIRECT : TG_CONV_RUN_ONEDNN;
         return (tg_conv_plan){fd, fd, TG_CONV_RUN_ONEDNN};
     }
-    return (tg_conv_plan){TG_CONV_RUN_DIRECT, TG_CONV_RUN_DIRECT, TG_CONV_RUN_DIRECT};
+    tg_conv_plan p = {TG_CONV_RUN_DIRECT, TG_CONV_RUN_DIRECT, TG_CONV_RUN_DIRECT};
+    const int env = winograd_env();
+    if (env != 0 && tg_conv_isa_active() == TG_CONV_ISA_AVX512 && winograd_fits(N, H, W, direct_ok, onednn_ok)) {
+        if (env == 1 || winograd_faster(C, O)) p.fwd = TG_CONV_RUN_WINOGRAD;
+        if (env == 1 || winograd_faster(O, C)) p.dx = TG_CONV_RUN_WINOGRAD;
+    }
+    return p;
 }

@@ -7,7 +7,12 @@
  *   tg_testing_conv_path(TG_CONV_PATH_IM2COL, TG_CONV_ISA_BEST)   every conv2d through im2col + sgemm
  *   tg_testing_conv_path(TG_CONV_PATH_DIRECT, TG_CONV_ISA_AVX2)   3x3 layers on the AVX2 direct kernels
  *   tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_AVX2)     what an AVX2-only CPU would run
+ *   tg_testing_conv_path(TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_BEST) 3x3 fwd and dx on oneDNN's Winograd
  *   tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST)     back to normal
+ *
+ * Outside tests, the environment variable TG_WINOGRAD=AUTO|ON|OFF (read at the first conv2d)
+ * steers the automatic choice: AUTO (default) Winograd where it measured faster, ON on every 3x3
+ * stride-1 pad-1 layer it can take, OFF never (the results of earlier versions, bit for bit).
  *
  * oneDNN (when built with it) runs at the instruction set of its own setting: the first call
  * with an ISA cap below AVX-512 also caps oneDNN (dnnl_set_max_cpu_isa), which only works before
@@ -26,6 +31,9 @@ typedef enum {
     TG_CONV_PATH_DIRECT, /* 3x3 stride-1 pad-1 layers on the direct kernels (ops/conv3x3.c), others im2col */
     TG_CONV_PATH_IM2COL, /* im2col + sgemm for every layer (1x1 stride-1 layers: sgemm on the planes) */
     TG_CONV_PATH_ONEDNN, /* every conv2d through oneDNN (only when built with it) */
+    TG_CONV_PATH_WINOGRAD, /* 3x3 stride-1 pad-1 layers: forward and input gradient through oneDNN's
+                            * Winograd F(4x4,3x3), weight gradient on the direct kernels; others
+                            * im2col (only with oneDNN on an AVX-512 CPU, tg_testing_conv_winograd_ok) */
 } tg_conv_path;
 
 /* Force path and cap the instruction set of the direct kernels (TG_CONV_ISA_BEST: what the CPU
@@ -35,7 +43,13 @@ bool tg_testing_conv_path(tg_conv_path path, tg_conv_isa isa);
 /* The best instruction set this CPU runs, and whether this build has the oneDNN path. */
 tg_conv_isa tg_testing_conv_isa_best(void);
 bool tg_testing_conv_onednn_built(void);
-/* Names for messages and command lines: "auto", "direct", "im2col", "onednn"; "best", "generic",
+/* Whether TG_CONV_PATH_WINOGRAD can run: oneDNN built, an AVX-512 (F+BW+VL+DQ) CPU, oneDNN not
+ * capped below AVX-512. */
+bool tg_testing_conv_winograd_ok(void);
+/* Drop oneDNN's primitives that conv2d keeps per shape: the next call creates them again (with
+ * the thread count of that moment; a test of thread-count independence needs that). */
+void tg_testing_conv_forget_primitives(void);
+/* Names for messages and command lines: "auto", "direct", "im2col", "onednn", "winograd"; "best", "generic",
  * "avx2", "avx512". The parsers return false on an unknown name. */
 const char *tg_testing_conv_path_name(tg_conv_path path);
 const char *tg_testing_conv_isa_name(tg_conv_isa isa);

@@ -1,7 +1,8 @@
 /* conv2d and conv_transpose2d: PyTorch golden values (outputs and all gradients), finite-difference
  * gradient checks over stride/padding/dilation/groups combinations, and error messages. The
  * fixtures and conv2d's gradient checks run on every kernel path this CPU and build have
- * (ops/conv_testing.h: direct 3x3 kernels per instruction set, im2col + sgemm, oneDNN). */
+ * (ops/conv_testing.h: direct 3x3 kernels per instruction set, im2col + sgemm, oneDNN, oneDNN's
+ * Winograd). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -33,10 +34,12 @@ typedef struct {
 } conv_path;
 
 /* Every (path, instruction set) this CPU and build run, automatic choice first; n set. */
-static int conv_paths(conv_path out[8])
+static int conv_paths(conv_path out[9])
 {
     int n = 0;
     out[n++] = (conv_path){TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST};
+    /* before any cap below AVX-512 (it stays on oneDNN for good) */
+    if (tg_testing_conv_winograd_ok()) out[n++] = (conv_path){TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_BEST};
     for (int isa = TG_CONV_ISA_GENERIC; isa <= tg_testing_conv_isa_best(); isa++)
         out[n++] = (conv_path){TG_CONV_PATH_DIRECT, (tg_conv_isa)isa};
     out[n++] = (conv_path){TG_CONV_PATH_IM2COL, TG_CONV_ISA_BEST};
@@ -55,6 +58,12 @@ static void use_path(conv_path p)
 Test(conv_paths, testing_interface_refuses_what_is_missing)
 {
     cr_expect_eq(tg_testing_conv_path(TG_CONV_PATH_ONEDNN, TG_CONV_ISA_BEST), tg_testing_conv_onednn_built());
+    cr_expect_eq(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_BEST), tg_testing_conv_winograd_ok());
+    if (tg_testing_conv_isa_best() >= TG_CONV_ISA_AVX2) { /* Winograd is AVX-512 only */
+        cr_expect_not(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_AVX2));
+        cr_expect(strstr(tg_last_error(), "Winograd") != NULL, "%s", tg_last_error());
+    }
+    cr_expect(tg_testing_conv_path_parse("winograd", &(tg_conv_path){0}));
     if (tg_testing_conv_isa_best() < TG_CONV_ISA_AVX512) {
         cr_expect_not(tg_testing_conv_path(TG_CONV_PATH_DIRECT, TG_CONV_ISA_AVX512));
         cr_expect(strstr(tg_last_error(), "does not run avx512") != NULL, "%s", tg_last_error());
@@ -74,7 +83,7 @@ static void fixture_cases(conv_path path);
 
 Test(conv_fixture, outputs_and_gradients_match_torch)
 {
-    conv_path paths[8];
+    conv_path paths[9];
     const int n = conv_paths(paths);
     for (int k = 0; k < n; k++) fixture_cases(paths[k]);
     use_path(paths[0]);
@@ -147,7 +156,7 @@ static void check_conv(const char *what, conv_case cc, int64_t N, int64_t C, int
  * checked against a double-precision reference in test_conv3x3 (keeps the sanitizer run short). */
 Test(conv_gradcheck, conv2d_combinations)
 {
-    conv_path paths[8];
+    conv_path paths[9];
     const int n = conv_paths(paths);
     for (int k = 0; k < n; k++) {
         if (paths[k].path == TG_CONV_PATH_DIRECT) continue;

@@ -51,7 +51,9 @@ static void expect_close(const char *what, const float *got, const double *want,
                  W, at, (double)got[at], want[at]);
 }
 
-static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
+enum { PASS_ALL, PASS_IM2COL, PASS_WINOGRAD };
+
+static void check_shape(int N, int C, int O, int H, int W, int mode)
 {
     tg_rng r;
     tg_rng_seed(&r, (uint64_t)(C * 1000 + O * 100 + H * 10 + W));
@@ -62,14 +64,18 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
     double *y = malloc(sizeof(double) * (size_t)(N * O * H * W)), *dx = malloc(sizeof(double) * (size_t)(N * C * H * W)),
            *dw = malloc(sizeof(double) * (size_t)(O * C * 9));
     reference(x->data, w->data, b->data, gy->data, N, C, O, H, W, y, dx, dw);
-    /* passes: the direct kernels on each instruction set, then oneDNN (if built); or im2col */
-    const int best = tg_testing_conv_isa_best(), last = best + (!force_im2col && tg_testing_conv_onednn_built());
-    for (int isa = force_im2col ? best : 0; isa <= last; isa++) {
-        const tg_conv_path path = force_im2col ? TG_CONV_PATH_IM2COL : isa > best ? TG_CONV_PATH_ONEDNN : TG_CONV_PATH_DIRECT;
+    /* passes: the direct kernels on each instruction set, then oneDNN (if built); or only im2col;
+     * or only oneDNN's Winograd (its own test: a cap below AVX-512 stays on oneDNN for good) */
+    const int best = tg_testing_conv_isa_best(), last = best + (mode == PASS_ALL && tg_testing_conv_onednn_built());
+    for (int isa = mode != PASS_ALL ? best : 0; isa <= last; isa++) {
+        const tg_conv_path path = mode == PASS_IM2COL     ? TG_CONV_PATH_IM2COL
+                                  : mode == PASS_WINOGRAD ? TG_CONV_PATH_WINOGRAD
+                                  : isa > best            ? TG_CONV_PATH_ONEDNN
+                                                          : TG_CONV_PATH_DIRECT;
         cr_assert(tg_testing_conv_path(path, isa > best ? TG_CONV_ISA_BEST : (tg_conv_isa)isa), "%s", tg_last_error());
         /* dx starts non-zero: backward must add to it; on the best instruction set also from no
          * buffer at all (the kernels write a fresh gradient instead of adding to zeros) */
-        const bool fresh = isa == best && !force_im2col;
+        const bool fresh = isa == best && mode != PASS_IM2COL;
         tg_grad(x), tg_grad(w), tg_grad(b); /* allocates the leaf gradients */
         tg_tensor_zero_grad(w), tg_tensor_zero_grad(b);
         cr_assert(x->grad && w->grad);
@@ -98,35 +104,51 @@ static void check_shape(int N, int C, int O, int H, int W, bool force_im2col)
     tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(b), tg_tensor_free(gy);
 }
 
-Test(conv3x3, direct_kernels_match_the_definition)
-{
-    /* channel counts around the register blocks (4, 8, 16) and the kernels' thresholds (channels
-     * in the lanes from 8 inputs and one vector of outputs), widths around the vectors and the
-     * in-register transposes (4, 8, 16, 32), row counts around the bands */
-    static const int shapes[][5] = {{1, 1, 1, 1, 1},    {2, 3, 5, 7, 9},    {1, 4, 8, 16, 16},  {2, 9, 3, 13, 31},
+/* channel counts around the register blocks (4, 8, 16) and the kernels' thresholds (channels
+ * in the lanes from 8 inputs and one vector of outputs), widths around the vectors and the
+ * in-register transposes (4, 8, 16, 32), row counts around the bands */
+static const int shapes[][5] = {{1, 1, 1, 1, 1},    {2, 3, 5, 7, 9},    {1, 4, 8, 16, 16},  {2, 9, 3, 13, 31},
                                     {1, 16, 17, 6, 33}, {1, 5, 2, 1, 40},   {1, 2, 11, 37, 1},  {2, 7, 12, 20, 18},
                                     {1, 33, 4, 9, 10},  {2, 48, 49, 5, 7},  {2, 20, 40, 11, 45}, {1, 64, 32, 3, 17},
                                     {1, 8, 16, 41, 2},  {3, 17, 8, 19, 64}, {1, 9, 17, 1, 1},   {2, 16, 16, 1, 40},
                                     {1, 16, 32, 50, 1}};
+
+Test(conv3x3, direct_kernels_match_the_definition)
+{
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const int *s = shapes[k];
-        check_shape(s[0], s[1], s[2], s[3], s[4], false);
+        check_shape(s[0], s[1], s[2], s[3], s[4], PASS_ALL);
     }
+}
+
+/* oneDNN's Winograd F(4x4,3x3) (forward and input gradient; the weight gradient stays on the
+ * direct kernels) on the same shapes and a few of the UNet's channel counts, same tolerance. */
+Test(conv3x3, winograd_matches_the_definition)
+{
+    if (!tg_testing_conv_winograd_ok()) cr_skip_test("no oneDNN or no AVX-512 here");
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int *s = shapes[k];
+        check_shape(s[0], s[1], s[2], s[3], s[4], PASS_WINOGRAD);
+    }
+    check_shape(2, 64, 32, 12, 12, PASS_WINOGRAD);
+    check_shape(1, 128, 128, 8, 8, PASS_WINOGRAD);
 }
 
 Test(conv3x3, im2col_path_matches_the_definition_too)
 {
-    check_shape(2, 9, 3, 13, 31, true);
-    check_shape(1, 16, 17, 6, 33, true);
+    check_shape(2, 9, 3, 13, 31, PASS_IM2COL);
+    check_shape(1, 16, 17, 6, 33, PASS_IM2COL);
 }
 
 Test(conv3x3, odd_drive_sizes_through_both_paths)
 {
-    check_shape(1, 8, 8, 73, 70, false);
-    check_shape(1, 8, 8, 73, 70, true);
+    check_shape(1, 8, 8, 73, 70, PASS_ALL);
+    check_shape(1, 8, 8, 73, 70, PASS_IM2COL);
+    if (tg_testing_conv_winograd_ok()) check_shape(1, 8, 8, 73, 70, PASS_WINOGRAD);
 }
 
 static void check_thread_independence(tg_rng *r, int C, int isa);
+static void check_threads(tg_rng *r, int64_t N, int C, int64_t O, int64_t HW, int isa);
 
 /* Same numbers whatever the thread count: the weight gradient's partial sums are per fixed
  * band of rows, not per thread (both weight-gradient kernels: 8 and 16 input channels), and the
@@ -142,15 +164,38 @@ Test(conv3x3, results_do_not_depend_on_the_thread_count)
     cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
 }
 
+/* oneDNN's Winograd picks its schedule from the thread count unless told otherwise
+ * (ops/conv_onednn.c): at these shapes and batch 4 the forward (128 -> 64 @32) and the input
+ * gradient (64 -> 128 @32) gave other bits at 1 and 2 threads before the fix. The automatic
+ * choice (which takes Winograd from 32 channels on AVX-512) on the same shapes. */
+Test(conv3x3, winograd_results_do_not_depend_on_the_thread_count)
+{
+    if (!tg_testing_conv_winograd_ok()) cr_skip_test("no oneDNN or no AVX-512 here");
+    tg_rng r;
+    tg_rng_seed(&r, 43);
+    for (int pass = 0; pass < 2; pass++) {
+        cr_assert(tg_testing_conv_path(pass ? TG_CONV_PATH_AUTO : TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_BEST));
+        check_threads(&r, 4, 128, 64, 32, pass);
+        check_threads(&r, 4, 64, 128, 32, pass);
+        check_threads(&r, 2, 64, 64, 16, pass);
+    }
+    cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
+}
+
 static void check_thread_independence(tg_rng *r, int C, int isa)
 {
-    const int64_t HW = C > 16 ? 16 : 64, O = C > 16 ? 64 : 24;
-    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(2, C, HW, HW), r), true);
+    check_threads(r, 2, C, C > 16 ? 64 : 24, C > 16 ? 16 : 64, isa);
+}
+
+static void check_threads(tg_rng *r, int64_t N, int C, int64_t O, int64_t HW, int isa)
+{
+    tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(N, C, HW, HW), r), true);
     tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O, C, 3, 3), r), true);
     tg_tensor *b = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O), r), true);
     float *saved[2][4];
     for (int run = 0; run < 2; run++) {
         tg_set_num_threads(run == 0 ? 1 : 2);
+        tg_testing_conv_forget_primitives(); /* oneDNN's are created anew at this thread count */
         tg_tensor_zero_grad(x), tg_tensor_zero_grad(w), tg_tensor_zero_grad(b);
         tg_tensor *y = tg_conv2d(x, w, b, (tg_conv2d_opts){.padding = {1, 1}});
         cr_assert_not_null(y, "%s", tg_last_error());
@@ -165,8 +210,8 @@ static void check_thread_independence(tg_rng *r, int C, int isa)
         if (run == 1)
             for (int k = 0; k < 4; k++) {
                 cr_expect_eq(memcmp(saved[0][k], saved[1][k], sizeof(float) * (size_t)n[k]), 0,
-                             "%s differs between 1 and 2 threads (%d channels, isa %d)",
-                             (const char *[]){"output", "dx", "dw", "db"}[k], C, isa);
+                             "%s differs between 1 and 2 threads (%d -> %d channels @%d, isa/pass %d)",
+                             (const char *[]){"output", "dx", "dw", "db"}[k], C, (int)O, (int)HW, isa);
                 free(saved[0][k]), free(saved[1][k]);
             }
     }
