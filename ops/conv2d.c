@@ -242,7 +242,8 @@ static void conv2d_backward(tg_node *n)
     const bool dx_direct = need_x && cx->plan.dx == TG_CONV_RUN_DIRECT, dw_direct = need_w && cx->plan.dw == TG_CONV_RUN_DIRECT;
     const bool dx_wino = need_x && cx->plan.dx == TG_CONV_RUN_WINOGRAD;
     const bool dx_dnnl = (need_x && cx->plan.dx == TG_CONV_RUN_ONEDNN) || dx_wino;
-    const bool dw_dnnl = need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN;
+    const bool dw_wino = need_w && cx->plan.dw == TG_CONV_RUN_WINOGRAD;
+    const bool dw_dnnl = (need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN) || dw_wino;
     const bool dx_col = need_x && cx->plan.dx == TG_CONV_RUN_IM2COL;
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
     const bool dw_gemm = dw_direct && tg_conv3x3_dw_by_gemm(g->C, O);
@@ -263,7 +264,8 @@ static void conv2d_backward(tg_node *n)
     if (dw_direct && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
     if (dw_dnnl || dx_dnnl) {
         tg_conv_desc d = onednn_desc(g, N, O, G);
-        if (dw_dnnl && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
+        if (dw_wino && !tg_conv_onednn_backward_weights_winograd(&d, x->data, dy, dw, db)) return;
+        if (dw_dnnl && !dw_wino && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
         d.winograd = dx_wino;
         if (dx_dnnl && !tg_conv_onednn_backward_data(&d, dy, w->data, dx, !fresh)) return;
     }

@@ -35,6 +35,12 @@ bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, cons
     (void)d, (void)x, (void)dy, (void)dw, (void)db;
     return not_built();
 }
+bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float *x, const float *dy, float *dw,
+                                               float *db)
+{
+    (void)d, (void)x, (void)dy, (void)dw, (void)db;
+    return not_built();
+}
 
 #else
 
@@ -87,10 +93,11 @@ typedef struct {
     dnnl_primitive_t to[3];      /* user -> primitive layout, NULL when equal */
     dnnl_primitive_t from[3];    /* primitive -> user layout (outputs), NULL when equal */
     dnnl_primitive_t from_add;   /* primitive -> user layout adding to the user's (dx accumulate) */
+    dnnl_memory_desc_t scratch;  /* the primitive's scratchpad, passed by the caller (Winograd dW) */
 } prim_set;
 
 enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS, KIND_BWD_WEIGHTS_BIAS, N_KINDS };
-#define CACHE_SIZE 32
+#define CACHE_SIZE 128 /* the UNet: ~40 (shape, kind) pairs with Winograd */
 
 typedef struct {
     tg_conv_desc d;
@@ -188,7 +195,17 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
     dnnl_primitive_desc_t fpd = NULL, pd = NULL;
     const dnnl_alg_kind_t alg = d->winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
     const int threads = omp_get_max_threads();
-    if (d->winograd) omp_set_num_threads(WINO_PLAN_THREADS);
+    const bool wino_dw = d->winograd && (kind == KIND_BWD_WEIGHTS || kind == KIND_BWD_WEIGHTS_BIAS);
+    /* the Winograd weight gradient runs one image per thread on a plan for one thread (see
+     * tg_conv_onednn_backward_weights_winograd), with the caller's scratchpad */
+    if (d->winograd) omp_set_num_threads(wino_dw ? 1 : WINO_PLAN_THREADS);
+    dnnl_primitive_attr_t sattr = NULL;
+    if (wino_dw && (!ok(dnnl_primitive_attr_create(&sattr), "attr") ||
+                    !ok(dnnl_primitive_attr_set_scratchpad_mode(sattr, dnnl_scratchpad_mode_user), "scratchpad mode"))) {
+        if (sattr) dnnl_primitive_attr_destroy(sattr);
+        omp_set_num_threads(threads);
+        return false;
+    }
     bool good = ok(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg,
                                                               &any[0], &any[1], kind == KIND_FWD_BIAS ? &bias_md : NULL,
                                                               &any[2], strides, dil, pl, pr),
@@ -204,7 +221,7 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
                                                                       kind == KIND_BWD_WEIGHTS_BIAS ? &bias_md : NULL,
                                                                       &any[2], strides, dil, pl, pr),
                   "backward-weights descriptor") &&
-               ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-weights primitive descriptor");
+               ok(dnnl_primitive_desc_create(&pd, &cd, sattr, g_engine, fpd), "backward-weights primitive descriptor");
     else if (good) {
         pd = fpd;
         fpd = NULL;
@@ -212,7 +229,9 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
     dnnl_primitive_t prim = NULL;
     good = good && ok(dnnl_primitive_create(&prim, pd), "convolution primitive");
     if (d->winograd) omp_set_num_threads(threads);
+    if (sattr) dnnl_primitive_attr_destroy(sattr);
     p->prim = prim;
+    if (good && wino_dw) p->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     if (good) {
         static const dnnl_query_t q[N_KINDS][3] = {
             [KIND_FWD] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
@@ -354,6 +373,83 @@ bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, cons
         if (!execute(&one, db ? KIND_BWD_WEIGHTS_BIAS : KIND_BWD_WEIGHTS, t, db ? tb : NULL, false)) return false;
         for (int64_t k = 0; k < n; k++) dw[k] += tmp[k];
         for (int64_t k = 0; k < d->O && db; k++) db[k] += tb[k];
+    }
+    return true;
+}
+
+/* One image's weight (and bias) gradient through the Winograd primitive p on this thread alone:
+ * x and dy reordered into the primitive's layouts in this thread's scratch slot 1, its gradient
+ * in slot 2 (then reordered into out, oihw), its scratchpad in slot 3; the bias gradient into
+ * out + n. */
+static bool wino_dw_image(const prim_set *p, const tg_conv_desc *one, const float *x, const float *dy, float *out,
+                          int64_t n, bool bias)
+{
+    dnnl_memory_desc_t user[3], bias_md;
+    user_mds(one, user, &bias_md);
+    const size_t sx = dnnl_memory_desc_get_size(&p->md[0]), sy = dnnl_memory_desc_get_size(&p->md[2]);
+    const size_t sw = dnnl_memory_desc_get_size(&p->md[1]), ss = dnnl_memory_desc_get_size(&p->scratch);
+    char *io = tg_scratch_alloc(1, (sx + 63) / 64 * 64 + sy), *wb = tg_scratch_alloc(2, sw);
+    char *sp = ss ? tg_scratch_alloc(3, ss) : NULL;
+    if (!io || !wb || (ss && !sp)) return false;
+    dnnl_stream_t st = NULL;
+    dnnl_memory_t ux = NULL, uy = NULL, uw = NULL, px = NULL, py = NULL, pw = NULL, ms = NULL, mb = NULL;
+    bool good = ok(dnnl_stream_create(&st, g_engine, dnnl_stream_default_flags), "stream") &&
+                wrap(&user[0], (void *)x, &ux) && wrap(&user[2], (void *)dy, &uy) && wrap(&user[1], out, &uw) &&
+                wrap(&p->md[0], p->to[0] ? io : (void *)x, &px) &&
+                wrap(&p->md[2], p->to[2] ? io + (sx + 63) / 64 * 64 : (void *)dy, &py) &&
+                wrap(&p->md[1], p->from[1] ? (void *)wb : out, &pw) && (!ss || wrap(&p->scratch, sp, &ms)) &&
+                (!bias || wrap(&bias_md, out + n, &mb));
+    const dnnl_exec_arg_t rx[2] = {{DNNL_ARG_FROM, ux}, {DNNL_ARG_TO, px}}, ry[2] = {{DNNL_ARG_FROM, uy}, {DNNL_ARG_TO, py}};
+    const dnnl_exec_arg_t rw[2] = {{DNNL_ARG_FROM, pw}, {DNNL_ARG_TO, uw}};
+    const dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, px}, {DNNL_ARG_DIFF_DST, py}, {DNNL_ARG_DIFF_WEIGHTS, pw},
+                                  {DNNL_ARG_SCRATCHPAD, ms}, {DNNL_ARG_DIFF_BIAS, mb}};
+    good = good && (!p->to[0] || ok(dnnl_primitive_execute(p->to[0], st, 2, rx), "execute")) &&
+           (!p->to[2] || ok(dnnl_primitive_execute(p->to[2], st, 2, ry), "execute")) &&
+           ok(dnnl_primitive_execute(p->prim, st, bias ? 5 : 4, a), "execute") &&
+           (!p->from[1] || ok(dnnl_primitive_execute(p->from[1], st, 2, rw), "execute")) &&
+           ok(dnnl_stream_wait(st), "stream wait");
+    dnnl_memory_t all[8] = {ux, uy, uw, px, py, pw, ms, mb};
+    for (int i = 0; i < 8; i++)
+        if (all[i]) dnnl_memory_destroy(all[i]);
+    if (st) dnnl_stream_destroy(st);
+    return good;
+}
+
+bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float *x, const float *dy, float *dw,
+                                               float *db)
+{
+    /* oneDNN's Winograd weight gradient splits its reduction over tiles among its threads, so its
+     * result depends on their number. Instead: a plan for one thread, one image per call, images
+     * spread over tapegrad's threads (each call runs on its thread alone), every image's gradient
+     * into its own slot of scratch slot 0, summed in image order. */
+    tg_conv_desc one = *d;
+    one.N = 1;
+    one.winograd = 1;
+    const int kind = db ? KIND_BWD_WEIGHTS_BIAS : KIND_BWD_WEIGHTS;
+    pthread_mutex_lock(&g_lock);
+    prim_set *found = lookup(&one, kind);
+    prim_set p;
+    if (found) p = *found; /* the handles stay valid: the cache is not touched while this runs */
+    pthread_mutex_unlock(&g_lock);
+    if (!found) return false;
+    const int64_t n = d->O * (d->C / d->groups) * d->kh * d->kw, per = n + d->O;
+    float *parts = tg_scratch_alloc(0, (size_t)(d->N * per) * sizeof(float));
+    if (!parts) return false;
+    bool good = true;
+#pragma omp parallel for schedule(static) reduction(&& : good)
+    for (int64_t i = 0; i < d->N; i++) {
+        omp_set_num_threads(1); /* oneDNN inside: this thread only (this task's setting) */
+        good = wino_dw_image(&p, &one, x + i * d->C * d->H * d->W, dy + i * d->O * d->Ho * d->Wo, parts + i * per, n,
+                             db != NULL) && good;
+    }
+    if (!good) {
+        tg_error(TG_ERR_NOMEM, "conv2d (oneDNN Winograd weight gradient): out of memory or failed on a thread");
+        return false;
+    }
+    for (int64_t i = 0; i < d->N; i++) {
+        const float *pi = parts + i * per;
+        for (int64_t k = 0; k < n; k++) dw[k] += pi[k];
+        for (int64_t k = 0; k < d->O && db; k++) db[k] += pi[n + k];
     }
     return true;
 }

@@ -32,5 +32,11 @@ bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const 
 /* dw (O,C/groups,kh,kw) += the weight gradient from x and dy; db (O) += the bias gradient unless
  * NULL. Summed per image in image order: the result does not depend on the number of threads. */
 bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db);
+/* The same through oneDNN's Winograd F(4x4,3x3) (3x3, stride 1, pad 1, one group; AVX-512): one
+ * image per call, images over the OpenMP threads, each on a one-thread plan, summed in image
+ * order, so also independent of the number of threads. Scratch slot 0 of the calling thread and
+ * slots 1-3 of every thread. */
+bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float *x, const float *dy, float *dw,
+                                               float *db);
 
 #endif

@@ -135,6 +135,10 @@ static bool winograd_fits(int64_t N, int64_t H, int64_t W, bool direct_ok, bool 
  * pair), loses below. */
 static bool winograd_faster(int64_t K, int64_t M) { return K >= 32 && M >= 16; }
 
+/* The weight gradient of a C -> O layer (one image per thread, see ops/conv_onednn.c): measured
+ * below. */
+static bool winograd_faster_dw(int64_t C, int64_t O) { return C >= 16 && O >= 16; }
+
 /* Automatic choice, measured with bench_conv and a per-phase timer (1 thread, CPU time, ms per
  * fwd / dx / dW of the UNet's layers at batch 4) on Zen 4 running AVX2 code (ISA cap avx2,
  * OPENBLAS_CORETYPE=Haswell, oneDNN capped at AVX2):
@@ -155,7 +159,7 @@ tg_conv_plan tg_conv_choose(int64_t N, int64_t C, int64_t O, int64_t H, int64_t 
     if (g_path == TG_CONV_PATH_WINOGRAD) {
         if (!direct_ok) return (tg_conv_plan){TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL};
         const tg_conv_run r = winograd_fits(N, H, W, direct_ok, onednn_ok) ? TG_CONV_RUN_WINOGRAD : TG_CONV_RUN_DIRECT;
-        return (tg_conv_plan){r, r, TG_CONV_RUN_DIRECT};
+        return (tg_conv_plan){r, r, r};
     }
     if (g_path == TG_CONV_PATH_IM2COL || (g_path == TG_CONV_PATH_DIRECT && !direct_ok) ||
         (g_path == TG_CONV_PATH_ONEDNN && !onednn_ok))
@@ -172,6 +176,7 @@ tg_conv_plan tg_conv_choose(int64_t N, int64_t C, int64_t O, int64_t H, int64_t 
     if (env != 0 && tg_conv_isa_active() == TG_CONV_ISA_AVX512 && winograd_fits(N, H, W, direct_ok, onednn_ok)) {
         if (env == 1 || winograd_faster(C, O)) p.fwd = TG_CONV_RUN_WINOGRAD;
         if (env == 1 || winograd_faster(O, C)) p.dx = TG_CONV_RUN_WINOGRAD;
+        if (env == 1 || winograd_faster_dw(C, O)) p.dw = TG_CONV_RUN_WINOGRAD;
     }
     return p;
 }

@@ -31,8 +31,8 @@ typedef enum {
     TG_CONV_PATH_DIRECT, /* 3x3 stride-1 pad-1 layers on the direct kernels (ops/conv3x3.c), others im2col */
     TG_CONV_PATH_IM2COL, /* im2col + sgemm for every layer (1x1 stride-1 layers: sgemm on the planes) */
     TG_CONV_PATH_ONEDNN, /* every conv2d through oneDNN (only when built with it) */
-    TG_CONV_PATH_WINOGRAD, /* 3x3 stride-1 pad-1 layers: forward and input gradient through oneDNN's
-                            * Winograd F(4x4,3x3), weight gradient on the direct kernels; others
+    TG_CONV_PATH_WINOGRAD, /* 3x3 stride-1 pad-1 layers: forward and both gradients through oneDNN's
+                            * Winograd F(4x4,3x3); others
                             * im2col (only with oneDNN on an AVX-512 CPU, tg_testing_conv_winograd_ok) */
 } tg_conv_path;
 
