@@ -47,6 +47,7 @@ bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,6 +282,14 @@ void tg_conv_onednn_forget(void)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* Scratch slot `slot` of this thread, 64-byte aligned whatever the allocator gives (an allocation
+ * hook may return malloc's 16): oneDNN's Winograd kernels use aligned moves on its buffers. */
+static void *scratch64(int slot, size_t bytes)
+{
+    char *p = tg_scratch_alloc(slot, bytes + 64);
+    return p ? p + (64 - (uintptr_t)p % 64) % 64 : NULL;
+}
+
 static bool wrap(const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *m)
 {
     return ok(dnnl_memory_create(m, md, g_engine, data), "memory");
@@ -319,7 +328,7 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
         good = wrap(&user[i], t[i], &um[i]);
         const bool reordered = i == out ? (p->from[i] || add) : p->to[i] != NULL;
         if (good && reordered) {
-            float *buf = tg_scratch_alloc(1 + i, dnnl_memory_desc_get_size(&p->md[i]));
+            float *buf = scratch64(1 + i, dnnl_memory_desc_get_size(&p->md[i]));
             good = buf && wrap(&p->md[i], buf, &pm[i]);
             if (good && i != out) good = reorder(p->to[i], um[i], pm[i]);
         } else if (good)
@@ -345,16 +354,29 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
     return good;
 }
 
+/* Winograd: one image per call. The kernel's blocking of its channel sum depends on the number of
+ * 4x4 tiles of the call, so on the batch size: an image would come out differently in a batch of
+ * 2 than alone (data-parallel ranks of 1 image would not match one process of 2). */
 bool tg_conv_onednn_forward(const tg_conv_desc *d, const float *x, const float *w, const float *bias, float *y)
 {
-    float *t[3] = {(float *)x, (float *)w, y};
-    return execute(d, bias ? KIND_FWD_BIAS : KIND_FWD, t, bias, false);
+    tg_conv_desc one = *d;
+    if (d->winograd) one.N = 1;
+    for (int64_t i = 0; i < d->N; i += one.N) {
+        float *t[3] = {(float *)x + i * d->C * d->H * d->W, (float *)w, y + i * d->O * d->Ho * d->Wo};
+        if (!execute(&one, bias ? KIND_FWD_BIAS : KIND_FWD, t, bias, false)) return false;
+    }
+    return true;
 }
 
 bool tg_conv_onednn_backward_data(const tg_conv_desc *d, const float *dy, const float *w, float *dx, bool accumulate)
 {
-    float *t[3] = {dx, (float *)w, (float *)dy};
-    return execute(d, KIND_BWD_DATA, t, NULL, accumulate);
+    tg_conv_desc one = *d;
+    if (d->winograd) one.N = 1;
+    for (int64_t i = 0; i < d->N; i += one.N) {
+        float *t[3] = {dx + i * d->C * d->H * d->W, (float *)w, (float *)dy + i * d->O * d->Ho * d->Wo};
+        if (!execute(&one, KIND_BWD_DATA, t, NULL, accumulate)) return false;
+    }
+    return true;
 }
 
 bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, const float *dy, float *dw, float *db)
@@ -388,8 +410,8 @@ static bool wino_dw_image(const prim_set *p, const tg_conv_desc *one, const floa
     user_mds(one, user, &bias_md);
     const size_t sx = dnnl_memory_desc_get_size(&p->md[0]), sy = dnnl_memory_desc_get_size(&p->md[2]);
     const size_t sw = dnnl_memory_desc_get_size(&p->md[1]), ss = dnnl_memory_desc_get_size(&p->scratch);
-    char *io = tg_scratch_alloc(1, (sx + 63) / 64 * 64 + sy), *wb = tg_scratch_alloc(2, sw);
-    char *sp = ss ? tg_scratch_alloc(3, ss) : NULL;
+    char *io = scratch64(1, (sx + 63) / 64 * 64 + sy), *wb = scratch64(2, sw);
+    char *sp = ss ? scratch64(3, ss) : NULL;
     if (!io || !wb || (ss && !sp)) return false;
     dnnl_stream_t st = NULL;
     dnnl_memory_t ux = NULL, uy = NULL, uw = NULL, px = NULL, py = NULL, pw = NULL, ms = NULL, mb = NULL;
@@ -436,7 +458,8 @@ bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float
     float *parts = tg_scratch_alloc(0, (size_t)(d->N * per) * sizeof(float));
     if (!parts) return false;
     bool good = true;
-#pragma omp parallel for schedule(static) reduction(&& : good)
+    /* (as the direct kernels: small layers on the calling thread alone) */
+#pragma omp parallel for schedule(static) reduction(&& : good) if (d->N * n * d->Ho * d->Wo > 4 * TG_PARALLEL_MIN)
     for (int64_t i = 0; i < d->N; i++) {
         omp_set_num_threads(1); /* oneDNN inside: this thread only (this task's setting) */
         good = wino_dw_image(&p, &one, x + i * d->C * d->H * d->W, dy + i * d->O * d->Ho * d->Wo, parts + i * per, n,

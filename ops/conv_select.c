@@ -116,27 +116,27 @@ static bool winograd_fits(int64_t N, int64_t H, int64_t W, bool direct_ok, bool 
            N * ((H + 3) / 4) * ((W + 3) / 4) < TG_CONV_WINOGRAD_MAX_TILES;
 }
 
-/* Is oneDNN's Winograd F(4x4,3x3) faster than the direct AVX-512 kernels for a convolution that
- * sums over K channels into M (forward of a C -> O layer: K = C, M = O; its input gradient: K = O,
- * M = C)? Measured on Zen 4 (1 thread, CPU time, batch 4, conv2d with its layout reorders, best
- * of 4 alternating rounds), ms direct / Winograd:
- *   layer C->O @HW   forward                  input gradient
- *   3->16 @256       4.9 / 14.7  (3.00)       14.0 / 18.8 (1.34)
- *   16->16 @256      14.7 / 15.8 (1.07)       18.6 / 26.3 (1.41)
- *   16->32 @128      7.1 / 6.9   (0.97)       8.8 / 8.5   (0.97)
- *   32->32 @128      13.1 / 9.7  (0.74)       15.2 / 12.5 (0.82)
- *   64->64 @64       12.1 / 5.8  (0.48)       12.9 / 7.2  (0.56)
- *   128->128 @32     11.7 / 4.7  (0.40)       12.0 / 5.2  (0.44)
- *   256->128 @32     23.2 / 9.4  (0.40)       24.0 / 9.7  (0.40)
- *   64->32 @128      25.1 / 15.2 (0.60)       28.2 / 22.7 (0.80)
- *   32->16 @128      6.8 / 5.9   (0.87)       8.1 / 8.9   (1.09)
- *   32->16 @256      27.3 / 24.2 (0.89)       33.0 / 42.5 (1.29)
- * It wins from 32 summed channels (the transforms' cost is per channel, the saving per channel
- * pair), loses below. */
-static bool winograd_faster(int64_t K, int64_t M) { return K >= 32 && M >= 16; }
-
-/* The weight gradient of a C -> O layer (one image per thread, see ops/conv_onednn.c): measured
- * below. */
+/* Is oneDNN's Winograd F(4x4,3x3) (one image per call, ops/conv_onednn.c) faster than the direct
+ * AVX-512 kernels for a convolution that sums over K channels into M (forward of a C -> O layer:
+ * K = C, M = O; its input gradient: K = O, M = C)? And for the weight (and bias) gradient of a
+ * C -> O layer? Measured on Zen 4 (1 thread, CPU time, batch 4, conv2d with its layout reorders,
+ * best of 2 alternating rounds x 2), ms direct / Winograd (ratio):
+ *   layer C->O @HW   forward             input gradient      weight + bias gradient
+ *   3->16 @256       4.5 / 16.2 (3.63)   12.7 / 18.2 (1.44)  10.8 / 12.8 (1.18)
+ *   16->16 @256      14.4 / 17.5 (1.21)  17.3 / 20.5 (1.18)  17.1 / 14.1 (0.83)
+ *   16->32 @128      7.2 / 7.5 (1.05)    8.0 / 9.0 (1.11)    7.9 / 5.3 (0.67)
+ *   32->32 @128      13.3 / 11.2 (0.85)  14.4 / 13.1 (0.91)  13.9 / 8.3 (0.60)
+ *   32->64 @64       6.3 / 4.7 (0.73)    6.7 / 5.4 (0.80)    6.7 / 3.4 (0.51)
+ *   64->64 @64       12.3 / 6.9 (0.56)   13.0 / 7.9 (0.61)   12.5 / 6.6 (0.53)
+ *   128->128 @32     11.7 / 5.8 (0.50)   12.1 / 6.5 (0.54)   12.1 / 5.7 (0.47)
+ *   128->128 @16     3.2 / 2.2 (0.70)    3.3 / 2.4 (0.74)    3.4 / 2.5 (0.74)
+ *   256->128 @32     23.2 / 11.1 (0.48)  24.0 / 12.1 (0.50)  24.4 / 11.6 (0.47)
+ *   64->32 @128      25.0 / 17.2 (0.69)  27.9 / 21.4 (0.77)  25.7 / 15.3 (0.59)
+ *   32->16 @128      6.8 / 7.5 (1.10)    8.0 / 8.3 (1.03)    7.3 / 5.3 (0.72)
+ *   32->16 @256      27.5 / 27.7 (1.01)  33.0 / 33.2 (1.01)  30.0 / 23.2 (0.77)
+ * Forward and input gradient win when both K and M are 32 or more (the transforms cost per
+ * channel, the saving is per channel pair); the weight gradient from 16 channels. */
+static bool winograd_faster(int64_t K, int64_t M) { return K >= 32 && M >= 32; }
 static bool winograd_faster_dw(int64_t C, int64_t O) { return C >= 16 && O >= 16; }
 
 /* Automatic choice, measured with bench_conv and a per-phase timer (1 thread, CPU time, ms per

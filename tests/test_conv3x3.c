@@ -182,6 +182,52 @@ Test(conv3x3, winograd_results_do_not_depend_on_the_thread_count)
     cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
 }
 
+/* An image gives the same bits alone as in a batch (data-parallel ranks with fewer images per
+ * rank match one process): oneDNN's Winograd blocks its channel sum by the call's tile count, so
+ * conv2d runs it one image per call. Forward and input gradient of each image of a batch of 3
+ * against the image alone, Winograd forced and automatic (192 -> 32 @12 forward and 32 -> 192 @12
+ * input gradient differed when the batch went through in one call). */
+Test(conv3x3, winograd_results_do_not_depend_on_the_batch)
+{
+    if (!tg_testing_conv_winograd_ok()) cr_skip_test("no oneDNN or no AVX-512 here");
+    static const int shapes[][3] = {{192, 32, 12}, {32, 192, 12}, {64, 64, 32}, {48, 40, 20}};
+    tg_rng r;
+    tg_rng_seed(&r, 44);
+    for (int pass = 0; pass < 2; pass++) {
+        cr_assert(tg_testing_conv_path(pass ? TG_CONV_PATH_AUTO : TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_BEST));
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+            const int C = shapes[k][0], O = shapes[k][1], HW = shapes[k][2];
+            tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(3, C, HW, HW), &r), true);
+            tg_tensor *w = tg_tensor_randn(TG_SHAPE(O, C, 3, 3), &r);
+            tg_tensor *gy = tg_tensor_randn(TG_SHAPE(3, O, HW, HW), &r);
+            tg_tensor *y = tg_conv2d(x, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+            cr_assert_not_null(y, "%s", tg_last_error());
+            cr_assert_eq(tg_backward_with(y, gy), TG_OK, "%s", tg_last_error());
+            const int64_t ny = (int64_t)O * HW * HW, nx = (int64_t)C * HW * HW;
+            float *ys = malloc(sizeof(float) * (size_t)(3 * ny)), *dxs = malloc(sizeof(float) * (size_t)(3 * nx));
+            memcpy(ys, y->data, sizeof(float) * (size_t)(3 * ny));
+            memcpy(dxs, x->grad, sizeof(float) * (size_t)(3 * nx));
+            tg_tape_clear();
+            for (int i = 0; i < 3; i++) {
+                tg_tensor *xi = tg_tensor_set_requires_grad(tg_tensor_from_data(TG_SHAPE(1, C, HW, HW), x->data + i * nx), true);
+                tg_tensor *gi = tg_tensor_from_data(TG_SHAPE(1, O, HW, HW), gy->data + i * ny);
+                tg_tensor *yi = tg_conv2d(xi, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+                cr_assert_not_null(yi, "%s", tg_last_error());
+                cr_assert_eq(tg_backward_with(yi, gi), TG_OK, "%s", tg_last_error());
+                cr_expect_eq(memcmp(yi->data, ys + i * ny, sizeof(float) * (size_t)ny), 0,
+                             "output of image %d differs alone and in the batch (%d -> %d @%d, pass %d)", i, C, O, HW, pass);
+                cr_expect_eq(memcmp(xi->grad, dxs + i * nx, sizeof(float) * (size_t)nx), 0,
+                             "dx of image %d differs alone and in the batch (%d -> %d @%d, pass %d)", i, C, O, HW, pass);
+                tg_tape_clear();
+                tg_tensor_free(xi), tg_tensor_free(gi);
+            }
+            free(ys), free(dxs);
+            tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(gy);
+        }
+    }
+    cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
+}
+
 static void check_thread_independence(tg_rng *r, int C, int isa)
 {
     check_threads(r, 2, C, C > 16 ? 64 : 24, C > 16 ? 16 : 64, isa);
