@@ -78,6 +78,9 @@ void tg_tape_release(void);
 tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape);
 /* Same, zero-filled. */
 tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape);
+/* A tape tensor header (float32) over data owned by another tape tensor of this step: an eval
+ * forward's view of part of a buffer (nn/unet.c). Nothing may record an op on it. */
+tg_tensor *tg_output_alias(int ndim, const int64_t *shape, float *data);
 /* Records an op when grad mode is on and some input requires grad: marks out as
  * requiring grad and returns the node; otherwise returns NULL (nothing recorded). */
 tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in);

@@ -293,6 +293,23 @@ tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
     return t;
 }
 
+tg_tensor *tg_output_alias(int ndim, const int64_t *shape, float *data)
+{
+    assert(ndim >= 0 && ndim <= TG_MAX_DIMS);
+    tg_tensor *t = header_alloc();
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->dtype = TG_F32;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int d = 0; d < ndim; d++) t->numel *= t->shape[d] = shape[d];
+    t->tape_owned = true;
+    t->tape_gen = T.gen;
+    t->data = data;
+    if (!push_ptr((void ***)&T.tensors, &T.n_tensors, &T.cap_tensors, t)) return NULL;
+    return t;
+}
+
 tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
 {
     tg_tensor *t = tg_output_new(dtype, ndim, shape);

@@ -13,6 +13,7 @@
 #include "../core/core_internal.h"
 #include "nn_ops.h"
 #include "spatial_internal.h"
+#include "eval_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -171,12 +172,11 @@ static void interp_row(const float *r, const axis_table *tw, int64_t Wo, float *
     for (int64_t ow = 0; ow < Wo; ow++) out[ow] = tw->l0[ow] * r[tw->i0[ow]] + tw->l1[ow] * r[tw->i1[ow]];
 }
 
-tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
+/* The interpolation of x's planes: plane p (= image n, channel c of C) is written to
+ * y + n*img + c*plane, its rows ld floats apart. false (and an error) if out of memory. */
+static bool bilinear_run(const tg_tensor *x, const upsample_ctx *cx, float *y, int64_t C, int64_t img, int64_t plane,
+                         int64_t ld)
 {
-    upsample_ctx *cx = upsample_setup("tg_upsample_bilinear2d", x, opts, true);
-    if (!cx) return NULL;
-    tg_tensor *y = tg_planes_output(x, cx->Ho, cx->Wo);
-    if (!y) return NULL;
     const int64_t HW = cx->H * cx->W, L = cx->Ho * cx->Wo, W = cx->W, Wo = cx->Wo;
     const axis_table *th = &cx->th, *tw = &cx->tw;
     /* Separable: each input row is interpolated along w once (into one of two cached rows), then
@@ -194,7 +194,7 @@ tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
         for (int64_t p = 0; p < cx->planes; p++) {
             if (!rows) continue;
             const float *xp = x->data + p * HW;
-            float *yp = y->data + p * L;
+            float *yp = y + p / C * img + p % C * plane;
             int64_t cached[2] = {-1, -1}; /* the input row held by each buffer */
             for (int64_t oh = 0; oh < cx->Ho; oh++) {
                 const int64_t i0 = th->i0[oh], i1 = th->i1[oh];
@@ -212,18 +212,54 @@ tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
                 }
                 const float *t[2] = {rows + s0 * Wo, rows + s1 * Wo};
                 const float h0 = th->l0[oh], h1 = th->l1[oh];
-                float *o = yp + oh * Wo;
+                float *o = yp + oh * ld;
                 for (int64_t ow = 0; ow < Wo; ow++) o[ow] = h0 * t[0][ow] + h1 * t[1][ow];
             }
         }
     }
-    if (!ok) {
-        tg_error(TG_ERR_NOMEM, "tg_upsample_bilinear2d: out of memory for %lld-float row buffers", (long long)(2 * Wo));
-        return NULL;
-    }
+    if (!ok) tg_error(TG_ERR_NOMEM, "tg_upsample_bilinear2d: out of memory for %lld-float row buffers", (long long)(2 * Wo));
+    return ok;
+}
+
+tg_tensor *tg_upsample_bilinear2d(tg_tensor *x, tg_upsample_opts opts)
+{
+    upsample_ctx *cx = upsample_setup("tg_upsample_bilinear2d", x, opts, true);
+    if (!cx) return NULL;
+    tg_tensor *y = tg_planes_output(x, cx->Ho, cx->Wo);
+    if (!y) return NULL;
+    const int64_t L = cx->Ho * cx->Wo;
+    if (!bilinear_run(x, cx, y->data, 1, L, L, cx->Wo)) return NULL;
     tg_node *n = tg_record(&UPSAMPLE_BILINEAR2D_OP, y, 1, &x);
     if (n) n->ctx = cx;
     return y;
+}
+
+bool tg_upsample_bilinear2d_pad_into(tg_tensor *x, tg_upsample_opts opts, float *dst, int64_t img, int64_t Hd,
+                                     int64_t Wd, int64_t top, int64_t left)
+{
+    const char *op = "tg_upsample_bilinear2d_pad_into";
+    upsample_ctx *cx = upsample_setup(op, x, opts, true);
+    if (!cx) return false;
+    const int64_t C = x->shape[1], N = x->shape[0];
+    if (top < 0 || left < 0 || top + cx->Ho > Hd || left + cx->Wo > Wd || img < C * Hd * Wd) {
+        tg_error(TG_ERR_SHAPE, "%s: the (%lld, %lld) output at (%lld, %lld) does not fit a %lld x %lld plane", op,
+                 (long long)cx->Ho, (long long)cx->Wo, (long long)top, (long long)left, (long long)Hd, (long long)Wd);
+        return false;
+    }
+    const int64_t right = Wd - left - cx->Wo, bottom = Hd - top - cx->Ho;
+    if (top || left || right || bottom) { /* the zero border around each plane */
+#pragma omp parallel for if (N * C * Hd * Wd > TG_PARALLEL_MIN) schedule(static)
+        for (int64_t p = 0; p < N * C; p++) {
+            float *d = dst + p / C * img + p % C * Hd * Wd;
+            memset(d, 0, (size_t)(top * Wd) * sizeof(float));
+            for (int64_t h = top; h < top + cx->Ho; h++) {
+                memset(d + h * Wd, 0, (size_t)left * sizeof(float));
+                memset(d + h * Wd + left + cx->Wo, 0, (size_t)right * sizeof(float));
+            }
+            memset(d + (top + cx->Ho) * Wd, 0, (size_t)(bottom * Wd) * sizeof(float));
+        }
+    }
+    return bilinear_run(x, cx, dst + top * Wd + left, C, img, Hd * Wd, Wd);
 }
 
 /* ---- nearest --------------------------------------------------------------------------------- */
