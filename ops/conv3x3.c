@@ -26,6 +26,7 @@
 #include "conv_internal.h"
 
 #include <immintrin.h>
+#include <omp.h>
 #include <string.h>
 
 /* Kernels compiled for one instruction set: clang and GCC spell "these functions target ISA"
@@ -177,10 +178,20 @@ static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int6
     /* row stride W + 1: one zero column is the right border of a row and the left border of the
      * next, so only 1 junk output per row is computed (W = 32: 3% of the work, not 6%) */
     const int64_t Co_r = round_up(Co, k == ISA_AVX512 ? FWDT_CH_avx512 : FWDT_CH_avx2), Wp = W + 1, HW = H * W;
-    /* bands of ~1024 pixels (measured best of 256-2048): input rows and output in L2 */
+    /* bands of ~1024 pixels (measured best of 256-2048): input rows and output in L2. Their
+     * number is rounded up so the N*n_b bands split evenly over the threads, and band b is rows
+     * [b*H/n_b, (b+1)*H/n_b) (sizes differ by one row at most): a 36-row map at 2 threads was
+     * 29 + 7 rows. Each output's sum does not depend on its band: the same bits. */
     int64_t R = 1024 / W < 1 ? 1 : 1024 / W;
     if (R > H) R = H;
-    const int64_t n_b = (H + R - 1) / R;
+    int64_t n_b = (H + R - 1) / R;
+    const int64_t nt = omp_get_max_threads();
+    if (N * n_b < 8 * nt && (N * n_b) % nt) {
+        int64_t more = n_b;
+        while ((N * more) % nt && more < H) more++;
+        if ((N * more) % nt == 0) n_b = more;
+    }
+    R = (H + n_b - 1) / n_b; /* the largest band */
     const int64_t S = round_up((R + 2) * Wp + px + 2, 16), P_max = round_up(R * Wp, px);
     float *wt = tg_scratch_alloc(2, (size_t)(Ci * 9 * Co_r) * sizeof(float));
     if (!wt) return false;
@@ -188,7 +199,7 @@ static bool direct_lanes(isa_kind k, const float *x, int64_t N, int64_t Ci, int6
     bool ok = true;
 #pragma omp parallel for schedule(static) if (N * Ci * Co * HW > TG_PARALLEL_MIN)
     for (int64_t t = 0; t < N * n_b; t++) {
-        const int64_t i = t / n_b, h0 = t % n_b * R, h1 = h0 + R < H ? h0 + R : H;
+        const int64_t i = t / n_b, h0 = t % n_b * H / n_b, h1 = (t % n_b + 1) * H / n_b;
         float *xl = tg_scratch_alloc(0, (size_t)(Ci * S + P_max * Co_r) * sizeof(float));
         if (!xl) {
 #pragma omp atomic write
