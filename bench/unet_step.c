@@ -5,9 +5,11 @@
  * Output lines "name best_ms median_ms" and "# key value" (bench/unet_step_torch.py and
  * bench/perf_table.py read them).
  * Usage: bench_unet_step [reps] [batch] [crop] [base_c] [--isa avx2|avx512|generic] [--no-eval]
- *                        [--profile-eval] [--retain-grad]   (TG_PROFILE_COLD=1: profile the first step)
+ *                        [--profile-eval] [--retain-grad] [--retain-values]   (TG_PROFILE_COLD=1: profile the first step)
  * --retain-grad: keep every intermediate gradient (tg_set_retain_grad(true), the library's default;
- * the bench runs as PyTorch does, without). */
+ * the bench runs as PyTorch does, without). --retain-values: keep every intermediate value until
+ * the tape is cleared (tg_set_retain_values(true), the default; the bench, as PyTorch, hands the
+ * memory of values backward has finished with to later gradients). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,13 +43,14 @@ int main(int argc, char **argv)
 {
     tg_blas_select_kernel(argc, argv);
     int pos[4] = {5, 4, 480, 16}, npos = 0;
-    bool eval = true, profile_eval = false, retain = false;
+    bool eval = true, profile_eval = false, retain = false, retain_values = false;
     const char *isa = NULL;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--isa") && a + 1 < argc) isa = argv[++a];
         else if (!strcmp(argv[a], "--no-eval")) eval = false;
         else if (!strcmp(argv[a], "--profile-eval")) profile_eval = true;
         else if (!strcmp(argv[a], "--retain-grad")) retain = true;
+        else if (!strcmp(argv[a], "--retain-values")) retain_values = true;
         else if (argv[a][0] != '-' && npos < 4) pos[npos++] = atoi(argv[a]);
         else {
             fprintf(stderr, "bench_unet_step: unknown argument '%s'\n", argv[a]);
@@ -58,7 +61,7 @@ int main(int argc, char **argv)
     const int reps = pos[0], B = pos[1], crop = pos[2], base = pos[3];
     if (npos < 0 || reps < 1 || reps > 1000 || B < 1 || crop < 16 || base < 1) {
         fprintf(stderr, "usage: bench_unet_step [reps] [batch] [crop >= 16] [base_c] [--isa avx2|avx512|generic] "
-                        "[--no-eval] [--profile-eval] [--retain-grad]\n");
+                        "[--no-eval] [--profile-eval] [--retain-grad] [--retain-values]\n");
         return 2;
     }
     if (isa) {
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
     }
     tg_set_flush_denormal(true);
     if (!retain) tg_set_retain_grad(false); /* as PyTorch: no gradients kept on intermediate tensors */
+    if (!retain_values) tg_set_retain_values(false); /* as PyTorch: saved values freed once backward used them */
     const bool cold_profile = getenv("TG_PROFILE_COLD") != NULL; /* profile the first step instead of the last */
     const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
     printf("# blas core %s, conv isa %s, threads %d, GOMP_SPINCOUNT %s, OMP_WAIT_POLICY %s, batch %d, crop %d, "

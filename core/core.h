@@ -141,6 +141,13 @@ bool tg_grad_enabled(void);
  * tensors). A training step then holds about half the memory. true (the default): every tensor
  * keeps its .grad until tg_tape_clear. Per thread; returns the previous value. */
 bool tg_set_retain_grad(bool retain);
+/* false: once an op's backward has run, the memory of its output's value (which no backward
+ * reads after that) serves later gradients; the values of the step's intermediate tensors can
+ * no longer be read after tg_backward (the tensor backward started from keeps its value).
+ * PyTorch frees saved tensors the same way; use it when nothing reads op outputs after
+ * backward (a training loop that reads only the loss). true (the default): every value stays
+ * readable until tg_tape_clear. Per thread; returns the previous value. */
+bool tg_set_retain_values(bool retain);
 /* Introspection: recorded operations, bytes held by the step arena, bytes in use now. */
 int64_t tg_tape_size(void);
 size_t tg_tape_bytes_reserved(void);

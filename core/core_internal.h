@@ -78,6 +78,11 @@ void tg_tape_release(void);
 tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape);
 /* Same, zero-filled. */
 tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape);
+/* The caller guarantees that nothing reads t's value again this step (no later op, no backward:
+ * e.g. an intermediate inside a composite forward, whose consumers' backwards need only shapes):
+ * its memory serves later outputs and gradients of the step, and t->data becomes NULL. A no-op
+ * for other tensors (not the step's, or already released). */
+void tg_release_value(tg_tensor *t);
 /* A tape tensor header (float32) over data owned by another tape tensor of this step: an eval
  * forward's view of part of a buffer (nn/unet.c). Nothing may record an op on it. */
 tg_tensor *tg_output_alias(int ndim, const int64_t *shape, float *data);

@@ -44,6 +44,9 @@ typedef struct {
     hchunk *first, *cur;
 } header_pool;
 
+/* Pieces on a step's free list at most (a fixed array: handing memory back never allocates). */
+#define FREE_CAP 1024
+
 typedef struct {
     block *blocks;         /* oldest first */
     block *cur;            /* the block being filled this step */
@@ -59,10 +62,10 @@ typedef struct {
     size_t scratch_size[TG_SCRATCH_SLOTS];
     header_pool headers[2]; /* headers[gen & 1] serves this step */
     uint32_t gen;
-    void **free_grads;     /* gradients released by backward this step, reused by tg_grad (see tg_set_retain_grad) */
-    size_t *free_bytes;
-    int64_t n_free, cap_free;
-    bool release_grads;
+    void *free_grads[FREE_CAP]; /* memory handed back this step (see free_push), reused by outputs and gradients */
+    size_t free_bytes[FREE_CAP];
+    int64_t n_free;
+    bool release_grads, release_values;
     const char *record_failed; /* an op this step that could not be recorded (out of memory) */
     bool walked;
     bool grad_disabled;
@@ -211,9 +214,9 @@ void tg_tape_release(void)
     }
     T.blocks = T.cur = NULL;
     T.reserved = 0;
-    tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate), tg_free(T.free_grads), tg_free(T.free_bytes);
-    T.nodes = NULL, T.tensors = NULL, T.separate = NULL, T.free_grads = NULL, T.free_bytes = NULL;
-    T.cap_nodes = T.cap_tensors = T.cap_separate = T.cap_free = 0;
+    tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate);
+    T.nodes = NULL, T.tensors = NULL, T.separate = NULL;
+    T.cap_nodes = T.cap_tensors = T.cap_separate = 0;
     for (int k = 0; k < 2; k++) { /* tensor headers too: no tensor of an earlier step may be used after this */
         for (hchunk *c = T.headers[k].first, *next; c; c = next) {
             next = c->next;
@@ -267,6 +270,8 @@ static bool poison_arena(void)
 #endif
 }
 
+static void *step_data(size_t bytes);
+
 tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
 {
     assert(ndim >= 0 && ndim <= TG_MAX_DIMS);
@@ -285,7 +290,9 @@ tg_tensor *tg_output_new(tg_dtype dtype, int ndim, const int64_t *shape)
     t->numel = numel;
     t->tape_owned = true;
     t->tape_gen = T.gen;
-    void *mem = tg_arena_alloc((size_t)numel * (dtype == TG_F32 ? sizeof(float) : sizeof(int64_t)));
+    const size_t bytes = (size_t)numel * (dtype == TG_F32 ? sizeof(float) : sizeof(int64_t));
+    void *mem = step_data(bytes);
+    if (!mem) mem = tg_arena_alloc(bytes);
     if (!mem) return NULL;
     if (dtype == TG_F32) t->data = mem;
     else t->idata = mem;
@@ -344,26 +351,68 @@ tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *con
     return n;
 }
 
-/* A released gradient buffer of exactly `bytes` (most recent first), or NULL. Exact sizes: a
- * best fit let small gradients take large buffers and grew the step (crop 480: 1624 -> 1736 MB). */
-static float *reuse_grad(size_t bytes)
+/* ---- memory handed back during a step -----------------------------------------------------
+ * Gradients whose backward has run (tg_set_retain_grad(false)), values nothing reads any more
+ * (tg_release_value, tg_set_retain_values(false)): their bytes go on a free list that later
+ * gradients and op outputs of the step draw from before the arena grows. Neighbouring pieces
+ * are merged; a request takes a piece of exactly its size (most recent first), else the
+ * smallest larger piece, split (the rest stays listed). Exact sizes first: a best fit alone let
+ * small gradients take large buffers and grew the step (crop 480: 1624 -> 1736 MB). */
+#define FREE_MIN_PIECE ((size_t)4096) /* a smaller rest is dropped until the clear */
+
+static size_t round_align(size_t bytes) { return (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
+
+static void free_remove(int64_t k)
 {
-    for (int64_t k = T.n_free - 1; k >= 0; k--)
+    T.n_free--;
+    T.free_grads[k] = T.free_grads[T.n_free];
+    T.free_bytes[k] = T.free_bytes[T.n_free];
+}
+
+static void free_push(void *p, size_t bytes)
+{
+    char *lo = p, *hi = lo + bytes;
+    if (!TG_ARENA_SEPARATE_DATA) /* merge with listed neighbours (separate allocations never touch) */
+        for (int64_t k = T.n_free - 1; k >= 0; k--) {
+            char *q = T.free_grads[k];
+            if (q + T.free_bytes[k] == lo) lo = q;
+            else if (q == hi) hi = q + T.free_bytes[k];
+            else continue;
+            free_remove(k);
+            k = T.n_free; /* the merged piece may touch more: scan again */
+        }
+    if (T.n_free == FREE_CAP) return; /* the bytes stay unused until the clear */
+    T.free_grads[T.n_free] = lo;
+    T.free_bytes[T.n_free++] = (size_t)(hi - lo);
+}
+
+static void *free_take(size_t bytes)
+{
+    int64_t best = -1;
+    for (int64_t k = T.n_free - 1; k >= 0; k--) {
         if (T.free_bytes[k] == bytes) {
-            float *p = T.free_grads[k];
-            T.n_free--;
-            T.free_grads[k] = T.free_grads[T.n_free];
-            T.free_bytes[k] = T.free_bytes[T.n_free];
+            void *p = T.free_grads[k];
+            free_remove(k);
             return p;
         }
-    return NULL;
+        if (T.free_bytes[k] > bytes && (best < 0 || T.free_bytes[k] < T.free_bytes[best])) best = k;
+    }
+    if (best < 0) return NULL;
+    char *p = T.free_grads[best];
+    const size_t used = round_align(bytes), size = T.free_bytes[best];
+    free_remove(best);
+    if (size > used && size - used >= FREE_MIN_PIECE) free_push(p + used, size - used);
+    return p;
 }
+
+/* The data of a tape tensor (or NULL): from the free list, else the arena. */
+static void *step_data(size_t bytes) { return T.n_free ? free_take(bytes) : NULL; }
 
 float *tg_grad(tg_tensor *t)
 {
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * sizeof(float);
-        float *p = t->tape_owned && T.n_free ? reuse_grad(bytes) : NULL;
+        float *p = t->tape_owned ? step_data(bytes) : NULL;
         if (p) memset(p, 0, bytes);
         t->grad = p ? p : t->tape_owned ? tg_arena_calloc(bytes) : tg_calloc((size_t)t->numel, sizeof(float));
     }
@@ -375,7 +424,7 @@ float *tg_grad_fresh(tg_tensor *t, bool *fresh)
     *fresh = !t->grad;
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * sizeof(float);
-        float *p = t->tape_owned && T.n_free ? reuse_grad(bytes) : NULL;
+        float *p = t->tape_owned ? step_data(bytes) : NULL;
         t->grad = p ? p : t->tape_owned ? tg_arena_alloc(bytes) : tg_malloc(bytes);
     }
     return t->grad;
@@ -388,27 +437,40 @@ bool tg_set_retain_grad(bool retain)
     return prev;
 }
 
+bool tg_set_retain_values(bool retain)
+{
+    bool prev = !T.release_values;
+    T.release_values = !retain;
+    return prev;
+}
+
+/* An op output whose memory must stay: the tensor backward started from, or an output that is
+ * (or shares data with) one of the node's inputs. */
+static bool keep_output(const tg_node *n, const tg_tensor *root)
+{
+    const tg_tensor *o = n->out;
+    if (o == root || !o->tape_owned) return true;
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] == o || (n->in[k] && o->data && n->in[k]->data == o->data)) return true;
+    return false;
+}
+
 /* After node n's backward nothing reads the gradient of its output again (its consumers came
  * later in forward order): give the buffer to the next tg_grad of the same size. */
 static void release_grad(tg_node *n, const tg_tensor *root)
 {
     tg_tensor *o = n->out;
-    if (o == root || !o->tape_owned || !o->grad) return;
-    for (int k = 0; k < n->n_in; k++)
-        if (n->in[k] == o) return; /* an op that returned its input */
-    if (T.n_free == T.cap_free) {
-        int64_t nc = T.cap_free ? 2 * T.cap_free : 256;
-        void **g = tg_realloc(T.free_grads, (size_t)nc * sizeof(void *));
-        if (!g) return;
-        T.free_grads = g;
-        size_t *b = tg_realloc(T.free_bytes, (size_t)nc * sizeof(size_t));
-        if (!b) return;
-        T.free_bytes = b;
-        T.cap_free = nc;
-    }
-    T.free_grads[T.n_free] = o->grad;
-    T.free_bytes[T.n_free++] = (size_t)o->numel * sizeof(float);
+    if (!o->grad || keep_output(n, root)) return;
+    free_push(o->grad, (size_t)o->numel * sizeof(float));
     o->grad = NULL;
+}
+
+void tg_release_value(tg_tensor *t)
+{
+    if (!t || !t->tape_owned || t->tape_gen != T.gen || !t->data || t->numel == 0) return;
+    if (poison_arena()) memset(t->data, 0xFF, (size_t)t->numel * sizeof(float));
+    free_push(t->data, (size_t)t->numel * sizeof(float));
+    t->data = NULL; /* released once; a read now fails loudly instead of seeing later data */
 }
 
 bool tg_set_grad_enabled(bool enabled)
@@ -514,6 +576,8 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
             n->op->backward(n);
         }
         if (T.release_grads) release_grad(n, out);
+        /* its output's value was read by its consumers' backwards (run before) and its own */
+        if (T.release_values && !keep_output(n, out)) tg_release_value(n->out);
         if (tg_error_count() != errors) break; /* an op ran out of memory: its inputs' gradients are incomplete */
     }
     T.walked = true;

@@ -91,7 +91,7 @@ void tg_unet_free(tg_unet *m)
 /* Up block: upsample x2 (bilinear, align_corners), pad to skip's size, cat([skip, up]), DoubleConv. */
 static tg_tensor *up_forward(const tg_double_conv *d, tg_tensor *x, tg_tensor *skip)
 {
-    tg_tensor *u = tg_upsample_bilinear2d(x, (tg_upsample_opts){.scale = {2, 2}, .align_corners = true});
+    tg_tensor *up = tg_upsample_bilinear2d(x, (tg_upsample_opts){.scale = {2, 2}, .align_corners = true}), *u = up;
     if (!u) return NULL;
     const int64_t dy = skip->shape[2] - u->shape[2], dx = skip->shape[3] - u->shape[3];
     if (dy || dx) {
@@ -99,7 +99,14 @@ static tg_tensor *up_forward(const tg_double_conv *d, tg_tensor *x, tg_tensor *s
         u = tg_pad(u, pads, 4, 0.0f);
     }
     tg_tensor *both[2] = {skip, u};
-    return double_conv_forward(d, tg_concat(both, 2, 1));
+    tg_tensor *cat = tg_concat(both, 2, 1);
+    /* the upsampled (and padded) map is private to this block and its backwards read only
+     * gradients (upsample, pad, concat): its memory serves the next outputs (crop 480: 110 MB) */
+    if (cat) {
+        tg_release_value(up);
+        if (u != up) tg_release_value(u);
+    }
+    return double_conv_forward(d, cat);
 }
 
 /* ---- the evaluation forward: no tape, results written where the next step reads them ---------

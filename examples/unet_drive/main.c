@@ -130,6 +130,7 @@ int main(int argc, char **argv)
     if (rc) return rc;
     tg_set_num_threads(c.threads);
     tg_set_retain_grad(false); /* as PyTorch: no .grad kept on intermediate tensors (same results, less memory) */
+    tg_set_retain_values(false); /* as PyTorch: values backward is done with serve later gradients (only the loss is read) */
     if (c.eval_ckpt) return run_eval(&c);
     if (c.predict_ckpt) return run_predict(&c);
 
