@@ -109,6 +109,8 @@ uint32_t tg_tape_generation(void);
 /* Node k (0 = first recorded) of this thread's tape: its op, and its input count in *n_in;
  * NULL past the end. For tests that ask which ops a tape ran (tests/support). */
 const tg_op_def *tg_tape_node_op(int64_t k, int *n_in);
+/* Node k's output tensor (NULL past the end): tests that check what the tape keeps. */
+tg_tensor *tg_tape_node_out(int64_t k);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
 /* The gradient buffer of input i for a backward to add into: NULL if that input wants no gradient,

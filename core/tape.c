@@ -493,6 +493,8 @@ const tg_op_def *tg_tape_node_op(int64_t k, int *n_in)
     return T.nodes[k]->op;
 }
 
+tg_tensor *tg_tape_node_out(int64_t k) { return k >= 0 && k < T.n_nodes ? T.nodes[k]->out : NULL; }
+
 size_t tg_tape_bytes_reserved(void) { return T.reserved; }
 
 size_t tg_tape_bytes_used(void) { return T.used; }
