@@ -60,6 +60,8 @@ typedef struct {
     int64_t n_separate, cap_separate;
     void *scratch[TG_SCRATCH_SLOTS]; /* per-op temporary work, reused by every op */
     size_t scratch_size[TG_SCRATCH_SLOTS];
+    void *scratch_step[TG_SCRATCH_SLOTS]; /* a free-list piece lent to the slot (see tg_scratch_alloc) */
+    size_t scratch_step_bytes[TG_SCRATCH_SLOTS];
     header_pool headers[2]; /* headers[gen & 1] serves this step */
     uint32_t gen;
     void *free_grads[FREE_CAP]; /* memory handed back this step (see free_push), reused by outputs and gradients */
@@ -181,9 +183,44 @@ void *tg_arena_alloc(size_t bytes)
 #endif
 }
 
+static void free_push(void *p, size_t bytes);
+static void *free_take(size_t bytes);
+
+/* During a step, requests at least this large that the slot's own buffer cannot hold are served
+ * from the step's memory (its free list, else the arena) and handed back to the free list at the
+ * slot's next call: an op's large temporaries (oneDNN's reordered copies of a layer's input and
+ * output: 59 MB each at crop 480) then share memory with the step's tensors instead of growing
+ * a buffer that stays beside them for every later step. */
+#define SCRATCH_LEND_MIN ((size_t)1 << 20)
+
+/* The pieces lent to scratch slots go back to the free list: an op's temporaries are dead once it
+ * records its output (forward) or its backward returns ("do not hold a slot across calls into
+ * other ops", core_internal.h). */
+static void scratch_return_lent(void)
+{
+    for (int k = 0; k < TG_SCRATCH_SLOTS; k++)
+        if (T.scratch_step[k]) {
+            free_push(T.scratch_step[k], T.scratch_step_bytes[k]);
+            T.scratch_step[k] = NULL;
+        }
+}
+
 void *tg_scratch_alloc(int slot, size_t bytes)
 {
     assert(slot >= 0 && slot < TG_SCRATCH_SLOTS);
+    if (T.scratch_step[slot]) { /* the piece lent at the last call goes back */
+        free_push(T.scratch_step[slot], T.scratch_step_bytes[slot]);
+        T.scratch_step[slot] = NULL;
+    }
+    if (bytes > T.scratch_size[slot] && bytes >= SCRATCH_LEND_MIN && (T.used || T.n_nodes)) {
+        void *p = T.n_free ? free_take(bytes) : NULL;
+        if (!p) p = tg_arena_alloc(bytes);
+        if (p) {
+            T.scratch_step[slot] = p;
+            T.scratch_step_bytes[slot] = bytes;
+            return p;
+        }
+    }
     /* Under ASan every request gets a buffer of exactly its size, so overruns are reported. */
     if (bytes > T.scratch_size[slot] || (TG_ARENA_SEPARATE_DATA && bytes != T.scratch_size[slot])) {
         tg_free(T.scratch[slot]);
@@ -327,6 +364,7 @@ tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
 
 tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in)
 {
+    scratch_return_lent();
     if (tg_profile_enabled()) tg_profile_recorded(op);
     if (T.grad_disabled || !out) return NULL;
     bool any = false;
@@ -508,6 +546,7 @@ void tg_tape_clear(void)
     for (int64_t k = 0; k < T.n_separate; k++) tg_free(T.separate[k]);
     T.n_separate = 0;
     T.n_free = 0;
+    for (int k = 0; k < TG_SCRATCH_SLOTS; k++) T.scratch_step[k] = NULL; /* lent pieces die with the step */
     T.used = 0;
     T.walked = false;
     T.record_failed = NULL;
@@ -577,6 +616,7 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
         } else {
             n->op->backward(n);
         }
+        scratch_return_lent();
         if (T.release_grads) release_grad(n, out);
         /* its output's value was read by its consumers' backwards (run before) and its own */
         if (T.release_values && !keep_output(n, out)) tg_release_value(n->out);
