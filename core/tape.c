@@ -185,6 +185,7 @@ void *tg_arena_alloc(size_t bytes)
 
 static void free_push(void *p, size_t bytes);
 static void *free_take(size_t bytes);
+static size_t round_align(size_t bytes);
 
 /* During a step, requests at least this large that the slot's own buffer cannot hold are served
  * from the step's memory (its free list, else the arena) and handed back to the free list at the
@@ -198,9 +199,17 @@ static void *free_take(size_t bytes);
  * other ops", core_internal.h). */
 static void scratch_return_lent(void)
 {
-    for (int k = 0; k < TG_SCRATCH_SLOTS; k++)
+    for (int k = TG_SCRATCH_SLOTS - 1; k >= 0; k--)
         if (T.scratch_step[k]) {
-            free_push(T.scratch_step[k], T.scratch_step_bytes[k]);
+            char *p = T.scratch_step[k];
+            const size_t bytes = round_align(T.scratch_step_bytes[k]);
+            block *b = T.cur;
+            if (!TG_ARENA_SEPARATE_DATA && b && p + bytes == b->mem + b->used) { /* the arena's top: pop it */
+                b->used -= bytes;
+                T.used -= bytes;
+            } else {
+                free_push(p, T.scratch_step_bytes[k]);
+            }
             T.scratch_step[k] = NULL;
         }
 }
