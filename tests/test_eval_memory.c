@@ -145,9 +145,14 @@ Test(eval_memory, released_values_serve_later_gradients_with_the_same_results)
     cr_expect(!memcmp(&la, &lb, sizeof la), "the loss differs (%g vs %g)", (double)la, (double)lb);
     cr_expect(!gone_a, "retained: the logits keep their value");
     cr_expect(gone_b, "released: the logits' value was handed back after backward");
-    /* measured 0.92x at this size */
+#if !defined(__SANITIZE_ADDRESS__)
+    /* measured 0.92x at this size (under AddressSanitizer tensor data is malloc'd one by one and
+     * pieces are never merged: the arena's byte count does not show the reuse) */
     cr_expect_lt(released, kept * 96 / 100, "releasing values did not shrink the step (%zu vs %zu bytes)", released,
                  kept);
+#else
+    (void)kept, (void)released;
+#endif
     free(ga), free(gb);
     tg_unet_free(m);
 }
