@@ -31,15 +31,7 @@ bool tg_batch_norm_eval_into(const char *op, const tg_tensor *x, const tg_tensor
 #pragma omp parallel for if (x->numel > TG_PARALLEL_MIN) schedule(static)
     for (int64_t r = 0; r < d.N * d.C; r++) {
         const int64_t n = r / d.C, c = r % d.C;
-        const float a = ab[2 * c], b = ab[2 * c + 1], *xr = x->data + r * d.S;
-        float *yr = dst + n * img + c * d.S;
-        if (relu)
-            for (int64_t k = 0; k < d.S; k++) {
-                const float v = xr[k] * a + b;
-                yr[k] = v < 0.0f ? 0.0f : v; /* as tg_relu: NaN stays NaN */
-            }
-        else
-            for (int64_t k = 0; k < d.S; k++) yr[k] = xr[k] * a + b;
+        bn_normalize_row(x->data + r * d.S, dst + n * img + c * d.S, d.S, ab[2 * c], ab[2 * c + 1], relu);
     }
     return true;
 }

@@ -150,20 +150,24 @@ static inline void bn_running_update(float *rmean, float *rvar, double factor, d
 
 /* ---- output ------------------------------------------------------------- */
 
-/* y = x * a + b over channel c (a = invstd * gamma, b = beta - mean * a), then relu if asked. */
+/* yr = xr * a + b over one row of S values (a = invstd * gamma, b = beta - mean * a), then relu if
+ * asked. yr may be xr (in place). */
+BN_INLINE void bn_normalize_row(const float *xr, float *yr, int64_t S, float a, float b, bool relu)
+{
+    if (relu)
+        for (int64_t k = 0; k < S; k++) {
+            const float v = xr[k] * a + b;
+            yr[k] = v < 0.0f ? 0.0f : v; /* as tg_relu: NaN stays NaN */
+        }
+    else
+        for (int64_t k = 0; k < S; k++) yr[k] = xr[k] * a + b;
+}
+
+/* bn_normalize_row over channel c of every image. */
 BN_INLINE void bn_normalize_channel(const float *x, float *y, bn_dims d, int64_t c, float a, float b, bool relu)
 {
-    for (int64_t i = 0; i < d.N; i++) {
-        const float *xr = x + (i * d.C + c) * d.S;
-        float *yr = y + (i * d.C + c) * d.S;
-        if (relu)
-            for (int64_t k = 0; k < d.S; k++) {
-                const float v = xr[k] * a + b;
-                yr[k] = v < 0.0f ? 0.0f : v; /* as tg_relu: NaN stays NaN */
-            }
-        else
-            for (int64_t k = 0; k < d.S; k++) yr[k] = xr[k] * a + b;
-    }
+    for (int64_t i = 0; i < d.N; i++)
+        bn_normalize_row(x + (i * d.C + c) * d.S, y + (i * d.C + c) * d.S, d.S, a, b, relu);
 }
 
 #endif
