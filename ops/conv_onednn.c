@@ -150,6 +150,10 @@ static void any_mds(const dnnl_memory_desc_t user[3], dnnl_memory_desc_t any[3])
         dnnl_memory_desc_init_by_tag(&any[i], user[i].ndims, user[i].dims, dnnl_f32, dnnl_format_tag_any);
 }
 
+/* Which of a call's three tensors is its output: fwd dst [2], bwd-data diff_src [0], bwd-weights
+ * diff_weights [1]. */
+static int output_slot(int kind) { return kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2; }
+
 static bool make_reorder(const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst, bool add, dnnl_primitive_t *out)
 {
     *out = NULL;
@@ -240,8 +244,7 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
             [KIND_BWD_DATA] = {dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md},
             [KIND_BWD_WEIGHTS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md},
             [KIND_BWD_WEIGHTS_BIAS] = {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
-        /* outputs: fwd dst [2], bwd-data diff_src [0], bwd-weights diff_weights [1] */
-        const int out = kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2;
+        const int out = output_slot(kind);
         for (int i = 0; i < 3 && good; i++) {
             p->md[i] = *dnnl_primitive_desc_query_md(pd, q[kind][i], 0);
             good = i == out ? make_reorder(&p->md[i], &user[i], false, &p->from[i])
@@ -317,7 +320,7 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
         [KIND_BWD_DATA] = {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
         [KIND_BWD_WEIGHTS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST},
         [KIND_BWD_WEIGHTS_BIAS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
-    const int out = kind == KIND_BWD_DATA ? 0 : kind >= KIND_BWD_WEIGHTS ? 1 : 2;
+    const int out = output_slot(kind);
     pthread_mutex_lock(&g_lock);
     prim_set *p = lookup(d, kind);
     bool good = p != NULL;
