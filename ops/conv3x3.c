@@ -24,21 +24,11 @@
  */
 #include "../core/core_internal.h"
 #include "conv_internal.h"
+#include "isa_target.h"
 
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
-
-/* Kernels compiled for one instruction set: clang and GCC spell "these functions target ISA"
- * differently. */
-#define K_STR(x) #x
-#if defined(__clang__)
-#define K_TARGET_BEGIN(isa) _Pragma(K_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
-#define K_TARGET_END _Pragma("clang attribute pop")
-#else
-#define K_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(K_STR(GCC target(isa)))
-#define K_TARGET_END _Pragma("GCC pop_options")
-#endif
 
 #define K_NAME(x) x##_generic
 #define K_OBV 1
@@ -50,7 +40,7 @@
 #define K_ACC 12
 #include "conv3x3_kernels.inc"
 
-K_TARGET_BEGIN("avx2,fma")
+TG_TARGET_BEGIN("avx2,fma")
 #define K_NAME(x) x##_avx2
 #define K_OBV 2
 #define K_LANES 1
@@ -60,9 +50,9 @@ K_TARGET_BEGIN("avx2,fma")
 #define K_BCAST(p) ((K_NAME(vf))_mm256_broadcast_ss(p)) /* a load-port broadcast, not a shuffle */
 #define K_ACC 12
 #include "conv3x3_kernels.inc"
-K_TARGET_END
+TG_TARGET_END
 
-K_TARGET_BEGIN("avx512f,fma")
+TG_TARGET_BEGIN("avx512f,fma")
 #define K_NAME(x) x##_avx512
 #define K_OBV 1
 #define K_LANES 1
@@ -72,7 +62,7 @@ K_TARGET_BEGIN("avx512f,fma")
 #define K_BCAST(p) ((K_NAME(vf))_mm512_set1_ps(*(p)))
 #define K_ACC 24
 #include "conv3x3_kernels.inc"
-K_TARGET_END
+TG_TARGET_END
 
 typedef enum { ISA_GENERIC, ISA_AVX2, ISA_AVX512 } isa_kind;
 

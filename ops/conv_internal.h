@@ -18,6 +18,16 @@ bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t
 bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
                           float *dw, float *db);
 
+/* The same convolutions by Winograd F(4x4,3x3) with AVX2 (ops/conv_winograd.c): the same
+ * arguments as tg_conv3x3_direct; the weight gradient without the bias's. Results do not depend on
+ * the number of threads, and an image's forward and input gradient not on the batch. Scratch slot
+ * 0 of each thread, 1-2 of the calling one. Only where tg_conv3x3_winograd_ok (AVX2 + FMA). */
+bool tg_conv3x3_winograd_ok(void);
+bool tg_conv3x3_winograd(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w, int64_t Co,
+                         bool transposed, float *y, bool accumulate, const float *bias);
+bool tg_conv3x3_winograd_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
+                            float *dw);
+
 /* Should the weight gradient of this 3x3 layer go through im2col + sgemm instead (only without
  * AVX2, for many channels)? */
 bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O);
@@ -26,10 +36,16 @@ bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O);
 void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L);
 
 /* Kernel paths of conv2d (the testing interface, ops/conv_testing.h, can force one). */
-typedef enum { TG_CONV_RUN_IM2COL, TG_CONV_RUN_DIRECT, TG_CONV_RUN_ONEDNN, TG_CONV_RUN_WINOGRAD } tg_conv_run;
+typedef enum {
+    TG_CONV_RUN_IM2COL,
+    TG_CONV_RUN_DIRECT,
+    TG_CONV_RUN_ONEDNN,
+    TG_CONV_RUN_WINOGRAD,     /* oneDNN's Winograd F(4x4,3x3), AVX-512 */
+    TG_CONV_RUN_WINOGRAD_AVX2 /* ours, ops/conv_winograd.c */
+} tg_conv_run;
 
 /* The path of each phase of one conv2d: forward, input gradient, weight (and bias) gradient.
- * TG_CONV_RUN_WINOGRAD (oneDNN's Winograd F(4x4,3x3), AVX-512) is for fwd and dx only. */
+ * Winograd runs take only 3x3 stride-1 pad-1 layers of one group. */
 typedef struct {
     tg_conv_run fwd, dx, dw;
 } tg_conv_plan;

@@ -51,7 +51,7 @@ static void expect_close(const char *what, const float *got, const double *want,
                  W, at, (double)got[at], want[at]);
 }
 
-enum { PASS_ALL, PASS_IM2COL, PASS_WINOGRAD };
+enum { PASS_ALL, PASS_IM2COL, PASS_WINOGRAD, PASS_WINOGRAD_AVX2 };
 
 static void check_shape(int N, int C, int O, int H, int W, int mode)
 {
@@ -70,6 +70,7 @@ static void check_shape(int N, int C, int O, int H, int W, int mode)
     for (int isa = mode != PASS_ALL ? best : 0; isa <= last; isa++) {
         const tg_conv_path path = mode == PASS_IM2COL     ? TG_CONV_PATH_IM2COL
                                   : mode == PASS_WINOGRAD ? TG_CONV_PATH_WINOGRAD
+                                  : mode == PASS_WINOGRAD_AVX2 ? TG_CONV_PATH_WINOGRAD_AVX2
                                   : isa > best            ? TG_CONV_PATH_ONEDNN
                                                           : TG_CONV_PATH_DIRECT;
         cr_assert(tg_testing_conv_path(path, isa > best ? TG_CONV_ISA_BEST : (tg_conv_isa)isa), "%s", tg_last_error());
@@ -132,6 +133,22 @@ Test(conv3x3, winograd_matches_the_definition)
     }
     check_shape(2, 64, 32, 12, 12, PASS_WINOGRAD);
     check_shape(1, 128, 128, 8, 8, PASS_WINOGRAD);
+}
+
+/* Our AVX2 Winograd F(4x4,3x3) (ops/conv_winograd.c: forward, input and weight gradient) on the
+ * same shapes (partial tiles, channel counts around the vector of 8 and the 6-row register
+ * blocks, units cut across rows and columns) and the UNet's channel counts, same tolerance. */
+Test(conv3x3, avx2_winograd_matches_the_definition)
+{
+    if (tg_testing_conv_isa_best() < TG_CONV_ISA_AVX2) cr_skip_test("no AVX2 here");
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int *s = shapes[k];
+        check_shape(s[0], s[1], s[2], s[3], s[4], PASS_WINOGRAD_AVX2);
+    }
+    check_shape(2, 64, 32, 12, 12, PASS_WINOGRAD_AVX2);
+    check_shape(1, 128, 128, 8, 8, PASS_WINOGRAD_AVX2);
+    check_shape(1, 16, 16, 9, 130, PASS_WINOGRAD_AVX2);
+    check_shape(1, 8, 8, 73, 70, PASS_WINOGRAD_AVX2);
 }
 
 Test(conv3x3, im2col_path_matches_the_definition_too)

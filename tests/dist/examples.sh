@@ -3,8 +3,8 @@
 #   mnist (MLP, 2 epochs of 640 images, global batch 64): the same train loss and test accuracy
 #   (printed to 4-6 digits), "world_size": 2 on every log line, one log line per epoch (rank 0
 #   alone writes), byte-identical checkpoints from two 2-rank runs, a batch that does not split over the ranks refused naming --batch;
-#   unet_drive (--sync-bn, tiny model and crop, 8 DRIVE images): the same train losses
-#   (skipped, with a message, without DRIVE).
+#   unet_drive (--sync-bn, tiny model and crop, 8 DRIVE images): the same train losses within
+#   1e-4 (skipped, with a message, without DRIVE).
 # Usage: examples.sh MPIRUN BIN_DIR DRIVE_DIR
 set -u
 mpirun=$1 bin=$2 drive=${TG_DRIVE_DIR:-$3}
@@ -47,7 +47,16 @@ if [ -f "$drive/training/images/21_training.tif" ]; then
   check "unet_drive runs in 1 process and under mpirun -np 2 --sync-bn" $((rc1 + rc2)) "exit codes $rc1 and $rc2: $(tail -5 "$tmp/u2.txt")"
   if [ $((rc1 + rc2)) -eq 0 ]; then
     a=$(field "$tmp/u1/sigmoid/log.jsonl" train_loss) b=$(field "$tmp/u2/sigmoid/log.jsonl" train_loss)
-    [ "$a" = "$b" ]; check "unet_drive: 2 ranks with --sync-bn give the train losses of 1 process ($b)" $? "1 process: $a, 2 ranks: $b"
+    # Within 1e-4 relative, not digit for digit: a layer's weight gradient is a sum over the
+    # images that 2 ranks associate differently (each sums its own, then the ranks are added),
+    # so the weights differ in the last bit after the first step (measured: 2e-7 relative, in
+    # 19-47 thousand of 137 thousand values, with and without Winograd) and 4 steps of this tiny
+    # BN model grow that to ~1e-5 in the loss. A missing division by the rank count, local
+    # instead of synchronised statistics or a wrong shard move it by 1e-2 or more.
+    close() { awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x); m = split(b, y); ok = n > 0 && n == m
+      for (i = 1; i <= n; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > 1e-4 * (x[i] < 0 ? -x[i] : x[i])) ok = 0 }
+      exit !ok }'; }
+    close "$a" "$b"; check "unet_drive: 2 ranks with --sync-bn give the train losses of 1 process within 1e-4 ($b)" $? "1 process: $a, 2 ranks: $b"
     [ "$(grep -c '"world_size": 2}' "$tmp/u2/sigmoid/log.jsonl")" -eq 2 ]
     check "unet_drive: \"world_size\": 2 on every log line" $? "$(cat "$tmp/u2/sigmoid/log.jsonl")"
   fi
