@@ -137,21 +137,29 @@ static void transform_kernels(const float *w, int64_t Ci, int64_t Co, int64_t C_
         }
 }
 
-/* dw[o][c] += (Gᵀ dU G) for the 6x6 dU[ξ][c][O_r] (c < C, o < O). */
+/* dw[o][c] += (Gᵀ dU G) for the 6x6 dU[ξ][c][O_r] (c < C, o < O). Blocks of 16 outputs are read
+ * through tmp: 36 runs of 16 loads, not 36 strided loads per kernel. */
 static void kernel_gradients(const float *dU, int64_t C, int64_t O, int64_t C_r, int64_t O_r, float *dw)
 {
-#pragma omp parallel for schedule(static) if (C * O * 36 > TG_PARALLEL_MIN)
-    for (int64_t o = 0; o < O; o++)
-        for (int64_t c = 0; c < C; c++) {
-            double half[6][3], u[6], g[3]; /* half[i] = Gᵀ dU[i][.] */
-            for (int i = 0; i < 6; i++) {
-                for (int j = 0; j < 6; j++) u[j] = dU[((int64_t)(6 * i + j) * C_r + c) * O_r + o];
-                gt_apply(u, half[i]);
-            }
-            for (int b = 0; b < 3; b++) {
-                for (int i = 0; i < 6; i++) u[i] = half[i][b];
-                gt_apply(u, g);
-                for (int a = 0; a < 3; a++) dw[(o * C + c) * 9 + a * 3 + b] += (float)g[a];
+    enum { OB = 16 };
+#pragma omp parallel for collapse(2) schedule(static) if (C * O * 36 > TG_PARALLEL_MIN)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t o0 = 0; o0 < O; o0 += OB) {
+            float tmp[36][OB];
+            const int64_t n = O - o0 < OB ? O - o0 : OB;
+            for (int x = 0; x < 36; x++) memcpy(tmp[x], dU + ((int64_t)x * C_r + c) * O_r + o0, (size_t)n * sizeof(float));
+            for (int64_t j = 0; j < n; j++) {
+                double half[6][3], u[6], g[3]; /* half[i] = Gᵀ dU[i][.] */
+                for (int i = 0; i < 6; i++) {
+                    for (int l = 0; l < 6; l++) u[l] = tmp[6 * i + l][j];
+                    gt_apply(u, half[i]);
+                }
+                float *d = dw + ((o0 + j) * C + c) * 9;
+                for (int b = 0; b < 3; b++) {
+                    for (int i = 0; i < 6; i++) u[i] = half[i][b];
+                    gt_apply(u, g);
+                    for (int a = 0; a < 3; a++) d[a * 3 + b] += (float)g[a];
+                }
             }
         }
 }
