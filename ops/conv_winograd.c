@@ -297,31 +297,49 @@ static void unstage_planes(const float *ys, int64_t O, int64_t O_r, int64_t H, i
     }
 }
 
-/* V[ξ][t][C_r] for the unit's tiles from its staged input xs (rows 4R + 2, columns 4Cn + 2);
- * tiles t >= R*Cn up to T6 are zero. */
-static void input_transform_avx2(const float *xs, const wino_unit *u, int64_t C_r, int64_t T6, float *V)
+/* dst[ξ][t][ch_r] (ξ = 6*k + l) = the 6x6 transform of each of the unit's tiles: of its 6x6 input
+ * tile, Bᵀ d B (input: true, src the staged input, 4R + 2 rows of 4Cn + 2 columns), or of its 4x4
+ * gradient tile, A g Aᵀ (src the staged gradient, 4R rows of 4Cn columns). Columns first, then
+ * rows, 8 channels per vector; tiles t >= R*Cn up to T6 are zero. */
+static inline __attribute__((always_inline)) void tiles_to_36(const float *src, const wino_unit *u, int64_t ch_r,
+                                                              int64_t T6, bool input, float *dst)
 {
-    const int64_t cols = 4 * u->Cn + 2, T = u->R * u->Cn, Vs = T6 * C_r; /* stride of ξ in V */
+    const int n = input ? 6 : 4;
+    const int64_t cols = 4 * u->Cn + (input ? 2 : 0), T = u->R * u->Cn, xs = T6 * ch_r; /* stride of ξ */
     for (int64_t t = 0; t < T; t++) {
         const int64_t tr = t / u->Cn, tc = t % u->Cn;
-        const float *base = xs + ((4 * tr) * cols + 4 * tc) * C_r;
-        for (int64_t c = 0; c < C_r; c += VL) {
-            vf8 tmp[6][6]; /* tmp[k][j] = (Bᵀ d)[k][j] */
-            for (int j = 0; j < 6; j++) {
+        const float *base = src + ((4 * tr) * cols + 4 * tc) * ch_r;
+        for (int64_t c = 0; c < ch_r; c += VL) {
+            vf8 tmp[6][6]; /* tmp[k][j]: column j transformed */
+            for (int j = 0; j < n; j++) {
                 vf8 d[6], r[6];
-                for (int i = 0; i < 6; i++) d[i] = ld8(base + (i * cols + j) * C_r + c);
-                bt6(d, r);
+                for (int i = 0; i < n; i++) d[i] = ld8(base + (i * cols + j) * ch_r + c);
+                if (input) bt6(d, r);
+                else a6(d, r);
                 for (int k = 0; k < 6; k++) tmp[k][j] = r[k];
             }
-            float *v = V + t * C_r + c;
+            float *v = dst + t * ch_r + c;
             for (int k = 0; k < 6; k++) {
                 vf8 r[6];
-                bt6(tmp[k], r);
-                for (int l = 0; l < 6; l++) st8(v + (6 * k + l) * Vs, r[l]);
+                if (input) bt6(tmp[k], r);
+                else a6(tmp[k], r);
+                for (int l = 0; l < 6; l++) st8(v + (6 * k + l) * xs, r[l]);
             }
         }
     }
-    for (int64_t x = 0; x < 36; x++) memset(V + x * Vs + T * C_r, 0, (size_t)((T6 - T) * C_r) * sizeof(float));
+    for (int64_t x = 0; x < 36; x++) memset(dst + x * xs + T * ch_r, 0, (size_t)((T6 - T) * ch_r) * sizeof(float));
+}
+
+/* V[ξ][t][C_r] from the unit's staged input xs. */
+static void input_transform_avx2(const float *xs, const wino_unit *u, int64_t C_r, int64_t T6, float *V)
+{
+    tiles_to_36(xs, u, C_r, T6, true, V);
+}
+
+/* dM[ξ][t][O_r] from the unit's staged gradient gs. */
+static void gradient_transform_avx2(const float *gs, const wino_unit *u, int64_t O_r, int64_t T6, float *dM)
+{
+    tiles_to_36(gs, u, O_r, T6, false, dM);
 }
 
 /* ys[4R rows][4Cn cols][O_r] = Aᵀ M[.][t] A for the unit's tiles. */
@@ -349,52 +367,28 @@ static void output_transform_avx2(const float *M, const wino_unit *u, int64_t O_
     }
 }
 
-/* dM[ξ][t][O_r] = (A g Aᵀ)[ξ] for the unit's gradient tiles g from gs (4R rows, 4Cn columns,
- * channels last); tiles t >= R*Cn up to T6 are zero. */
-static void gradient_transform_avx2(const float *gs, const wino_unit *u, int64_t O_r, int64_t T6, float *dM)
-{
-    const int64_t cols = 4 * u->Cn, T = u->R * u->Cn, Ms = T6 * O_r;
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t tr = t / u->Cn, tc = t % u->Cn;
-        const float *base = gs + ((4 * tr) * cols + 4 * tc) * O_r;
-        for (int64_t o = 0; o < O_r; o += VL) {
-            vf8 tmp[6][4]; /* tmp[k][b] = (A g)[k][b] */
-            for (int b = 0; b < 4; b++) {
-                vf8 g[4], r[6];
-                for (int a = 0; a < 4; a++) g[a] = ld8(base + (a * cols + b) * O_r + o);
-                a6(g, r);
-                for (int k = 0; k < 6; k++) tmp[k][b] = r[k];
-            }
-            float *m = dM + t * O_r + o;
-            for (int k = 0; k < 6; k++) {
-                vf8 r[6];
-                a6(tmp[k], r);
-                for (int l = 0; l < 6; l++) st8(m + (6 * k + l) * Ms, r[l]);
-            }
-        }
-    }
-    for (int64_t x = 0; x < 36; x++) memset(dM + x * Ms + T * O_r, 0, (size_t)((T6 - T) * O_r) * sizeof(float));
-}
-
-/* M (6 rows of ldm) [.][o .. o + 8*NV) = Σ_c V (6 rows of ldv)[.][c] U[c][o ..] (row stride O_r). */
-static inline __attribute__((always_inline)) void mm_tile(const float *V, int64_t ldv, int64_t C, const float *U,
-                                                          int64_t O_r, float *M, int64_t ldm, int NV)
+/* The register block of both products: D[r][v*8 ..] (+)= Σ_k A[r*a_r + k*a_k] B[k*ldb + v*8 ..] for
+ * r < NR (<= 6) and v < NV (<= 2), K terms, FMA; add: accumulate into D (row stride ldd). */
+static inline __attribute__((always_inline)) void block_6x16(const float *A, int64_t a_r, int64_t a_k, const float *B,
+                                                             int64_t ldb, int64_t K, float *D, int64_t ldd, int NR,
+                                                             int NV, bool add)
 {
     __m256 acc[TB][2];
     for (int r = 0; r < TB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < C; c++) {
-        const __m256 u0 = _mm256_loadu_ps(U + c * O_r), u1 = NV == 2 ? _mm256_loadu_ps(U + c * O_r + VL) : u0;
+    for (int64_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = NV == 2 ? _mm256_loadu_ps(B + k * ldb + VL) : b0;
 #pragma GCC unroll 6
-        for (int r = 0; r < TB; r++) {
-            const __m256 b = _mm256_broadcast_ss(V + r * ldv + c);
-            acc[r][0] = _mm256_fmadd_ps(b, u0, acc[r][0]);
-            if (NV == 2) acc[r][1] = _mm256_fmadd_ps(b, u1, acc[r][1]);
+        for (int r = 0; r < NR; r++) {
+            const __m256 a = _mm256_broadcast_ss(A + r * a_r + k * a_k);
+            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+            if (NV == 2) acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
         }
     }
-    for (int r = 0; r < TB; r++) {
-        _mm256_storeu_ps(M + r * ldm, acc[r][0]);
-        if (NV == 2) _mm256_storeu_ps(M + r * ldm + VL, acc[r][1]);
-    }
+    for (int r = 0; r < NR; r++)
+        for (int v = 0; v < NV; v++) {
+            float *dst = D + r * ldd + v * VL;
+            _mm256_storeu_ps(dst, add ? _mm256_add_ps(_mm256_loadu_ps(dst), acc[r][v]) : acc[r][v]);
+        }
 }
 
 /* M[ξ] (T6 x O_r) = V[ξ] (T6 x C_r) . U[ξ] (C_r x O_r) for the 36 ξ. */
@@ -405,31 +399,10 @@ static void products_avx2(const float *V, const float *U, int64_t C_r, int64_t O
         float *Mx = M + x * T6 * O_r;
         for (int64_t t = 0; t < T6; t += TB) {
             int64_t o = 0;
-            for (; o + 2 * VL <= O_r; o += 2 * VL) mm_tile(Vx + t * C_r, C_r, C_r, Ux + o, O_r, Mx + t * O_r + o, O_r, 2);
-            if (o < O_r) mm_tile(Vx + t * C_r, C_r, C_r, Ux + o, O_r, Mx + t * O_r + o, O_r, 1);
+            for (; o + 2 * VL <= O_r; o += 2 * VL)
+                block_6x16(Vx + t * C_r, C_r, 1, Ux + o, O_r, C_r, Mx + t * O_r + o, O_r, TB, 2, false);
+            if (o < O_r) block_6x16(Vx + t * C_r, C_r, 1, Ux + o, O_r, C_r, Mx + t * O_r + o, O_r, TB, 1, false);
         }
-    }
-}
-
-/* dU[c .. c + NR)[o .. o + 8*NV) += Σ_t V[t][c ..] dM[t][o ..] over T tiles. */
-static inline __attribute__((always_inline)) void mmt_tile(const float *V, int64_t C_r, const float *dM, int64_t O_r,
-                                                           int64_t T, float *dU, int NR, int NV)
-{
-    __m256 acc[TB][2];
-    for (int r = 0; r < TB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t t = 0; t < T; t++) {
-        const __m256 g0 = _mm256_loadu_ps(dM + t * O_r), g1 = NV == 2 ? _mm256_loadu_ps(dM + t * O_r + VL) : g0;
-#pragma GCC unroll 6
-        for (int r = 0; r < NR; r++) {
-            const __m256 b = _mm256_broadcast_ss(V + t * C_r + r);
-            acc[r][0] = _mm256_fmadd_ps(b, g0, acc[r][0]);
-            if (NV == 2) acc[r][1] = _mm256_fmadd_ps(b, g1, acc[r][1]);
-        }
-    }
-    for (int r = 0; r < NR; r++) {
-        float *d = dU + r * O_r;
-        _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), acc[r][0]));
-        if (NV == 2) _mm256_storeu_ps(d + VL, _mm256_add_ps(_mm256_loadu_ps(d + VL), acc[r][1]));
     }
 }
 
@@ -437,8 +410,9 @@ static inline __attribute__((always_inline)) void mmt_tile(const float *V, int64
 #define MMT_COLUMNS(NR)                                                                                        \
     do {                                                                                                       \
         int64_t o = 0;                                                                                         \
-        for (; o + 2 * VL <= O_r; o += 2 * VL) mmt_tile(Vx + c, C_r, dMx + o, O_r, T6, dUx + c * O_r + o, NR, 2); \
-        if (o < O_r) mmt_tile(Vx + c, C_r, dMx + o, O_r, T6, dUx + c * O_r + o, NR, 1);                          \
+        for (; o + 2 * VL <= O_r; o += 2 * VL)                                                                 \
+            block_6x16(Vx + c, 1, C_r, dMx + o, O_r, T6, dUx + c * O_r + o, O_r, NR, 2, true);                  \
+        if (o < O_r) block_6x16(Vx + c, 1, C_r, dMx + o, O_r, T6, dUx + c * O_r + o, O_r, NR, 1, true);          \
     } while (0)
 
 /* dU[ξ] (C_r x O_r) += V[ξ]ᵀ (C_r x T6) . dM[ξ] (T6 x O_r) for the 36 ξ. */
