@@ -161,7 +161,12 @@ static bool winograd_faster_dw(int64_t C, int64_t O) { return C >= 32 && O >= 32
  *   256->64 @32      11.4 / 11.1 / 13.5    6.6 / 5.9 / 8.7
  * It takes every phase from 8 channels in and out on AVX2; on AVX-512 forward and input gradient
  * from 8 channels, the weight gradient below 32 (oneDNN's Winograd above). */
-static bool winograd_avx2_faster(int64_t C, int64_t O) { return tg_conv3x3_winograd_ok() && C >= 8 && O >= 8; }
+static bool winograd_avx2_faster(int64_t C, int64_t O)
+{
+    /* up to 512 x 512 channels (measured to 256 x 128): its transformed kernels take 36 floats per
+     * channel pair, 4x the weights (38 MB there) */
+    return tg_conv3x3_winograd_ok() && C >= 8 && O >= 8 && C * O <= 512 * 512;
+}
 
 /* Automatic choice, measured with bench_conv and a per-phase timer (1 thread, CPU time, ms per
  * fwd / dx / dW of the UNet's layers at batch 4) on Zen 4 running AVX2 code (ISA cap avx2,
