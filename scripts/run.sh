@@ -27,9 +27,9 @@ case "${1:-}" in
   --)
     shift; build/bin/unet_drive "$@" ;;
   "")
-    # Estimate from the README's step figures (2 idle cores: a step at crop 256 about 0.4 s, 5 steps
-    # an epoch; evaluating the 20 test images about 3.4 s): 150 x 2 s + 30 x 3.4 s per head.
-    echo "scripts/run.sh: --preset cpu, both heads, 150 epochs each: expect about 15 minutes on 2 idle cores" \
+    # Measured on 2 idle Zen 4 cores (an epoch of 5 steps at crop 256 about 1.4 s, evaluating the
+    # 20 test images about 2.1 s): 150 x 1.4 s + 30 x 2.1 s per head, about 4.5 minutes.
+    echo "scripts/run.sh: --preset cpu, both heads, 150 epochs each: expect about 10 minutes on 2 idle cores" \
          "(longer on a busy machine; Ctrl-C stops cleanly and prints the command that resumes)"
     build/bin/unet_drive --preset cpu --eval-every 5 --out out/unet_drive ;;
   *)
