@@ -245,8 +245,8 @@ static void conv2d_backward(tg_node *n)
     const bool dw_wino = need_w && cx->plan.dw == TG_CONV_RUN_WINOGRAD;
     const bool dw_dnnl = (need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN) || dw_wino;
     const bool dx_col = need_x && cx->plan.dx == TG_CONV_RUN_IM2COL;
-    const bool dx_wino2 = need_x && cx->plan.dx == TG_CONV_RUN_WINOGRAD_AVX2;
-    const bool dw_wino2 = need_w && cx->plan.dw == TG_CONV_RUN_WINOGRAD_AVX2;
+    const bool dx_wino_own = need_x && cx->plan.dx == TG_CONV_RUN_WINOGRAD_OWN;
+    const bool dw_wino_own = need_w && cx->plan.dw == TG_CONV_RUN_WINOGRAD_OWN;
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
     const bool dw_gemm = dw_direct && tg_conv3x3_dw_by_gemm(g->C, O);
     const bool dw_col = (need_w && cx->plan.dw == TG_CONV_RUN_IM2COL) || dw_gemm;
@@ -264,8 +264,8 @@ static void conv2d_backward(tg_node *n)
     float *db = db_with_dw && b && tg_needs_grad(b) ? tg_grad(b) : NULL;
     if (db_with_dw && b && tg_needs_grad(b) && !db) return;
     if (dw_direct && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
-    if (dw_wino2 && !tg_conv3x3_winograd_dw(x->data, N, g->C, g->H, g->W, dy, O, dw)) return;
-    if (dx_wino2 && !tg_conv3x3_winograd(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL)) return;
+    if (dw_wino_own && !tg_conv3x3_winograd_dw(x->data, N, g->C, g->H, g->W, dy, O, dw)) return;
+    if (dx_wino_own && !tg_conv3x3_winograd(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL)) return;
     if (dw_dnnl || dx_dnnl) {
         tg_conv_desc d = onednn_desc(g, N, O, G);
         if (dw_wino && !tg_conv_onednn_backward_weights_winograd(&d, x->data, dy, dw, db)) return;
@@ -342,7 +342,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     const int64_t Cg = C / G, Og = O / G, K = Cg * kh * kw, L = g->Ho * g->Wo;
     const bool pointwise = geom_is_pointwise(g);
     cx->plan = tg_conv_choose(N, C, O, H, W, (int)kh, (int)kw, geom_is_3x3_same(g, G), tg_conv_onednn_built());
-    const bool direct = cx->plan.fwd == TG_CONV_RUN_DIRECT || cx->plan.fwd == TG_CONV_RUN_WINOGRAD_AVX2;
+    const bool direct = cx->plan.fwd == TG_CONV_RUN_DIRECT || cx->plan.fwd == TG_CONV_RUN_WINOGRAD_OWN;
     const bool dnnl = cx->plan.fwd == TG_CONV_RUN_ONEDNN || cx->plan.fwd == TG_CONV_RUN_WINOGRAD;
     if (dnnl) {
         tg_conv_desc d = onednn_desc(g, N, O, G);

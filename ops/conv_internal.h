@@ -18,10 +18,11 @@ bool tg_conv3x3_direct(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t
 bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
                           float *dw, float *db);
 
-/* The same convolutions by Winograd F(4x4,3x3) with AVX2 (ops/conv_winograd.c): the same
- * arguments as tg_conv3x3_direct; the weight gradient without the bias's. Results do not depend on
- * the number of threads, and an image's forward and input gradient not on the batch. Scratch slot
- * 0 of each thread, 1-2 of the calling one. Only where tg_conv3x3_winograd_ok (AVX2 + FMA). */
+/* The same convolutions by Winograd F(4x4,3x3) (ops/conv_winograd.c; 8 lanes with AVX2, 16 where
+ * the conv kernels' instruction set is AVX-512, the same bits): the same arguments as
+ * tg_conv3x3_direct; the weight gradient without the bias's. Results do not depend on the number
+ * of threads, and an image's forward and input gradient not on the batch. Scratch slot 0 of each
+ * thread, 1-2 of the calling one. Only where tg_conv3x3_winograd_ok (AVX2 + FMA). */
 bool tg_conv3x3_winograd_ok(void);
 bool tg_conv3x3_winograd(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w, int64_t Co,
                          bool transposed, float *y, bool accumulate, const float *bias);
@@ -41,7 +42,7 @@ typedef enum {
     TG_CONV_RUN_DIRECT,
     TG_CONV_RUN_ONEDNN,
     TG_CONV_RUN_WINOGRAD,     /* oneDNN's Winograd F(4x4,3x3), AVX-512 */
-    TG_CONV_RUN_WINOGRAD_AVX2 /* ours, ops/conv_winograd.c */
+    TG_CONV_RUN_WINOGRAD_OWN /* ours, ops/conv_winograd.c */
 } tg_conv_run;
 
 /* The path of each phase of one conv2d: forward, input gradient, weight (and bias) gradient.

@@ -30,7 +30,7 @@ void tg_testing_conv_forget_primitives(void) { tg_conv_onednn_forget(); }
 bool tg_testing_conv_path(tg_conv_path path, tg_conv_isa isa)
 {
     if ((int)isa < TG_CONV_ISA_BEST || (int)isa > TG_CONV_ISA_AVX512 || (int)path < TG_CONV_PATH_AUTO ||
-        (int)path > TG_CONV_PATH_WINOGRAD_AVX2) {
+        (int)path > TG_CONV_PATH_WINOGRAD_OWN) {
         tg_error(TG_ERR_ARG, "tg_testing_conv_path: unknown path %d or instruction set %d", (int)path, (int)isa);
         return false;
     }
@@ -48,8 +48,8 @@ bool tg_testing_conv_path(tg_conv_path path, tg_conv_isa isa)
                              "oneDNN not capped below AVX-512");
         return false;
     }
-    if (path == TG_CONV_PATH_WINOGRAD_AVX2 && (!tg_conv3x3_winograd_ok() || isa == TG_CONV_ISA_GENERIC)) {
-        tg_error(TG_ERR_ARG, "tg_testing_conv_path: the AVX2 Winograd needs an AVX2+FMA CPU and no cap below AVX2");
+    if (path == TG_CONV_PATH_WINOGRAD_OWN && (!tg_conv3x3_winograd_ok() || isa == TG_CONV_ISA_GENERIC)) {
+        tg_error(TG_ERR_ARG, "tg_testing_conv_path: tapegrad's Winograd needs an AVX2+FMA CPU and no cap below AVX2");
         return false;
     }
     g_path = path;
@@ -58,12 +58,12 @@ bool tg_testing_conv_path(tg_conv_path path, tg_conv_isa isa)
     return true;
 }
 
-static const char *const PATH_NAMES[] = {"auto", "direct", "im2col", "onednn", "winograd", "winograd-avx2"};
+static const char *const PATH_NAMES[] = {"auto", "direct", "im2col", "onednn", "winograd", "winograd-own"};
 static const char *const ISA_NAMES[] = {"generic", "avx2", "avx512"};
 
 const char *tg_testing_conv_path_name(tg_conv_path path)
 {
-    return (int)path >= 0 && (int)path <= TG_CONV_PATH_WINOGRAD_AVX2 ? PATH_NAMES[path] : "?";
+    return (int)path >= 0 && (int)path <= TG_CONV_PATH_WINOGRAD_OWN ? PATH_NAMES[path] : "?";
 }
 
 const char *tg_testing_conv_isa_name(tg_conv_isa isa)
@@ -73,7 +73,7 @@ const char *tg_testing_conv_isa_name(tg_conv_isa isa)
 
 bool tg_testing_conv_path_parse(const char *s, tg_conv_path *path)
 {
-    for (int i = 0; s && i <= TG_CONV_PATH_WINOGRAD_AVX2; i++)
+    for (int i = 0; s && i <= TG_CONV_PATH_WINOGRAD_OWN; i++)
         if (!strcmp(s, PATH_NAMES[i])) {
             *path = (tg_conv_path)i;
             return true;
@@ -139,17 +139,16 @@ static bool winograd_fits(int64_t N, int64_t H, int64_t W, bool direct_ok, bool 
  *   32->16 @128      6.8 / 7.5 (1.10)    8.0 / 8.3 (1.03)    7.3 / 5.3 (0.72)
  *   32->16 @256      27.5 / 27.7 (1.01)  33.0 / 33.2 (1.01)  30.0 / 23.2 (0.77)
  * Forward and input gradient won when both K and M were 32 or more, the weight gradient from 16
- * channels. Our Winograd (below) has since overtaken it but for the weight gradient from 32
- * channels (AVX-512, same measurement, ms fwd / dx / dW, oneDNN's Winograd against ours):
- *   16->16 @256      14.8 / 18.6 / 14.0 against 7.4 / 11.1 / 13.9
- *   32->32 @128      9.5 / 11.2 / 8.2 against 6.1 / 7.3 / 9.6
- *   64->64 @64       6.2 / 7.3 / 6.3 against 4.7 / 5.4 / 7.0
- *   128->128 @32     5.6 / 6.5 / 5.5 against 5.8 / 5.8 / 8.1
- *   256->64 @32      6.9 / 6.7 / 6.2 against 6.6 / 6.0 / 8.5
- *   32->16 @256      24.4 / 32.2 / 23.8 against 13.9 / 17.5 / 21.2 */
-static bool winograd_faster_dw(int64_t C, int64_t O) { return C >= 32 && O >= 32; }
+ * channels. Our Winograd (below; 16 lanes on AVX-512) has since overtaken it, and it takes their
+ * place (same measurement, ms fwd / dx / dW, oneDNN's Winograd against ours):
+ *   16->16 @256      16.2 / 19.7 / 14.7 against 8.0 / 14.9 / 13.9
+ *   32->32 @128      9.9 / 11.6 / 8.2 against 6.0 / 7.9 / 8.8
+ *   64->64 @64       5.9 / 7.5 / 6.3 against 4.6 / 5.3 / 6.3
+ *   128->128 @32     6.4 / 6.7 / 5.4 against 4.7 / 5.9 / 5.5
+ *   256->64 @32      6.0 / 7.1 / 5.8 against 5.3 / 5.4 / 5.7
+ * oneDNN's Winograd stays for TG_WINOGRAD=ON on the layers ours does not take. */
 
-/* Our Winograd (ops/conv_winograd.c, AVX2 code) on an AVX2 machine, against the best of the direct
+/* Our Winograd (ops/conv_winograd.c, 8 lanes) on an AVX2 machine, against the best of the direct
  * kernels and oneDNN there (1 thread, CPU time, batch 4, ms fwd / dx / dW; Zen 4 running AVX2
  * code, oneDNN capped at AVX2, OPENBLAS_CORETYPE=Haswell):
  *   layer            best other            ours
@@ -159,9 +158,8 @@ static bool winograd_faster_dw(int64_t C, int64_t O) { return C >= 32 && O >= 32
  *   64->64 @64       11.5 / 12.4 / 14.7    5.0 / 5.4 / 7.2
  *   128->128 @32     11.0 / 11.3 / 13.5    5.8 / 6.1 / 8.1
  *   256->64 @32      11.4 / 11.1 / 13.5    6.6 / 5.9 / 8.7
- * It takes every phase from 8 channels in and out on AVX2; on AVX-512 forward and input gradient
- * from 8 channels, the weight gradient below 32 (oneDNN's Winograd above). */
-static bool winograd_avx2_faster(int64_t C, int64_t O)
+ * It takes every phase of the layers from 8 channels in and out, on AVX2 and on AVX-512. */
+static bool winograd_own_faster(int64_t C, int64_t O)
 {
     /* up to 512 x 512 channels (measured to 256 x 128): its transformed kernels take 36 floats per
      * channel pair, 4x the weights (38 MB there) */
@@ -175,7 +173,7 @@ static bool winograd_avx2_faster(int64_t C, int64_t O)
  *   16->16 @256    direct 16.8 / 24.0 / 29.9   oneDNN 17.4 / 21.7 / 24.0
  *   32->32 @128    direct 17.5 / 19.2 / 26.9   oneDNN 13.0 / 15.8 / 17.8
  *   128->128 @32   direct 17.9 / 18.3 / 25.9   oneDNN 11.5 / 11.6 / 14.7  (im2col 13.0 / 13.1 / 14.2)
- * On AVX2 our Winograd takes the 3x3 layers with 8 or more channels in and out; oneDNN the rest's
+ * Our Winograd takes the 3x3 layers with 8 or more channels in and out; on AVX2 oneDNN the rest's
  * weight gradient and, below 8 input channels, their forward and input gradient.
  * On AVX-512 the direct kernels match or beat oneDNN's direct ones on every layer (0.96-1.00x of
  * PyTorch against oneDNN's 0.97-1.08x); the Winograd kernels take the phases said above.
@@ -185,8 +183,8 @@ tg_conv_plan tg_conv_choose(int64_t N, int64_t C, int64_t O, int64_t H, int64_t 
                             bool onednn_ok)
 {
     (void)kh, (void)kw;
-    if (g_path == TG_CONV_PATH_WINOGRAD_AVX2) {
-        const tg_conv_run r = direct_ok ? TG_CONV_RUN_WINOGRAD_AVX2 : TG_CONV_RUN_IM2COL;
+    if (g_path == TG_CONV_PATH_WINOGRAD_OWN) {
+        const tg_conv_run r = direct_ok ? TG_CONV_RUN_WINOGRAD_OWN : TG_CONV_RUN_IM2COL;
         return (tg_conv_plan){r, r, r};
     }
     if (g_path == TG_CONV_PATH_WINOGRAD) {
@@ -201,19 +199,18 @@ tg_conv_plan tg_conv_choose(int64_t N, int64_t C, int64_t O, int64_t H, int64_t 
     if (g_path == TG_CONV_PATH_ONEDNN) return (tg_conv_plan){TG_CONV_RUN_ONEDNN, TG_CONV_RUN_ONEDNN, TG_CONV_RUN_ONEDNN};
     if (!direct_ok) return (tg_conv_plan){TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL, TG_CONV_RUN_IM2COL};
     const int env = winograd_env();
-    if (env != 0 && tg_conv_isa_active() == TG_CONV_ISA_AVX2 && winograd_avx2_faster(C, O))
-        return (tg_conv_plan){TG_CONV_RUN_WINOGRAD_AVX2, TG_CONV_RUN_WINOGRAD_AVX2, TG_CONV_RUN_WINOGRAD_AVX2};
+    if (env != 0 && tg_conv_isa_active() == TG_CONV_ISA_AVX2 && winograd_own_faster(C, O))
+        return (tg_conv_plan){TG_CONV_RUN_WINOGRAD_OWN, TG_CONV_RUN_WINOGRAD_OWN, TG_CONV_RUN_WINOGRAD_OWN};
     if (onednn_ok && tg_conv_isa_active() == TG_CONV_ISA_AVX2) {
         const tg_conv_run fd = C >= 8 && (C < 32 || O < 32) ? TG_CONV_RUN_DIRECT : TG_CONV_RUN_ONEDNN;
         return (tg_conv_plan){fd, fd, TG_CONV_RUN_ONEDNN};
     }
     tg_conv_plan p = {TG_CONV_RUN_DIRECT, TG_CONV_RUN_DIRECT, TG_CONV_RUN_DIRECT};
     if (env != 0 && tg_conv_isa_active() == TG_CONV_ISA_AVX512) {
-        const bool ours = winograd_avx2_faster(C, O), dnnl = winograd_fits(N, H, W, direct_ok, onednn_ok);
-        if (ours) p.fwd = p.dx = TG_CONV_RUN_WINOGRAD_AVX2;
-        else if (dnnl && env == 1) p.fwd = p.dx = TG_CONV_RUN_WINOGRAD;
-        if (dnnl && (env == 1 || winograd_faster_dw(C, O))) p.dw = TG_CONV_RUN_WINOGRAD;
-        else if (ours) p.dw = TG_CONV_RUN_WINOGRAD_AVX2;
+        if (winograd_own_faster(C, O)) p = (tg_conv_plan){TG_CONV_RUN_WINOGRAD_OWN, TG_CONV_RUN_WINOGRAD_OWN,
+                                                           TG_CONV_RUN_WINOGRAD_OWN};
+        else if (env == 1 && winograd_fits(N, H, W, direct_ok, onednn_ok))
+            p = (tg_conv_plan){TG_CONV_RUN_WINOGRAD, TG_CONV_RUN_WINOGRAD, TG_CONV_RUN_WINOGRAD};
     }
     return p;
 }

@@ -8,7 +8,7 @@
  *   tg_testing_conv_path(TG_CONV_PATH_DIRECT, TG_CONV_ISA_AVX2)   3x3 layers on the AVX2 direct kernels
  *   tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_AVX2)     what an AVX2-only CPU would run
  *   tg_testing_conv_path(TG_CONV_PATH_WINOGRAD, TG_CONV_ISA_BEST) 3x3 fwd and dx on oneDNN's Winograd
- *   tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_AVX2, TG_CONV_ISA_BEST) 3x3 layers on our AVX2 Winograd
+ *   tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_OWN, TG_CONV_ISA_BEST) 3x3 layers on tapegrad's Winograd
  *   tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST)     back to normal
  *
  * Outside tests, the environment variable TG_WINOGRAD=AUTO|ON|OFF (read at the first conv2d)
@@ -35,7 +35,7 @@ typedef enum {
     TG_CONV_PATH_WINOGRAD, /* 3x3 stride-1 pad-1 layers: forward and both gradients through oneDNN's
                             * Winograd F(4x4,3x3); others
                             * im2col (only with oneDNN on an AVX-512 CPU, tg_testing_conv_winograd_ok) */
-    TG_CONV_PATH_WINOGRAD_AVX2, /* 3x3 stride-1 pad-1 layers: forward and both gradients through our
+    TG_CONV_PATH_WINOGRAD_OWN, /* 3x3 stride-1 pad-1 layers: forward and both gradients through our
                                  * Winograd F(4x4,3x3) (ops/conv_winograd.c, an AVX2 CPU); others im2col */
 } tg_conv_path;
 
@@ -52,7 +52,7 @@ bool tg_testing_conv_winograd_ok(void);
 /* Drop oneDNN's primitives that conv2d keeps per shape: the next call creates them again (with
  * the thread count of that moment; a test of thread-count independence needs that). */
 void tg_testing_conv_forget_primitives(void);
-/* Names for messages and command lines: "auto", "direct", "im2col", "onednn", "winograd", "winograd-avx2";
+/* Names for messages and command lines: "auto", "direct", "im2col", "onednn", "winograd", "winograd-own";
  * "best", "generic",
  * "avx2", "avx512". The parsers return false on an unknown name. */
 const char *tg_testing_conv_path_name(tg_conv_path path);

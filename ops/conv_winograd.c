@@ -1,5 +1,6 @@
 /* 3x3 convolution, stride 1, padding 1, by Winograd's minimal filtering F(4x4, 3x3) (Lavin and
- * Gray, "Fast Algorithms for Convolutional Neural Networks", 2016), channels in AVX2 lanes.
+ * Gray, "Fast Algorithms for Convolutional Neural Networks", 2016), channels in the vector lanes:
+ * 8 with AVX2, 16 with AVX-512 (ops/conv_winograd_kernels.inc, compiled for both; the same bits).
  *
  * Each 4x4 output tile is Y = Aᵀ [ Σ_c (G g Gᵀ) ⊙ (Bᵀ d B) ] A from its 6x6 input tile d and the
  * 3x3 kernels g: the sum over input channels becomes 36 independent matrix products, with 36
@@ -7,19 +8,19 @@
  *
  * The tiles of a call are cut into units: a rectangle of tiles of one image, sized so that the
  * unit's transformed tiles stay in L2. The cut depends on the shape only, never on the thread
- * count; units run on the OpenMP threads, each in its thread's scratch. Per unit:
- *   1. the unit's input rows, channels last: xs[row][col][C_r] (zeros outside the image);
- *   2. input transform, 8 channels per vector: V[ξ][t][C_r] = (Bᵀ d_t B)[ξ], ξ = 6*i + j;
+ * count or the vector length; units run on the OpenMP threads, each in its thread's scratch. Per unit:
+ *   1. the unit's input rows, channels last: xs[row][col][C_r] (zeros outside the image; 8x8
+ *      blocks transposed in AVX2 registers);
+ *   2. input transform, a vector of channels at a time: V[ξ][t][C_r] = (Bᵀ d_t B)[ξ], ξ = 6*i + j;
  *   3. 36 products M[ξ] (T6 x O_r) = V[ξ] (T6 x C_r) . U[ξ] (C_r x O_r), a register block of
- *      6 tiles x 16 output channels summed with FMA over the input channels (U = G g Gᵀ is
- *      transformed once per call, in double);
+ *      6 tiles x 2 vectors of output channels summed with FMA over the input channels (U = G g Gᵀ
+ *      is transformed once per call, in double);
  *   4. output transform Aᵀ m A per tile into ys[row][col][O_r], then back into planes (with the
  *      bias, or added to y).
  * The input gradient is the same convolution of dy with the kernels transposed and rotated.
- * Weight gradient: dM = A dY Aᵀ per tile, dU[ξ] (C_r x O_r) += V[ξ]ᵀ . dM[ξ] over the tiles of an
- * image, in a fixed number of groups of its units whose partial sums are added in group order
- * (so independent of the thread count), then dW += Gᵀ dU G in double, image after image (so the
- * images of a batch split over data-parallel ranks sum to the same bits).
+ * Weight gradient: dM = A dY Aᵀ per tile, dU[ξ] (C_r x O_r) += V[ξ]ᵀ . dM[ξ] over the batch's
+ * tiles, in a fixed number of groups of units whose partial sums are added in group order (so
+ * independent of the thread count), then dW += Gᵀ dU G in double.
  *
  * Accuracy: the transforms' constants (up to 8 and 1/24) cost about 2-4 bits against the direct
  * kernels; tests/test_conv3x3.c holds every path to the float64 definition.
@@ -32,7 +33,7 @@
 #include <omp.h>
 #include <string.h>
 
-enum { VL = 8, TB = 6 /* tiles per register block */ };
+enum { VL = 8 /* the staging transposes' width */, TB = 6 /* tiles per register block */ };
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -47,13 +48,15 @@ typedef struct {
     int64_t T6;             /* tiles of the largest unit, rounded up to the register block */
 } wino_geom;
 
-static wino_geom make_geom(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W)
+/* lanes: the vector length of the kernels (8 or 16). The cut into units counts channels in 8s
+ * whatever the lanes, so both kernel sets sum the same terms in the same order. */
+static wino_geom make_geom(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, int lanes)
 {
-    wino_geom g = {.N = N, .C = C, .O = O, .H = H, .W = W, .C_r = round_up(C, VL), .O_r = round_up(O, VL)};
+    wino_geom g = {.N = N, .C = C, .O = O, .H = H, .W = W, .C_r = round_up(C, lanes), .O_r = round_up(O, lanes)};
     g.th = (H + 3) / 4;
     g.tw = (W + 3) / 4;
     /* V and M of a unit: 36 * T * (C_r + O_r) floats; ~512 KB, at least 24 tiles */
-    int64_t T = ((int64_t)1 << 17) / (36 * (g.C_r + g.O_r));
+    int64_t T = ((int64_t)1 << 17) / (36 * (round_up(C, 8) + round_up(O, 8)));
     if (T < 24) T = 24;
     g.uc = g.tw < T ? g.tw : T;
     g.ur = T / g.uc;
@@ -168,47 +171,6 @@ static void kernel_gradients(const float *dU, int64_t C, int64_t O, int64_t C_r,
 
 TG_TARGET_BEGIN("avx2,fma")
 
-typedef float vf8 __attribute__((vector_size(32), aligned(4), may_alias));
-
-static inline vf8 ld8(const float *p) { return *(const vf8 *)p; }
-static inline void st8(float *p, vf8 v) { *(vf8 *)p = v; }
-static inline vf8 splat8(float s) { return (vf8){s, s, s, s, s, s, s, s}; }
-
-/* t = Bᵀ d for 6 vectors. */
-static inline __attribute__((always_inline)) void bt6(const vf8 d[6], vf8 t[6])
-{
-    const vf8 four = splat8(4.0f), five = splat8(5.0f), two = splat8(2.0f);
-    const vf8 a = d[4] - four * d[2], b = d[3] - four * d[1], c = d[4] - d[2], e = two * (d[3] - d[1]);
-    t[0] = four * d[0] - five * d[2] + d[4];
-    t[1] = a + b;
-    t[2] = a - b;
-    t[3] = c + e;
-    t[4] = c - e;
-    t[5] = four * d[1] - five * d[3] + d[5];
-}
-
-/* o = Aᵀ m: 6 vectors to 4. */
-static inline __attribute__((always_inline)) void at4(const vf8 m[6], vf8 o[4])
-{
-    const vf8 s1 = m[1] + m[2], d1 = m[1] - m[2], s2 = m[3] + m[4], d2 = m[3] - m[4];
-    o[0] = m[0] + s1 + s2;
-    o[1] = d1 + splat8(2.0f) * d2;
-    o[2] = s1 + splat8(4.0f) * s2;
-    o[3] = d1 + splat8(8.0f) * d2 + m[5];
-}
-
-/* m = A g: 4 vectors to 6 (the adjoint of at4). */
-static inline __attribute__((always_inline)) void a6(const vf8 g[4], vf8 m[6])
-{
-    const vf8 p = g[0] + g[2], q = g[1] + g[3];
-    const vf8 r = g[0] + splat8(4.0f) * g[2], s = splat8(2.0f) * g[1] + splat8(8.0f) * g[3];
-    m[0] = g[0];
-    m[1] = p + q;
-    m[2] = p - q;
-    m[3] = r + s;
-    m[4] = r - s;
-    m[5] = g[3];
-}
 
 /* r[k] = column k of the 8x8 matrix whose rows were r[0..8). */
 static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
@@ -297,146 +259,57 @@ static void unstage_planes(const float *ys, int64_t O, int64_t O_r, int64_t H, i
     }
 }
 
-/* dst[ξ][t][ch_r] (ξ = 6*k + l) = the 6x6 transform of each of the unit's tiles: of its 6x6 input
- * tile, Bᵀ d B (input: true, src the staged input, 4R + 2 rows of 4Cn + 2 columns), or of its 4x4
- * gradient tile, A g Aᵀ (src the staged gradient, 4R rows of 4Cn columns). Columns first, then
- * rows, 8 channels per vector; tiles t >= R*Cn up to T6 are zero. */
-static inline __attribute__((always_inline)) void tiles_to_36(const float *src, const wino_unit *u, int64_t ch_r,
-                                                              int64_t T6, bool input, float *dst)
-{
-    const int n = input ? 6 : 4;
-    const int64_t cols = 4 * u->Cn + (input ? 2 : 0), T = u->R * u->Cn, xs = T6 * ch_r; /* stride of ξ */
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t tr = t / u->Cn, tc = t % u->Cn;
-        const float *base = src + ((4 * tr) * cols + 4 * tc) * ch_r;
-        for (int64_t c = 0; c < ch_r; c += VL) {
-            vf8 tmp[6][6]; /* tmp[k][j]: column j transformed */
-            for (int j = 0; j < n; j++) {
-                vf8 d[6], r[6];
-                for (int i = 0; i < n; i++) d[i] = ld8(base + (i * cols + j) * ch_r + c);
-                if (input) bt6(d, r);
-                else a6(d, r);
-                for (int k = 0; k < 6; k++) tmp[k][j] = r[k];
-            }
-            float *v = dst + t * ch_r + c;
-            for (int k = 0; k < 6; k++) {
-                vf8 r[6];
-                if (input) bt6(tmp[k], r);
-                else a6(tmp[k], r);
-                for (int l = 0; l < 6; l++) st8(v + (6 * k + l) * xs, r[l]);
-            }
-        }
-    }
-    for (int64_t x = 0; x < 36; x++) memset(dst + x * xs + T * ch_r, 0, (size_t)((T6 - T) * ch_r) * sizeof(float));
-}
+TG_TARGET_END
 
-/* V[ξ][t][C_r] from the unit's staged input xs. */
-static void input_transform_avx2(const float *xs, const wino_unit *u, int64_t C_r, int64_t T6, float *V)
-{
-    tiles_to_36(xs, u, C_r, T6, true, V);
-}
+/* ---- the vector kernels, per instruction set ------------------------------------------------- */
 
-/* dM[ξ][t][O_r] from the unit's staged gradient gs. */
-static void gradient_transform_avx2(const float *gs, const wino_unit *u, int64_t O_r, int64_t T6, float *dM)
-{
-    tiles_to_36(gs, u, O_r, T6, false, dM);
-}
+TG_TARGET_BEGIN("avx2,fma")
+#define W_NAME(x) x##_avx2
+#define W_VL 8
+#define W_V __m256
+#define W_LOADU _mm256_loadu_ps
+#define W_STOREU _mm256_storeu_ps
+#define W_BCAST _mm256_broadcast_ss
+#define W_FMADD _mm256_fmadd_ps
+#define W_ADD _mm256_add_ps
+#define W_ZERO _mm256_setzero_ps
+#include "conv_winograd_kernels.inc"
+TG_TARGET_END
 
-/* ys[4R rows][4Cn cols][O_r] = Aᵀ M[.][t] A for the unit's tiles. */
-static void output_transform_avx2(const float *M, const wino_unit *u, int64_t O_r, int64_t T6, float *ys)
-{
-    const int64_t cols = 4 * u->Cn, T = u->R * u->Cn, Ms = T6 * O_r;
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t tr = t / u->Cn, tc = t % u->Cn;
-        float *base = ys + ((4 * tr) * cols + 4 * tc) * O_r;
-        for (int64_t o = 0; o < O_r; o += VL) {
-            const float *m = M + t * O_r + o;
-            vf8 tmp[4][6]; /* tmp[a][l] = (Aᵀ m)[a][l] */
-            for (int l = 0; l < 6; l++) {
-                vf8 col[6], r[4];
-                for (int k = 0; k < 6; k++) col[k] = ld8(m + (6 * k + l) * Ms);
-                at4(col, r);
-                for (int a = 0; a < 4; a++) tmp[a][l] = r[a];
-            }
-            for (int a = 0; a < 4; a++) {
-                vf8 r[4];
-                at4(tmp[a], r);
-                for (int b = 0; b < 4; b++) st8(base + (a * cols + b) * O_r + o, r[b]);
-            }
-        }
-    }
-}
-
-/* The register block of both products: D[r][v*8 ..] (+)= Σ_k A[r*a_r + k*a_k] B[k*ldb + v*8 ..] for
- * r < NR (<= 6) and v < NV (<= 2), K terms, FMA; add: accumulate into D (row stride ldd). */
-static inline __attribute__((always_inline)) void block_6x16(const float *A, int64_t a_r, int64_t a_k, const float *B,
-                                                             int64_t ldb, int64_t K, float *D, int64_t ldd, int NR,
-                                                             int NV, bool add)
-{
-    __m256 acc[TB][2];
-    for (int r = 0; r < TB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = NV == 2 ? _mm256_loadu_ps(B + k * ldb + VL) : b0;
-#pragma GCC unroll 6
-        for (int r = 0; r < NR; r++) {
-            const __m256 a = _mm256_broadcast_ss(A + r * a_r + k * a_k);
-            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
-            if (NV == 2) acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
-        }
-    }
-    for (int r = 0; r < NR; r++)
-        for (int v = 0; v < NV; v++) {
-            float *dst = D + r * ldd + v * VL;
-            _mm256_storeu_ps(dst, add ? _mm256_add_ps(_mm256_loadu_ps(dst), acc[r][v]) : acc[r][v]);
-        }
-}
-
-/* M[ξ] (T6 x O_r) = V[ξ] (T6 x C_r) . U[ξ] (C_r x O_r) for the 36 ξ. */
-static void products_avx2(const float *V, const float *U, int64_t C_r, int64_t O_r, int64_t T6, float *M)
-{
-    for (int x = 0; x < 36; x++) {
-        const float *Vx = V + x * T6 * C_r, *Ux = U + x * C_r * O_r;
-        float *Mx = M + x * T6 * O_r;
-        for (int64_t t = 0; t < T6; t += TB) {
-            int64_t o = 0;
-            for (; o + 2 * VL <= O_r; o += 2 * VL)
-                block_6x16(Vx + t * C_r, C_r, 1, Ux + o, O_r, C_r, Mx + t * O_r + o, O_r, TB, 2, false);
-            if (o < O_r) block_6x16(Vx + t * C_r, C_r, 1, Ux + o, O_r, C_r, Mx + t * O_r + o, O_r, TB, 1, false);
-        }
-    }
-}
-
-/* The rows c .. c + NR of dU[ξ] for NR < 6 known at compile time in each call. */
-#define MMT_COLUMNS(NR)                                                                                        \
-    do {                                                                                                       \
-        int64_t o = 0;                                                                                         \
-        for (; o + 2 * VL <= O_r; o += 2 * VL)                                                                 \
-            block_6x16(Vx + c, 1, C_r, dMx + o, O_r, T6, dUx + c * O_r + o, O_r, NR, 2, true);                  \
-        if (o < O_r) block_6x16(Vx + c, 1, C_r, dMx + o, O_r, T6, dUx + c * O_r + o, O_r, NR, 1, true);          \
-    } while (0)
-
-/* dU[ξ] (C_r x O_r) += V[ξ]ᵀ (C_r x T6) . dM[ξ] (T6 x O_r) for the 36 ξ. */
-static void products_t_avx2(const float *V, const float *dM, int64_t C_r, int64_t O_r, int64_t T6, float *dU)
-{
-    for (int x = 0; x < 36; x++) {
-        const float *Vx = V + x * T6 * C_r, *dMx = dM + x * T6 * O_r;
-        float *dUx = dU + x * C_r * O_r;
-        int64_t c = 0;
-        for (; c + TB <= C_r; c += TB) MMT_COLUMNS(6);
-        switch (C_r - c) { /* C_r is a multiple of 8: 0, 2 or 4 rows are left */
-        case 2: MMT_COLUMNS(2); break;
-        case 4: MMT_COLUMNS(4); break;
-        default: break;
-        }
-    }
-}
-#undef MMT_COLUMNS
-
+TG_TARGET_BEGIN("avx512f,fma")
+#define W_NAME(x) x##_avx512
+#define W_VL 16
+#define W_V __m512
+#define W_LOADU _mm512_loadu_ps
+#define W_STOREU _mm512_storeu_ps
+#define W_BCAST(p) _mm512_set1_ps(*(p))
+#define W_FMADD _mm512_fmadd_ps
+#define W_ADD _mm512_add_ps
+#define W_ZERO _mm512_setzero_ps
+#include "conv_winograd_kernels.inc"
 TG_TARGET_END
 
 /* ---- the calls ------------------------------------------------------------------------------- */
 
 bool tg_conv3x3_winograd_ok(void) { return tg_cpu().avx2_fma; }
+
+/* The vector kernels of one instruction set. */
+typedef struct {
+    int lanes;
+    void (*input_transform)(const float *xs, const wino_unit *u, int64_t C_r, int64_t T6, float *V);
+    void (*gradient_transform)(const float *gs, const wino_unit *u, int64_t O_r, int64_t T6, float *dM);
+    void (*output_transform)(const float *M, const wino_unit *u, int64_t O_r, int64_t T6, float *ys);
+    void (*products)(const float *V, const float *U, int64_t C_r, int64_t O_r, int64_t T6, float *M);
+    void (*products_t)(const float *V, const float *dM, int64_t C_r, int64_t O_r, int64_t T6, float *dU);
+} wino_kernels;
+
+static const wino_kernels K_AVX2 = {8, input_transform_avx2, gradient_transform_avx2, output_transform_avx2,
+                                    products_avx2, products_t_avx2};
+static const wino_kernels K_AVX512 = {16, input_transform_avx512, gradient_transform_avx512, output_transform_avx512,
+                                      products_avx512, products_t_avx512};
+
+/* AVX-512 kernels where the conv kernels' instruction set (the CPU's, or the testing cap) is. */
+static const wino_kernels *kernels(void) { return tg_conv_isa_active() >= 2 ? &K_AVX512 : &K_AVX2; }
 
 /* Scratch of one unit in this thread's slot 0: staged input, V, M (or dM), staged output (or
  * gradient). */
@@ -455,7 +328,8 @@ static float *unit_scratch(const wino_geom *g, float **V, float **M, float **ys)
 bool tg_conv3x3_winograd(const float *x, int64_t N, int64_t Ci, int64_t H, int64_t W, const float *w, int64_t Co,
                          bool transposed, float *y, bool accumulate, const float *bias)
 {
-    const wino_geom g = make_geom(N, Ci, Co, H, W);
+    const wino_kernels *kn = kernels();
+    const wino_geom g = make_geom(N, Ci, Co, H, W, kn->lanes);
     float *U = tg_scratch_alloc(2, (size_t)(36 * g.C_r * g.O_r) * sizeof(float));
     if (!U) return false;
     transform_kernels(w, Ci, Co, g.C_r, g.O_r, transposed, U);
@@ -471,9 +345,9 @@ bool tg_conv3x3_winograd(const float *x, int64_t N, int64_t Ci, int64_t H, int64
         const wino_unit u = unit_of(&g, k);
         stage_channels_last(x + u.i * Ci * H * W, Ci, g.C_r, H, W, 4 * u.r0 - 1, 4 * u.R + 2, 4 * u.c0 - 1,
                             4 * u.Cn + 2, xs);
-        input_transform_avx2(xs, &u, g.C_r, g.T6, V);
-        products_avx2(V, U, g.C_r, g.O_r, g.T6, M);
-        output_transform_avx2(M, &u, g.O_r, g.T6, ys);
+        kn->input_transform(xs, &u, g.C_r, g.T6, V);
+        kn->products(V, U, g.C_r, g.O_r, g.T6, M);
+        kn->output_transform(M, &u, g.O_r, g.T6, ys);
         unstage_planes(ys, Co, g.O_r, H, W, 4 * u.r0, 4 * u.R, 4 * u.c0, 4 * u.Cn, y + u.i * Co * H * W, accumulate,
                        bias);
     }
@@ -484,48 +358,47 @@ bool tg_conv3x3_winograd(const float *x, int64_t N, int64_t Ci, int64_t H, int64
 bool tg_conv3x3_winograd_dw(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *dy, int64_t O,
                             float *dw)
 {
-    const wino_geom g = make_geom(N, C, O, H, W);
-    const int64_t part = 36 * g.C_r * g.O_r, per_image = g.nur * g.nuc;
-    /* an image's units in S fixed groups, each summing into its own partial dU: 8 groups, fewer
-     * when the partial sums get large (at least 2) */
-    int64_t S = 8;
-    while (S > 2 && S * part > ((int64_t)1 << 22)) S /= 2;
-    if (S > per_image) S = per_image;
-    float *parts = tg_scratch_alloc(1, (size_t)(S * part) * sizeof(float));
+    const wino_kernels *kn = kernels();
+    const wino_geom g = make_geom(N, C, O, H, W, kn->lanes);
+    const int64_t part = 36 * g.C_r * g.O_r;
+    /* the batch's units in ng fixed groups of consecutive units, each summing into its own partial
+     * dU: 8 groups, fewer when the partial sums get large (at least 2) */
+    int64_t ng = 8;
+    while (ng > 2 && ng * part > ((int64_t)1 << 21)) ng /= 2;
+    if (ng > g.n_units) ng = g.n_units;
+    float *parts = tg_scratch_alloc(1, (size_t)(ng * part) * sizeof(float));
     if (!parts) return false;
     bool ok = true;
-    /* image by image, dw += Gᵀ dU G of each in image order: a batch split over data-parallel
-     * ranks (one image each) sums to the same bits as one process */
-    for (int64_t i = 0; i < N && ok; i++) {
-#pragma omp parallel for schedule(static) if (C * O * H * W > TG_PARALLEL_MIN)
-        for (int64_t s = 0; s < S; s++) {
-            float *mine = parts + s * part;
-            memset(mine, 0, (size_t)part * sizeof(float));
-            float *V, *dM, *gs, *xs = unit_scratch(&g, &V, &dM, &gs);
-            if (!xs) {
+#pragma omp parallel for schedule(static) if (N * C * O * H * W > TG_PARALLEL_MIN)
+    for (int64_t gi = 0; gi < ng; gi++) {
+        float *mine = parts + gi * part;
+        memset(mine, 0, (size_t)part * sizeof(float));
+        float *V, *dM, *gs, *xs = unit_scratch(&g, &V, &dM, &gs);
+        if (!xs) {
 #pragma omp atomic write
-                ok = false;
-                continue;
-            }
-            for (int64_t k = i * per_image + s * per_image / S; k < i * per_image + (s + 1) * per_image / S; k++) {
-                const wino_unit u = unit_of(&g, k);
-                stage_channels_last(x + u.i * C * H * W, C, g.C_r, H, W, 4 * u.r0 - 1, 4 * u.R + 2, 4 * u.c0 - 1,
-                                    4 * u.Cn + 2, xs);
-                input_transform_avx2(xs, &u, g.C_r, g.T6, V);
-                stage_channels_last(dy + u.i * O * H * W, O, g.O_r, H, W, 4 * u.r0, 4 * u.R, 4 * u.c0, 4 * u.Cn, gs);
-                gradient_transform_avx2(gs, &u, g.O_r, g.T6, dM);
-                products_t_avx2(V, dM, g.C_r, g.O_r, g.T6, mine);
-            }
+            ok = false;
+            continue;
         }
-        if (!ok) break;
-#pragma omp parallel for schedule(static) if (part * S > TG_PARALLEL_MIN)
-        for (int64_t q0 = 0; q0 < part; q0 += 4096) {
-            const int64_t q1 = q0 + 4096 < part ? q0 + 4096 : part;
-            for (int64_t s = 1; s < S; s++)
-                for (int64_t q = q0; q < q1; q++) parts[q] += parts[s * part + q];
+        for (int64_t k = gi * g.n_units / ng; k < (gi + 1) * g.n_units / ng; k++) {
+            const wino_unit u = unit_of(&g, k);
+            stage_channels_last(x + u.i * C * H * W, C, g.C_r, H, W, 4 * u.r0 - 1, 4 * u.R + 2, 4 * u.c0 - 1,
+                                4 * u.Cn + 2, xs);
+            kn->input_transform(xs, &u, g.C_r, g.T6, V);
+            stage_channels_last(dy + u.i * O * H * W, O, g.O_r, H, W, 4 * u.r0, 4 * u.R, 4 * u.c0, 4 * u.Cn, gs);
+            kn->gradient_transform(gs, &u, g.O_r, g.T6, dM);
+            kn->products_t(V, dM, g.C_r, g.O_r, g.T6, mine);
         }
-        kernel_gradients(parts, C, O, g.C_r, g.O_r, dw);
     }
-    if (!ok) tg_error(TG_ERR_NOMEM, "conv2d: out of memory for the Winograd weight gradient's tile buffers");
-    return ok;
+    if (!ok) {
+        tg_error(TG_ERR_NOMEM, "conv2d: out of memory for the Winograd weight gradient's tile buffers");
+        return false;
+    }
+#pragma omp parallel for schedule(static) if (part * ng > TG_PARALLEL_MIN)
+    for (int64_t q0 = 0; q0 < part; q0 += 4096) {
+        const int64_t q1 = q0 + 4096 < part ? q0 + 4096 : part;
+        for (int64_t s = 1; s < ng; s++)
+            for (int64_t q = q0; q < q1; q++) parts[q] += parts[s * part + q];
+    }
+    kernel_gradients(parts, C, O, g.C_r, g.O_r, dw);
+    return true;
 }

@@ -43,7 +43,7 @@ static int conv_paths(conv_path out[9])
     for (int isa = TG_CONV_ISA_GENERIC; isa <= tg_testing_conv_isa_best(); isa++)
         out[n++] = (conv_path){TG_CONV_PATH_DIRECT, (tg_conv_isa)isa};
     out[n++] = (conv_path){TG_CONV_PATH_IM2COL, TG_CONV_ISA_BEST};
-    if (tg_testing_conv_isa_best() >= TG_CONV_ISA_AVX2) out[n++] = (conv_path){TG_CONV_PATH_WINOGRAD_AVX2, TG_CONV_ISA_BEST};
+    if (tg_testing_conv_isa_best() >= TG_CONV_ISA_AVX2) out[n++] = (conv_path){TG_CONV_PATH_WINOGRAD_OWN, TG_CONV_ISA_BEST};
     if (tg_testing_conv_onednn_built()) out[n++] = (conv_path){TG_CONV_PATH_ONEDNN, TG_CONV_ISA_BEST};
     return n;
 }
@@ -66,12 +66,12 @@ Test(conv_paths, testing_interface_refuses_what_is_missing)
     }
     cr_expect(tg_testing_conv_path_parse("winograd", &(tg_conv_path){0}));
     /* our Winograd: any AVX2 CPU, not under a cap to the baseline kernels */
-    cr_expect_eq(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_AVX2, TG_CONV_ISA_BEST),
+    cr_expect_eq(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_OWN, TG_CONV_ISA_BEST),
                  tg_testing_conv_isa_best() >= TG_CONV_ISA_AVX2);
-    cr_expect_not(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_AVX2, TG_CONV_ISA_GENERIC));
+    cr_expect_not(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_OWN, TG_CONV_ISA_GENERIC));
     cr_expect(strstr(tg_last_error(), "AVX2") != NULL, "%s", tg_last_error());
     tg_conv_path parsed = TG_CONV_PATH_AUTO;
-    cr_expect(tg_testing_conv_path_parse("winograd-avx2", &parsed) && parsed == TG_CONV_PATH_WINOGRAD_AVX2);
+    cr_expect(tg_testing_conv_path_parse("winograd-own", &parsed) && parsed == TG_CONV_PATH_WINOGRAD_OWN);
     cr_expect(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
     if (tg_testing_conv_isa_best() < TG_CONV_ISA_AVX512) {
         cr_expect_not(tg_testing_conv_path(TG_CONV_PATH_DIRECT, TG_CONV_ISA_AVX512));

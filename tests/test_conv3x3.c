@@ -51,7 +51,7 @@ static void expect_close(const char *what, const float *got, const double *want,
                  W, at, (double)got[at], want[at]);
 }
 
-enum { PASS_ALL, PASS_IM2COL, PASS_WINOGRAD, PASS_WINOGRAD_AVX2 };
+enum { PASS_ALL, PASS_IM2COL, PASS_WINOGRAD, PASS_WINOGRAD_OWN };
 
 static void check_shape(int N, int C, int O, int H, int W, int mode)
 {
@@ -67,10 +67,12 @@ static void check_shape(int N, int C, int O, int H, int W, int mode)
     /* passes: the direct kernels on each instruction set, then oneDNN (if built); or only im2col;
      * or only oneDNN's Winograd (its own test: a cap below AVX-512 stays on oneDNN for good) */
     const int best = tg_testing_conv_isa_best(), last = best + (mode == PASS_ALL && tg_testing_conv_onednn_built());
-    for (int isa = mode != PASS_ALL ? best : 0; isa <= last; isa++) {
+    /* tapegrad's Winograd: its 16-lane kernels on AVX-512, then its 8-lane ones under the AVX2 cap */
+    const int first = mode == PASS_WINOGRAD_OWN ? TG_CONV_ISA_AVX2 : mode != PASS_ALL ? best : 0;
+    for (int isa = first; isa <= last; isa++) {
         const tg_conv_path path = mode == PASS_IM2COL     ? TG_CONV_PATH_IM2COL
                                   : mode == PASS_WINOGRAD ? TG_CONV_PATH_WINOGRAD
-                                  : mode == PASS_WINOGRAD_AVX2 ? TG_CONV_PATH_WINOGRAD_AVX2
+                                  : mode == PASS_WINOGRAD_OWN ? TG_CONV_PATH_WINOGRAD_OWN
                                   : isa > best            ? TG_CONV_PATH_ONEDNN
                                                           : TG_CONV_PATH_DIRECT;
         cr_assert(tg_testing_conv_path(path, isa > best ? TG_CONV_ISA_BEST : (tg_conv_isa)isa), "%s", tg_last_error());
@@ -135,20 +137,60 @@ Test(conv3x3, winograd_matches_the_definition)
     check_shape(1, 128, 128, 8, 8, PASS_WINOGRAD);
 }
 
-/* Our AVX2 Winograd F(4x4,3x3) (ops/conv_winograd.c: forward, input and weight gradient) on the
+/* tapegrad's Winograd F(4x4,3x3) (ops/conv_winograd.c: forward, input and weight gradient; 8
+ * lanes, and 16 on an AVX-512 CPU, then again capped at AVX2's 8) on the
  * same shapes (partial tiles, channel counts around the vector of 8 and the 6-row register
  * blocks, units cut across rows and columns) and the UNet's channel counts, same tolerance. */
-Test(conv3x3, avx2_winograd_matches_the_definition)
+Test(conv3x3, own_winograd_matches_the_definition)
 {
     if (tg_testing_conv_isa_best() < TG_CONV_ISA_AVX2) cr_skip_test("no AVX2 here");
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const int *s = shapes[k];
-        check_shape(s[0], s[1], s[2], s[3], s[4], PASS_WINOGRAD_AVX2);
+        check_shape(s[0], s[1], s[2], s[3], s[4], PASS_WINOGRAD_OWN);
     }
-    check_shape(2, 64, 32, 12, 12, PASS_WINOGRAD_AVX2);
-    check_shape(1, 128, 128, 8, 8, PASS_WINOGRAD_AVX2);
-    check_shape(1, 16, 16, 9, 130, PASS_WINOGRAD_AVX2);
-    check_shape(1, 8, 8, 73, 70, PASS_WINOGRAD_AVX2);
+    check_shape(2, 64, 32, 12, 12, PASS_WINOGRAD_OWN);
+    check_shape(1, 128, 128, 8, 8, PASS_WINOGRAD_OWN);
+    check_shape(1, 16, 16, 9, 130, PASS_WINOGRAD_OWN);
+    check_shape(1, 8, 8, 73, 70, PASS_WINOGRAD_OWN);
+}
+
+/* Its 8- and 16-lane kernels sum the same terms in the same order (the cut into units counts
+ * channels in 8s either way): an AVX2 and an AVX-512 machine compute the same bits. */
+Test(conv3x3, own_winograd_gives_the_same_bits_with_8_and_16_lanes)
+{
+    if (tg_testing_conv_isa_best() < TG_CONV_ISA_AVX512) cr_skip_test("no AVX-512 here");
+    static const int shapes[][4] = {{2, 16, 16, 40}, {1, 24, 40, 19}, {2, 64, 32, 12}, {1, 9, 17, 70}};
+    tg_rng r;
+    tg_rng_seed(&r, 45);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int N = shapes[k][0], C = shapes[k][1], O = shapes[k][2], HW = shapes[k][3];
+        tg_tensor *x = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(N, C, HW, HW), &r), true);
+        tg_tensor *w = tg_tensor_set_requires_grad(tg_tensor_randn(TG_SHAPE(O, C, 3, 3), &r), true);
+        tg_tensor *gy = tg_tensor_randn(TG_SHAPE(N, O, HW, HW), &r);
+        float *got[2][3];
+        for (int pass = 0; pass < 2; pass++) {
+            cr_assert(tg_testing_conv_path(TG_CONV_PATH_WINOGRAD_OWN, pass ? TG_CONV_ISA_AVX2 : TG_CONV_ISA_BEST));
+            tg_tensor *y = tg_conv2d(x, w, NULL, (tg_conv2d_opts){.padding = {1, 1}});
+            cr_assert_not_null(y, "%s", tg_last_error());
+            cr_assert_eq(tg_backward_with(y, gy), TG_OK, "%s", tg_last_error());
+            const float *src[3] = {y->data, x->grad, w->grad};
+            const int64_t n[3] = {y->numel, x->numel, w->numel};
+            for (int j = 0; j < 3; j++) {
+                got[pass][j] = malloc(sizeof(float) * (size_t)n[j]);
+                memcpy(got[pass][j], src[j], sizeof(float) * (size_t)n[j]);
+                if (pass) {
+                    cr_expect_eq(memcmp(got[0][j], got[1][j], sizeof(float) * (size_t)n[j]), 0,
+                                 "%s differs between 16 and 8 lanes (%d -> %d @%d, batch %d)",
+                                 j == 0 ? "output" : j == 1 ? "dx" : "dw", C, O, HW, N);
+                    free(got[0][j]), free(got[1][j]);
+                }
+            }
+            tg_tape_clear();
+            tg_tensor_zero_grad(x), tg_tensor_zero_grad(w);
+        }
+        tg_tensor_free(x), tg_tensor_free(w), tg_tensor_free(gy);
+    }
+    cr_assert(tg_testing_conv_path(TG_CONV_PATH_AUTO, TG_CONV_ISA_BEST));
 }
 
 Test(conv3x3, im2col_path_matches_the_definition_too)
