@@ -61,7 +61,7 @@ void *tg_arena_calloc(size_t bytes);
  * tg_scratch_alloc(k) on this thread. It grows and is reused by every op of every step (the
  * arena would keep each call's copy until tg_tape_clear). Do not hold a slot across calls into
  * other ops. NULL (and an error) if out of memory. Owned by core; tg_scratch_release frees all. */
-#define TG_SCRATCH_SLOTS 4
+#define TG_SCRATCH_SLOTS 5
 /* Profiler hooks (core/profile.c), called by the tape. */
 bool tg_profile_enabled(void);
 double tg_profile_clock(void);
@@ -104,6 +104,12 @@ float *tg_grad(tg_tensor *t);
 /* Same, but a first-use buffer is left uninitialised and *fresh is set: the caller must then
  * write every element (store instead of add, and skip a zero-fill pass). */
 float *tg_grad_fresh(tg_tensor *t, bool *fresh);
+/* In a backward of node n (n->out == from) that writes every element of to's gradient from the
+ * same element of from's gradient (reading it first): from's gradient buffer, handed over to become
+ * to's (then from->grad is NULL), when nothing reads it after this backward (tg_set_retain_grad
+ * false, from not the root) and to is a tape tensor of from's size without a gradient yet. NULL
+ * otherwise (use tg_grad_fresh). Saves one buffer at the start of backward. */
+float *tg_grad_take_over(tg_tensor *to, tg_tensor *from);
 /* The current tape generation (a tape tensor t is alive while t->tape_gen equals it). */
 uint32_t tg_tape_generation(void);
 /* Node k (0 = first recorded) of this thread's tape: its op, and its input count in *n_in;

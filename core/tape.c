@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     block *blocks;         /* oldest first */
     block *cur;            /* the block being filled this step */
+    block *small_blocks, *small_cur; /* the same for requests below SMALL_ALLOC */
     size_t reserved;       /* bytes in all blocks */
     size_t used;           /* bytes handed out this step */
     tg_node **nodes;       /* recorded ops, forward order */
@@ -68,6 +69,7 @@ typedef struct {
     size_t free_bytes[FREE_CAP];
     int64_t n_free;
     bool release_grads, release_values;
+    const tg_tensor *root; /* the tensor the running backward started from (NULL outside one) */
     const char *record_failed; /* an op this step that could not be recorded (out of memory) */
     bool walked;
     bool grad_disabled;
@@ -96,12 +98,14 @@ static block *block_new(size_t size)
 }
 
 /* The first step's new memory: instead of one page fault per 4 KB page as ops first write
- * their outputs (often from one thread: zeroed gradients), the pages of the next POPULATE_CHUNK
- * bytes are asked for ahead of use, in one madvise(MADV_POPULATE_WRITE) per OpenMP thread.
- * Measured on this 2-core VM (700 MB, SCHED_FIFO): 360-410 ms of page faults from one thread,
- * 150-190 ms from two, 115 ms populated by two. Later steps reuse the populated blocks: no calls.
+ * their outputs (often from one thread: zeroed gradients), the pages a request reaches (rounded
+ * up to POPULATE_CHUNK) are asked for ahead of use, in one madvise(MADV_POPULATE_WRITE) per
+ * OpenMP thread. Measured on this 2-core VM (700 MB, SCHED_FIFO): 360-410 ms of page faults from
+ * one thread, 150-190 ms from two, 115 ms populated by two. Later steps reuse the populated
+ * blocks: no calls. The chunk is small: pages populated past a block's last use stay resident
+ * unused (16 MB chunks left 61 MB of block tails resident at crop 480).
  * Without MADV_POPULATE_WRITE (Linux < 5.14) the pages fault in as before. */
-#define POPULATE_CHUNK ((size_t)16 << 20)
+#define POPULATE_CHUNK ((size_t)256 << 10)
 static void populate(block *b, size_t end)
 {
 #if defined(MADV_POPULATE_WRITE) && !TG_ARENA_SEPARATE_DATA
@@ -125,30 +129,41 @@ static void populate(block *b, size_t end)
 #endif
 }
 
-static void *block_arena_alloc(size_t bytes)
+static void *chain_alloc(block **first, block **cur, size_t bytes)
 {
     bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (bytes == 0) bytes = ALIGN;
-    block *b = T.cur;
+    block *b = *cur;
     /* the next kept block with room (a block too small for this request stays unused this step) */
     while (b && b->size - b->used < bytes) b = b->next;
     if (!b) {
-        block *last = T.cur;
+        block *last = *cur;
         while (last && last->next) last = last->next;
         size_t size = !last ? MIN_BLOCK : 2 * last->size < MAX_BLOCK ? 2 * last->size : MAX_BLOCK;
         if (size < bytes) size = bytes;
         b = block_new(size);
         if (!b) return NULL;
         if (last) last->next = b;
-        else T.blocks = b;
+        else *first = b;
         T.reserved += size;
     }
-    T.cur = b;
+    *cur = b;
     void *p = b->mem + b->used;
     b->used += bytes;
     if (b->used > b->populated) populate(b, b->used);
     T.used += bytes;
     return p;
+}
+
+/* Small requests (nodes, op contexts, per-channel statistics) fill blocks of their own: the
+ * large values then lie side by side in the order they were made, so values and gradients
+ * handed back during backward merge into pieces as large as the layer before's (crop 480: a
+ * node and its context between two 59 MB outputs made the step's arena grow by 118 MB). */
+#define SMALL_ALLOC ((size_t)64 << 10)
+
+static void *block_arena_alloc(size_t bytes)
+{
+    return bytes < SMALL_ALLOC ? chain_alloc(&T.small_blocks, &T.small_cur, bytes) : chain_alloc(&T.blocks, &T.cur, bytes);
 }
 
 /* Grows a pointer vector kept across steps (no allocation once warm). */
@@ -253,12 +268,13 @@ void tg_scratch_release(void)
 void tg_tape_release(void)
 {
     tg_tape_clear();
-    for (block *b = T.blocks, *next; b; b = next) {
-        next = b->next;
-        tg_free(b->mem);
-        tg_free(b);
-    }
-    T.blocks = T.cur = NULL;
+    for (int c = 0; c < 2; c++)
+        for (block *b = c ? T.small_blocks : T.blocks, *next; b; b = next) {
+            next = b->next;
+            tg_free(b->mem);
+            tg_free(b);
+        }
+    T.blocks = T.cur = T.small_blocks = T.small_cur = NULL;
     T.reserved = 0;
     tg_free(T.nodes), tg_free(T.tensors), tg_free(T.separate);
     T.nodes = NULL, T.tensors = NULL, T.separate = NULL;
@@ -477,6 +493,17 @@ float *tg_grad_fresh(tg_tensor *t, bool *fresh)
     return t->grad;
 }
 
+float *tg_grad_take_over(tg_tensor *to, tg_tensor *from)
+{
+    if (!T.release_grads || !T.root || from == T.root || !from->tape_owned || !from->grad || !to->tape_owned ||
+        to->grad || to->dtype != TG_F32 || to->numel != from->numel || to->tape_gen != T.gen ||
+        (to->data && to->data == from->data))
+        return NULL;
+    to->grad = from->grad;
+    from->grad = NULL;
+    return to->grad;
+}
+
 bool tg_set_retain_grad(bool retain)
 {
     bool prev = !T.release_grads;
@@ -560,11 +587,13 @@ void tg_tape_clear(void)
     T.walked = false;
     T.record_failed = NULL;
     if (++T.gen == 0) T.gen = 2; /* 0 marks retired tensors; 2 keeps the pools alternating */
-    for (block *b = T.blocks; b; b = b->next) {
-        if (poison) memset(b->mem, 0xFF, b->used);
-        b->used = 0;
-    }
+    for (int c = 0; c < 2; c++)
+        for (block *b = c ? T.small_blocks : T.blocks; b; b = b->next) {
+            if (poison) memset(b->mem, 0xFF, b->used);
+            b->used = 0;
+        }
     T.cur = T.blocks;
+    T.small_cur = T.small_blocks;
     /* the pool this step uses last served the step before the one just cleared: all retired */
     header_pool *p = &T.headers[T.gen & 1];
     for (hchunk *c = p->first; c; c = c->next) c->used = 0;
@@ -615,6 +644,7 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
     if (!g) return TG_ERR_NOMEM;
     for (int64_t i = 0; i < out->numel; i++) g[i] += grad_out ? grad_out->data[i] : 1.0f;
     if (!out->tape_owned) return TG_OK; /* a leaf: nothing to walk */
+    T.root = out;
     for (int64_t k = T.n_nodes - 1; k >= 0; k--) {
         tg_node *n = T.nodes[k];
         if (!n->out->grad) continue;
@@ -632,6 +662,7 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
         if (tg_error_count() != errors) break; /* an op ran out of memory: its inputs' gradients are incomplete */
     }
     T.walked = true;
+    T.root = NULL;
     return tg_error_count() != errors ? tg_last_status() : TG_OK;
 }
 

@@ -114,7 +114,11 @@ static void batch_norm_backward(tg_node *n)
     tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     const float *dy = n->out->grad, *out = n->out->data, *wd = w ? w->data : NULL;
     bool dx_fresh = false;
-    float *dx = tg_needs_grad(x) ? tg_grad_fresh(x, &dx_fresh) : NULL;
+    /* dx over dy when dy is dead after this backward: each element is read before it is written
+     * (channel by channel: the sums first, then the elements) */
+    float *dx = tg_needs_grad(x) ? tg_grad_take_over(x, n->out) : NULL;
+    if (dx) dx_fresh = true;
+    else if (tg_needs_grad(x)) dx = tg_grad_fresh(x, &dx_fresh);
     float *dw = w && tg_needs_grad(w) ? tg_grad(w) : NULL;
     float *db = b && tg_needs_grad(b) ? tg_grad(b) : NULL;
     if ((tg_needs_grad(x) && !dx) || (w && tg_needs_grad(w) && !dw) || (b && tg_needs_grad(b) && !db)) return;

@@ -4,7 +4,7 @@
  *
  * Tensors stay NCHW / OIHW in tapegrad; oneDNN picks its own blocked layouts (nChw8c on AVX2,
  * nChw16c on AVX-512) and each call reorders into them in per-thread scratch (slots 1-3), as
- * PyTorch does. Primitives are created once per shape and kept (a small cache, most recently
+ * PyTorch does; the primitives' scratchpads are scratch too (slot 4). Primitives are created once per shape and kept (a small cache, most recently
  * added first out when full). */
 #include "../core/core_internal.h"
 #include "conv_onednn.h"
@@ -94,7 +94,7 @@ typedef struct {
     dnnl_primitive_t to[3];      /* user -> primitive layout, NULL when equal */
     dnnl_primitive_t from[3];    /* primitive -> user layout (outputs), NULL when equal */
     dnnl_primitive_t from_add;   /* primitive -> user layout adding to the user's (dx accumulate) */
-    dnnl_memory_desc_t scratch;  /* the primitive's scratchpad, passed by the caller (Winograd dW) */
+    dnnl_memory_desc_t scratch;  /* the primitive's scratchpad, passed by the caller (step memory, not oneDNN's) */
 } prim_set;
 
 enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS, KIND_BWD_WEIGHTS_BIAS, N_KINDS };
@@ -204,9 +204,11 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
     /* the Winograd weight gradient runs one image per thread on a plan for one thread (see
      * tg_conv_onednn_backward_weights_winograd), with the caller's scratchpad */
     if (d->winograd) omp_set_num_threads(wino_dw ? 1 : WINO_PLAN_THREADS);
+    /* every primitive's scratchpad is the caller's: lent from the step's memory (tg_scratch_alloc),
+     * instead of a buffer oneDNN keeps at its largest size beside the step (Winograd: 58 MB at crop 480) */
     dnnl_primitive_attr_t sattr = NULL;
-    if (wino_dw && (!ok(dnnl_primitive_attr_create(&sattr), "attr") ||
-                    !ok(dnnl_primitive_attr_set_scratchpad_mode(sattr, dnnl_scratchpad_mode_user), "scratchpad mode"))) {
+    if (!ok(dnnl_primitive_attr_create(&sattr), "attr") ||
+        !ok(dnnl_primitive_attr_set_scratchpad_mode(sattr, dnnl_scratchpad_mode_user), "scratchpad mode")) {
         if (sattr) dnnl_primitive_attr_destroy(sattr);
         omp_set_num_threads(threads);
         return false;
@@ -215,12 +217,13 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
                                                               &any[0], &any[1], kind == KIND_FWD_BIAS ? &bias_md : NULL,
                                                               &any[2], strides, dil, pl, pr),
                    "forward descriptor") &&
-                ok(dnnl_primitive_desc_create(&fpd, &fwd, NULL, g_engine, NULL), "forward primitive descriptor");
+                ok(dnnl_primitive_desc_create(&fpd, &fwd, kind <= KIND_FWD_BIAS ? sattr : NULL, g_engine, NULL),
+                   "forward primitive descriptor");
     if (good && kind == KIND_BWD_DATA)
         good = ok(dnnl_dilated_convolution_backward_data_desc_init(&cd, alg, &any[0], &any[1],
                                                                    &any[2], strides, dil, pl, pr),
                   "backward-data descriptor") &&
-               ok(dnnl_primitive_desc_create(&pd, &cd, NULL, g_engine, fpd), "backward-data primitive descriptor");
+               ok(dnnl_primitive_desc_create(&pd, &cd, sattr, g_engine, fpd), "backward-data primitive descriptor");
     else if (good && (kind == KIND_BWD_WEIGHTS || kind == KIND_BWD_WEIGHTS_BIAS))
         good = ok(dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &any[0], &any[1],
                                                                       kind == KIND_BWD_WEIGHTS_BIAS ? &bias_md : NULL,
@@ -236,7 +239,7 @@ static bool create_set(const tg_conv_desc *d, int kind, prim_set *p)
     if (d->winograd) omp_set_num_threads(threads);
     if (sattr) dnnl_primitive_attr_destroy(sattr);
     p->prim = prim;
-    if (good && wino_dw) p->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (good) p->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     if (good) {
         static const dnnl_query_t q[N_KINDS][3] = {
             [KIND_FWD] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
@@ -338,12 +341,18 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
             good = wrap(&p->md[i], t[i], &pm[i]);
     }
     if (good && bias) good = wrap(&bias_md, (void *)bias, &bm);
+    const size_t ss = dnnl_memory_desc_get_size(&p->scratch);
+    dnnl_memory_t sm = NULL;
+    if (good && ss) {
+        void *sp = scratch64(4, ss);
+        good = sp && wrap(&p->scratch, sp, &sm);
+    }
     if (good) {
-        dnnl_exec_arg_t a[4] = {{arg[kind][0], pm[0]},
-                                {arg[kind][1], pm[1]},
-                                {arg[kind][2], pm[2]},
-                                {kind == KIND_BWD_WEIGHTS_BIAS ? DNNL_ARG_DIFF_BIAS : DNNL_ARG_BIAS, bm}};
-        good = run(p->prim, bias ? 4 : 3, a);
+        dnnl_exec_arg_t a[5] = {{arg[kind][0], pm[0]}, {arg[kind][1], pm[1]}, {arg[kind][2], pm[2]}};
+        int na = 3;
+        if (bias) a[na++] = (dnnl_exec_arg_t){kind == KIND_BWD_WEIGHTS_BIAS ? DNNL_ARG_DIFF_BIAS : DNNL_ARG_BIAS, bm};
+        if (sm) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, sm};
+        good = run(p->prim, na, a);
     }
     if (good && add) good = reorder(p->from_add, pm[out], um[out]);
     else if (good && p->from[out]) good = reorder(p->from[out], pm[out], um[out]);
@@ -353,6 +362,7 @@ static bool execute(const tg_conv_desc *d, int kind, float *t[3], const float *b
         if (pm[i]) dnnl_memory_destroy(pm[i]);
     }
     if (bm) dnnl_memory_destroy(bm);
+    if (sm) dnnl_memory_destroy(sm);
     pthread_mutex_unlock(&g_lock);
     return good;
 }
@@ -402,26 +412,34 @@ bool tg_conv_onednn_backward_weights(const tg_conv_desc *d, const float *x, cons
     return true;
 }
 
-/* One image's weight (and bias) gradient through the Winograd primitive p on this thread alone:
- * x and dy reordered into the primitive's layouts in this thread's scratch slot 1, its gradient
- * in slot 2 (then reordered into out, oihw), its scratchpad in slot 3; the bias gradient into
- * out + n. */
+/* The work memory of one thread's wino_dw_image, in 64-byte units: x and dy in the primitive's
+ * layouts, its weight gradient, its scratchpad. */
+static size_t wino_dw_work(const prim_set *p, size_t *sx, size_t *sy, size_t *sw, size_t *ss)
+{
+    *sx = (dnnl_memory_desc_get_size(&p->md[0]) + 63) / 64 * 64;
+    *sy = (dnnl_memory_desc_get_size(&p->md[2]) + 63) / 64 * 64;
+    *sw = (dnnl_memory_desc_get_size(&p->md[1]) + 63) / 64 * 64;
+    *ss = (dnnl_memory_desc_get_size(&p->scratch) + 63) / 64 * 64;
+    return *sx + *sy + *sw + *ss;
+}
+
+/* One image's weight (and bias) gradient through the Winograd primitive p on this thread alone,
+ * in work (64-byte aligned, wino_dw_work bytes): x and dy reordered into the primitive's layouts,
+ * its gradient (then reordered into out, oihw), its scratchpad; the bias gradient into out + n. */
 static bool wino_dw_image(const prim_set *p, const tg_conv_desc *one, const float *x, const float *dy, float *out,
-                          int64_t n, bool bias)
+                          int64_t n, bool bias, char *work)
 {
     dnnl_memory_desc_t user[3], bias_md;
     user_mds(one, user, &bias_md);
-    const size_t sx = dnnl_memory_desc_get_size(&p->md[0]), sy = dnnl_memory_desc_get_size(&p->md[2]);
-    const size_t sw = dnnl_memory_desc_get_size(&p->md[1]), ss = dnnl_memory_desc_get_size(&p->scratch);
-    char *io = scratch64(1, (sx + 63) / 64 * 64 + sy), *wb = scratch64(2, sw);
-    char *sp = ss ? scratch64(3, ss) : NULL;
-    if (!io || !wb || (ss && !sp)) return false;
+    size_t sx, sy, sw, ss;
+    wino_dw_work(p, &sx, &sy, &sw, &ss);
+    char *io = work, *wb = work + sx + sy, *sp = ss ? wb + sw : NULL;
     dnnl_stream_t st = NULL;
     dnnl_memory_t ux = NULL, uy = NULL, uw = NULL, px = NULL, py = NULL, pw = NULL, ms = NULL, mb = NULL;
     bool good = ok(dnnl_stream_create(&st, g_engine, dnnl_stream_default_flags), "stream") &&
                 wrap(&user[0], (void *)x, &ux) && wrap(&user[2], (void *)dy, &uy) && wrap(&user[1], out, &uw) &&
                 wrap(&p->md[0], p->to[0] ? io : (void *)x, &px) &&
-                wrap(&p->md[2], p->to[2] ? io + (sx + 63) / 64 * 64 : (void *)dy, &py) &&
+                wrap(&p->md[2], p->to[2] ? io + sx : (void *)dy, &py) &&
                 wrap(&p->md[1], p->from[1] ? (void *)wb : out, &pw) && (!ss || wrap(&p->scratch, sp, &ms)) &&
                 (!bias || wrap(&bias_md, out + n, &mb));
     const dnnl_exec_arg_t rx[2] = {{DNNL_ARG_FROM, ux}, {DNNL_ARG_TO, px}}, ry[2] = {{DNNL_ARG_FROM, uy}, {DNNL_ARG_TO, py}};
@@ -446,7 +464,8 @@ bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float
     /* oneDNN's Winograd weight gradient splits its reduction over tiles among its threads, so its
      * result depends on their number. Instead: a plan for one thread, one image per call, images
      * spread over tapegrad's threads (each call runs on its thread alone), every image's gradient
-     * into its own slot of scratch slot 0, summed in image order. */
+     * into its own slot of scratch slot 0, summed in image order. The threads' work memory is
+     * scratch slot 1 of this thread (lent from the step's memory: workers have no step). */
     tg_conv_desc one = *d;
     one.N = 1;
     one.winograd = 1;
@@ -460,13 +479,19 @@ bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float
     const int64_t n = d->O * (d->C / d->groups) * d->kh * d->kw, per = n + d->O;
     float *parts = tg_scratch_alloc(0, (size_t)(d->N * per) * sizeof(float));
     if (!parts) return false;
-    bool good = true;
     /* (as the direct kernels: small layers on the calling thread alone) */
-#pragma omp parallel for schedule(static) reduction(&& : good) if (d->N * n * d->Ho * d->Wo > 4 * TG_PARALLEL_MIN)
+    const bool par = d->N * n * d->Ho * d->Wo > 4 * TG_PARALLEL_MIN;
+    const int64_t nt = par ? (omp_get_max_threads() < d->N ? omp_get_max_threads() : d->N) : 1;
+    size_t sx, sy, sw, ss;
+    const size_t per_thread = wino_dw_work(&p, &sx, &sy, &sw, &ss);
+    char *work = scratch64(1, (size_t)nt * per_thread);
+    if (!work) return false;
+    bool good = true;
+#pragma omp parallel for schedule(static) num_threads(nt) reduction(&& : good) if (par)
     for (int64_t i = 0; i < d->N; i++) {
         omp_set_num_threads(1); /* oneDNN inside: this thread only (this task's setting) */
         good = wino_dw_image(&p, &one, x + i * d->C * d->H * d->W, dy + i * d->O * d->Ho * d->Wo, parts + i * per, n,
-                             db != NULL) && good;
+                             db != NULL, work + (size_t)omp_get_thread_num() * per_thread) && good;
     }
     if (!good) {
         tg_error(TG_ERR_NOMEM, "conv2d (oneDNN Winograd weight gradient): out of memory or failed on a thread");
