@@ -62,6 +62,13 @@ void *tg_arena_calloc(size_t bytes);
  * arena would keep each call's copy until tg_tape_clear). Do not hold a slot across calls into
  * other ops. NULL (and an error) if out of memory. Owned by core; tg_scratch_release frees all. */
 #define TG_SCRATCH_SLOTS 5
+/* n buffers of bytes each in slot k (out[0..n-1], 64-byte aligned), as tg_scratch_alloc's: one for
+ * each thread of a parallel region, lent from the step's memory one by one when a step runs
+ * (pieces fit where one block of n times the size would not). False (and an error) if out of memory. */
+bool tg_scratch_alloc_each(int slot, int n, size_t bytes, void **out);
+/* Hands the step memory lent to this thread's scratch slots back now (it goes back anyway when the
+ * op records its output or its backward returns): for an op whose later phase needs room. */
+void tg_scratch_give_back(void);
 /* Profiler hooks (core/profile.c), called by the tape. */
 bool tg_profile_enabled(void);
 double tg_profile_clock(void);

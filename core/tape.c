@@ -44,6 +44,9 @@ typedef struct {
     hchunk *first, *cur;
 } header_pool;
 
+/* Pieces of step memory lent to scratch slots at once at most (tg_scratch_alloc_each: one a thread). */
+#define LENT_CAP 64
+
 /* Pieces on a step's free list at most (a fixed array: handing memory back never allocates). */
 #define FREE_CAP 1024
 
@@ -61,8 +64,12 @@ typedef struct {
     int64_t n_separate, cap_separate;
     void *scratch[TG_SCRATCH_SLOTS]; /* per-op temporary work, reused by every op */
     size_t scratch_size[TG_SCRATCH_SLOTS];
-    void *scratch_step[TG_SCRATCH_SLOTS]; /* a free-list piece lent to the slot (see tg_scratch_alloc) */
-    size_t scratch_step_bytes[TG_SCRATCH_SLOTS];
+    struct {
+        char *p;
+        size_t bytes;
+        int slot;
+    } lent[LENT_CAP]; /* step memory lent to scratch slots (see tg_scratch_alloc), in lending order */
+    int n_lent;
     header_pool headers[2]; /* headers[gen & 1] serves this step */
     uint32_t gen;
     void *free_grads[FREE_CAP]; /* memory handed back this step (see free_push), reused by outputs and gradients */
@@ -209,41 +216,61 @@ static size_t round_align(size_t bytes);
  * a buffer that stays beside them for every later step. */
 #define SCRATCH_LEND_MIN ((size_t)1 << 20)
 
-/* The pieces lent to scratch slots go back to the free list: an op's temporaries are dead once it
+/* The pieces lent to scratch slot `slot` (all slots: -1) go back, latest first: a piece at the
+ * arena's top is popped, any other goes to the free list. An op's temporaries are dead once it
  * records its output (forward) or its backward returns ("do not hold a slot across calls into
- * other ops", core_internal.h). */
-static void scratch_return_lent(void)
+ * other ops", core_internal.h), and a slot's at its next call. */
+static void lent_give_back(int slot)
 {
-    for (int k = TG_SCRATCH_SLOTS - 1; k >= 0; k--)
-        if (T.scratch_step[k]) {
-            char *p = T.scratch_step[k];
-            const size_t bytes = round_align(T.scratch_step_bytes[k]);
-            block *b = T.cur;
-            if (!TG_ARENA_SEPARATE_DATA && b && p + bytes == b->mem + b->used) { /* the arena's top: pop it */
-                b->used -= bytes;
-                T.used -= bytes;
-            } else {
-                free_push(p, T.scratch_step_bytes[k]);
-            }
-            T.scratch_step[k] = NULL;
+    int kept = 0;
+    for (int k = T.n_lent - 1; k >= 0; k--) {
+        if (slot >= 0 && T.lent[k].slot != slot) {
+            kept++;
+            continue;
         }
+        char *p = T.lent[k].p;
+        const size_t bytes = round_align(T.lent[k].bytes);
+        block *b = T.cur;
+        if (!TG_ARENA_SEPARATE_DATA && b && p + bytes == b->mem + b->used) { /* the arena's top: pop it */
+            b->used -= bytes;
+            T.used -= bytes;
+        } else {
+            free_push(p, T.lent[k].bytes);
+        }
+        T.lent[k].p = NULL;
+    }
+    if (kept) { /* close the gaps, keeping the order */
+        int n = 0;
+        for (int k = 0; k < T.n_lent; k++)
+            if (T.lent[k].p) T.lent[n++] = T.lent[k];
+    }
+    T.n_lent = kept;
+}
+
+static void scratch_return_lent(void) { lent_give_back(-1); }
+
+void tg_scratch_give_back(void) { lent_give_back(-1); }
+
+/* A piece of step memory lent to slot (NULL: none free, or no step running on this thread). */
+static void *lend(int slot, size_t bytes)
+{
+    if (bytes < SCRATCH_LEND_MIN || !(T.used || T.n_nodes) || T.n_lent == LENT_CAP) return NULL;
+    void *p = T.n_free ? free_take(bytes) : NULL;
+    if (!p) p = tg_arena_alloc(bytes);
+    if (!p) return NULL;
+    T.lent[T.n_lent].p = p;
+    T.lent[T.n_lent].bytes = bytes;
+    T.lent[T.n_lent++].slot = slot;
+    return p;
 }
 
 void *tg_scratch_alloc(int slot, size_t bytes)
 {
     assert(slot >= 0 && slot < TG_SCRATCH_SLOTS);
-    if (T.scratch_step[slot]) { /* the piece lent at the last call goes back */
-        free_push(T.scratch_step[slot], T.scratch_step_bytes[slot]);
-        T.scratch_step[slot] = NULL;
-    }
-    if (bytes > T.scratch_size[slot] && bytes >= SCRATCH_LEND_MIN && (T.used || T.n_nodes)) {
-        void *p = T.n_free ? free_take(bytes) : NULL;
-        if (!p) p = tg_arena_alloc(bytes);
-        if (p) {
-            T.scratch_step[slot] = p;
-            T.scratch_step_bytes[slot] = bytes;
-            return p;
-        }
+    lent_give_back(slot); /* the pieces lent at the slot's last call */
+    if (bytes > T.scratch_size[slot]) {
+        void *p = lend(slot, bytes);
+        if (p) return p;
     }
     /* Under ASan every request gets a buffer of exactly its size, so overruns are reported. */
     if (bytes > T.scratch_size[slot] || (TG_ARENA_SEPARATE_DATA && bytes != T.scratch_size[slot])) {
@@ -254,6 +281,23 @@ void *tg_scratch_alloc(int slot, size_t bytes)
         T.scratch_size[slot] = bytes;
     }
     return T.scratch[slot];
+}
+
+bool tg_scratch_alloc_each(int slot, int n, size_t bytes, void **out)
+{
+    assert(slot >= 0 && slot < TG_SCRATCH_SLOTS && n >= 1);
+    lent_give_back(slot);
+    const size_t each = round_align(bytes);
+    if (T.n_lent + n <= LENT_CAP && (size_t)n * each > T.scratch_size[slot]) {
+        int k = 0;
+        while (k < n && (out[k] = lend(slot, bytes))) k++;
+        if (k == n) return true;
+        lent_give_back(slot);
+    }
+    char *buf = tg_scratch_alloc(slot, (size_t)n * each);
+    if (!buf) return false;
+    for (int k = 0; k < n; k++) out[k] = buf + (size_t)k * each;
+    return true;
 }
 
 void tg_scratch_release(void)
@@ -582,7 +626,7 @@ void tg_tape_clear(void)
     for (int64_t k = 0; k < T.n_separate; k++) tg_free(T.separate[k]);
     T.n_separate = 0;
     T.n_free = 0;
-    for (int k = 0; k < TG_SCRATCH_SLOTS; k++) T.scratch_step[k] = NULL; /* lent pieces die with the step */
+    T.n_lent = 0; /* lent pieces die with the step */
     T.used = 0;
     T.walked = false;
     T.record_failed = NULL;

@@ -259,17 +259,20 @@ static void conv2d_backward(tg_node *n)
     if (!need_x && !need_w) return;
     /* the direct kernels and oneDNN write every element of dx: a new buffer needs no zero-fill */
     bool fresh = false;
-    float *dx = !need_x ? NULL : dx_col ? tg_grad(x) : tg_grad_fresh(x, &fresh), *dw = need_w ? tg_grad(w) : NULL;
-    if ((need_x && !dx) || (need_w && !dw)) return; /* out of memory: the error is set */
+    float *dw = need_w ? tg_grad(w) : NULL;
+    if (need_w && !dw) return; /* out of memory: the error is set */
     float *db = db_with_dw && b && tg_needs_grad(b) ? tg_grad(b) : NULL;
     if (db_with_dw && b && tg_needs_grad(b) && !db) return;
     if (dw_direct && !dw_gemm && !tg_conv3x3_direct_dw(x->data, N, g->C, g->H, g->W, dy, O, dw, db)) return;
     if (dw_wino_own && !tg_conv3x3_winograd_dw(x->data, N, g->C, g->H, g->W, dy, O, dw)) return;
+    tg_conv_desc d = onednn_desc(g, N, O, G);
+    if (dw_wino && !tg_conv_onednn_backward_weights_winograd(&d, x->data, dy, dw, db)) return;
+    if (dw_dnnl && !dw_wino && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
+    tg_scratch_give_back(); /* dx after the weight gradient's work memory went back (Winograd's: 77 MB at crop 480) */
+    float *dx = !need_x ? NULL : dx_col ? tg_grad(x) : tg_grad_fresh(x, &fresh);
+    if (need_x && !dx) return;
     if (dx_wino_own && !tg_conv3x3_winograd(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL)) return;
-    if (dw_dnnl || dx_dnnl) {
-        tg_conv_desc d = onednn_desc(g, N, O, G);
-        if (dw_wino && !tg_conv_onednn_backward_weights_winograd(&d, x->data, dy, dw, db)) return;
-        if (dw_dnnl && !dw_wino && !tg_conv_onednn_backward_weights(&d, x->data, dy, dw, db)) return;
+    if (dx_dnnl) {
         d.winograd = dx_wino;
         if (dx_dnnl && !tg_conv_onednn_backward_data(&d, dy, w->data, dx, !fresh)) return;
     }

@@ -465,7 +465,7 @@ bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float
      * result depends on their number. Instead: a plan for one thread, one image per call, images
      * spread over tapegrad's threads (each call runs on its thread alone), every image's gradient
      * into its own slot of scratch slot 0, summed in image order. The threads' work memory is
-     * scratch slot 1 of this thread (lent from the step's memory: workers have no step). */
+     * this thread's scratch slot 1, a piece each (lent from the step's memory: workers have none). */
     tg_conv_desc one = *d;
     one.N = 1;
     one.winograd = 1;
@@ -481,17 +481,19 @@ bool tg_conv_onednn_backward_weights_winograd(const tg_conv_desc *d, const float
     if (!parts) return false;
     /* (as the direct kernels: small layers on the calling thread alone) */
     const bool par = d->N * n * d->Ho * d->Wo > 4 * TG_PARALLEL_MIN;
-    const int64_t nt = par ? (omp_get_max_threads() < d->N ? omp_get_max_threads() : d->N) : 1;
+    int64_t nt = par ? (omp_get_max_threads() < d->N ? omp_get_max_threads() : d->N) : 1;
+    if (nt > 64) nt = 64;
     size_t sx, sy, sw, ss;
     const size_t per_thread = wino_dw_work(&p, &sx, &sy, &sw, &ss);
-    char *work = scratch64(1, (size_t)nt * per_thread);
-    if (!work) return false;
+    void *work[64];
+    if (!tg_scratch_alloc_each(1, (int)nt, per_thread + 64, work)) return false;
+    for (int64_t t = 0; t < nt; t++) work[t] = (char *)work[t] + (64 - (uintptr_t)work[t] % 64) % 64;
     bool good = true;
 #pragma omp parallel for schedule(static) num_threads(nt) reduction(&& : good) if (par)
     for (int64_t i = 0; i < d->N; i++) {
         omp_set_num_threads(1); /* oneDNN inside: this thread only (this task's setting) */
         good = wino_dw_image(&p, &one, x + i * d->C * d->H * d->W, dy + i * d->O * d->Ho * d->Wo, parts + i * per, n,
-                             db != NULL, work + (size_t)omp_get_thread_num() * per_thread) && good;
+                             db != NULL, work[omp_get_thread_num()]) && good;
     }
     if (!good) {
         tg_error(TG_ERR_NOMEM, "conv2d (oneDNN Winograd weight gradient): out of memory or failed on a thread");
