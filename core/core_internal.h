@@ -124,6 +124,10 @@ uint32_t tg_tape_generation(void);
 const tg_op_def *tg_tape_node_op(int64_t k, int *n_in);
 /* Node k's output tensor (NULL past the end): tests that check what the tape keeps. */
 tg_tensor *tg_tape_node_out(int64_t k);
+/* The most arena bytes this thread's step used at once since its last clear (tests of a step's
+ * memory), and the bytes the scratch slots of all threads hold in buffers of their own. */
+size_t tg_tape_bytes_peak(void);
+size_t tg_scratch_bytes_held(void);
 /* Does this input want a gradient in this backward? */
 static inline bool tg_needs_grad(const tg_tensor *t) { return t && t->requires_grad && t->dtype == TG_F32; }
 /* The gradient buffer of input i for a backward to add into: NULL if that input wants no gradient,

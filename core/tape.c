@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <omp.h>
+#include <stdatomic.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Under AddressSanitizer tensor data is malloc'd one by one and freed at each
@@ -56,6 +57,7 @@ typedef struct {
     block *small_blocks, *small_cur; /* the same for requests below SMALL_ALLOC */
     size_t reserved;       /* bytes in all blocks */
     size_t used;           /* bytes handed out this step */
+    size_t peak;           /* the most used at once this step */
     tg_node **nodes;       /* recorded ops, forward order */
     int64_t n_nodes, cap_nodes;
     tg_tensor **tensors;   /* every tape tensor of this step (to retire at clear) */
@@ -83,6 +85,11 @@ typedef struct {
 } tape_state;
 
 static _Thread_local tape_state T = {.gen = 1};
+
+/* Bytes of the scratch slots' own buffers, all threads together (tg_scratch_bytes_held). */
+static atomic_size_t g_scratch_held;
+
+size_t tg_scratch_bytes_held(void) { return atomic_load_explicit(&g_scratch_held, memory_order_relaxed); }
 
 #define ALIGN 64
 #define MIN_BLOCK (1u << 20)
@@ -159,6 +166,7 @@ static void *chain_alloc(block **first, block **cur, size_t bytes)
     b->used += bytes;
     if (b->used > b->populated) populate(b, b->used);
     T.used += bytes;
+    if (T.used > T.peak) T.peak = T.used;
     return p;
 }
 
@@ -199,6 +207,7 @@ void *tg_arena_alloc(size_t bytes)
         return NULL;
     }
     if (p) T.used += bytes;
+    if (T.used > T.peak) T.peak = T.used;
     return p;
 #else
     return block_arena_alloc(bytes);
@@ -275,10 +284,12 @@ void *tg_scratch_alloc(int slot, size_t bytes)
     /* Under ASan every request gets a buffer of exactly its size, so overruns are reported. */
     if (bytes > T.scratch_size[slot] || (TG_ARENA_SEPARATE_DATA && bytes != T.scratch_size[slot])) {
         tg_free(T.scratch[slot]);
+        atomic_fetch_sub_explicit(&g_scratch_held, T.scratch_size[slot], memory_order_relaxed);
         T.scratch_size[slot] = 0;
         T.scratch[slot] = tg_aligned_alloc(bytes);
         if (!T.scratch[slot]) return NULL;
         T.scratch_size[slot] = bytes;
+        atomic_fetch_add_explicit(&g_scratch_held, bytes, memory_order_relaxed);
     }
     return T.scratch[slot];
 }
@@ -303,6 +314,7 @@ bool tg_scratch_alloc_each(int slot, int n, size_t bytes, void **out)
 void tg_scratch_release(void)
 {
     for (int s = 0; s < TG_SCRATCH_SLOTS; s++) {
+        atomic_fetch_sub_explicit(&g_scratch_held, T.scratch_size[s], memory_order_relaxed);
         tg_free(T.scratch[s]);
         T.scratch[s] = NULL;
         T.scratch_size[s] = 0;
@@ -617,6 +629,8 @@ size_t tg_tape_bytes_reserved(void) { return T.reserved; }
 
 size_t tg_tape_bytes_used(void) { return T.used; }
 
+size_t tg_tape_bytes_peak(void) { return T.peak; }
+
 void tg_tape_clear(void)
 {
     for (int64_t k = 0; k < T.n_tensors; k++) T.tensors[k]->tape_gen = 0; /* retired */
@@ -628,6 +642,7 @@ void tg_tape_clear(void)
     T.n_free = 0;
     T.n_lent = 0; /* lent pieces die with the step */
     T.used = 0;
+    T.peak = 0;
     T.walked = false;
     T.record_failed = NULL;
     if (++T.gen == 0) T.gen = 2; /* 0 marks retired tensors; 2 keeps the pools alternating */
