@@ -238,14 +238,18 @@ static void lent_give_back(int slot)
             continue;
         }
         char *p = T.lent[k].p;
+#if TG_ARENA_SEPARATE_DATA
+        tg_free(p);
+#else
         const size_t bytes = round_align(T.lent[k].bytes);
         block *b = T.cur;
-        if (!TG_ARENA_SEPARATE_DATA && b && p + bytes == b->mem + b->used) { /* the arena's top: pop it */
+        if (b && p + bytes == b->mem + b->used) { /* the arena's top: pop it */
             b->used -= bytes;
             T.used -= bytes;
         } else {
             free_push(p, T.lent[k].bytes);
         }
+#endif
         T.lent[k].p = NULL;
     }
     if (kept) { /* close the gaps, keeping the order */
@@ -264,8 +268,14 @@ void tg_scratch_give_back(void) { lent_give_back(-1); }
 static void *lend(int slot, size_t bytes)
 {
     if (bytes < SCRATCH_LEND_MIN || !(T.used || T.n_nodes) || T.n_lent == LENT_CAP) return NULL;
+#if TG_ARENA_SEPARATE_DATA
+    /* under ASan a buffer of exactly the size, freed when given back: overruns and uses after the
+     * op are reported (and the step's byte count stays that of its tensors) */
+    void *p = tg_aligned_alloc(bytes);
+#else
     void *p = T.n_free ? free_take(bytes) : NULL;
     if (!p) p = tg_arena_alloc(bytes);
+#endif
     if (!p) return NULL;
     T.lent[T.n_lent].p = p;
     T.lent[T.n_lent].bytes = bytes;
@@ -640,6 +650,7 @@ void tg_tape_clear(void)
     for (int64_t k = 0; k < T.n_separate; k++) tg_free(T.separate[k]);
     T.n_separate = 0;
     T.n_free = 0;
+    if (TG_ARENA_SEPARATE_DATA) lent_give_back(-1); /* (ASan: their own allocations) */
     T.n_lent = 0; /* lent pieces die with the step */
     T.used = 0;
     T.peak = 0;
