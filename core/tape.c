@@ -260,8 +260,6 @@ static void lent_give_back(int slot)
     T.n_lent = kept;
 }
 
-static void scratch_return_lent(void) { lent_give_back(-1); }
-
 void tg_scratch_give_back(void) { lent_give_back(-1); }
 
 /* A piece of step memory lent to slot (NULL: none free, or no step running on this thread). */
@@ -455,7 +453,7 @@ tg_tensor *tg_output_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
 
 tg_node *tg_record(const tg_op_def *op, tg_tensor *out, int n_in, tg_tensor *const *in)
 {
-    scratch_return_lent();
+    tg_scratch_give_back();
     if (tg_profile_enabled()) tg_profile_recorded(op);
     if (T.grad_disabled || !out) return NULL;
     bool any = false;
@@ -725,7 +723,7 @@ static tg_status seed_and_walk(tg_tensor *out, const tg_tensor *grad_out)
         } else {
             n->op->backward(n);
         }
-        scratch_return_lent();
+        tg_scratch_give_back();
         if (T.release_grads) release_grad(n, out);
         /* its output's value was read by its consumers' backwards (run before) and its own */
         if (T.release_values && !keep_output(n, out)) tg_release_value(n->out);
