@@ -353,12 +353,7 @@ static bool dw_lanes(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
         return false;
     }
     /* parts[0] += parts[1..nb) in band order, then dw (O, C*9) += parts[0] (C*9, O_r) transposed */
-#pragma omp parallel for schedule(static) if (part * nb > TG_PARALLEL_MIN)
-    for (int64_t q0 = 0; q0 < part; q0 += 4096) {
-        const int64_t q1 = q0 + 4096 < part ? q0 + 4096 : part;
-        for (int64_t b = 1; b < nb; b++)
-            for (int64_t q = q0; q < q1; q++) parts[q] += parts[b * part + q];
-    }
+    tg_conv_sum_partials(parts, part, nb);
     if (k == ISA_AVX512) transpose_avx512(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
     else transpose_avx2(parts, O_r, C * 9, O, dw, C * 9, true, NULL);
     for (int64_t o = 0; o < O && db; o++) {
@@ -377,6 +372,16 @@ bool tg_conv3x3_direct_dw(const float *x, int64_t N, int64_t C, int64_t H, int64
     for (int64_t i = 0; i < N; i++)
         if (!dw_pixels(x + i * C * H * W, C, H, W, dy + i * O * H * W, O, dw)) return false;
     return true;
+}
+
+void tg_conv_sum_partials(float *parts, int64_t part, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (part * n > TG_PARALLEL_MIN)
+    for (int64_t q0 = 0; q0 < part; q0 += 4096) {
+        const int64_t q1 = q0 + 4096 < part ? q0 + 4096 : part;
+        for (int64_t b = 1; b < n; b++)
+            for (int64_t q = q0; q < q1; q++) parts[q] += parts[b * part + q];
+    }
 }
 
 bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O)

@@ -33,6 +33,10 @@ bool tg_conv3x3_winograd_dw(const float *x, int64_t N, int64_t C, int64_t H, int
  * AVX2, for many channels)? */
 bool tg_conv3x3_dw_by_gemm(int64_t C, int64_t O);
 
+/* parts[0 .. part) += parts[k*part ..] for k = 1 .. n-1, in that order (each element's sum does
+ * not depend on the threads, which split the elements) (ops/conv3x3.c). */
+void tg_conv_sum_partials(float *parts, int64_t part, int64_t n);
+
 /* db (O) += sum over n and l of dy (N,O,L), in double per channel (ops/conv2d.c). */
 void tg_conv_bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t L);
 

@@ -393,12 +393,7 @@ bool tg_conv3x3_winograd_dw(const float *x, int64_t N, int64_t C, int64_t H, int
         tg_error(TG_ERR_NOMEM, "conv2d: out of memory for the Winograd weight gradient's tile buffers");
         return false;
     }
-#pragma omp parallel for schedule(static) if (part * ng > TG_PARALLEL_MIN)
-    for (int64_t q0 = 0; q0 < part; q0 += 4096) {
-        const int64_t q1 = q0 + 4096 < part ? q0 + 4096 : part;
-        for (int64_t s = 1; s < ng; s++)
-            for (int64_t q = q0; q < q1; q++) parts[q] += parts[s * part + q];
-    }
+    tg_conv_sum_partials(parts, part, ng);
     kernel_gradients(parts, C, O, g.C_r, g.O_r, dw);
     return true;
 }

@@ -118,14 +118,7 @@ static size_t train_step(tg_unet *m, bool retain_values, float *g, int64_t n_g, 
     *loss_value = loss->data[0];
     *mid_gone = logits->data == NULL;
     const size_t used = tg_tape_bytes_used();
-    int64_t at = 0;
-    for (int k = 0; k < m->params->count; k++) {
-        const tg_tensor *p = m->params->entries[k].tensor;
-        if (!p->grad) continue;
-        cr_assert_leq(at + p->numel, n_g);
-        memcpy(g + at, p->grad, sizeof(float) * (size_t)p->numel);
-        at += p->numel;
-    }
+    tgt_copy_param_grads(m->params, g, n_g);
     tg_set_retain_grad(prev_rg);
     tg_set_retain_values(true);
     tg_tape_clear();

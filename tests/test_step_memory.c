@@ -44,14 +44,7 @@ static step_stats train_step(tg_unet *m, bool retain_grad, float *g, int64_t n_g
     cr_assert_eq(tg_backward(loss), TG_OK, "%s", tg_last_error());
     st.peak_bytes = tg_tape_bytes_peak();
     st.loss = loss->data[0];
-    int64_t at = 0;
-    for (int k = 0; k < m->params->count; k++) {
-        const tg_tensor *p = m->params->entries[k].tensor;
-        if (!p->grad) continue;
-        cr_assert_leq(at + p->numel, n_g);
-        memcpy(g + at, p->grad, sizeof(float) * (size_t)p->numel);
-        at += p->numel;
-    }
+    tgt_copy_param_grads(m->params, g, n_g);
     tg_set_retain_grad(prev_rg);
     tg_set_retain_values(prev_rv);
     tg_tape_clear();

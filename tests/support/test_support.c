@@ -304,3 +304,16 @@ void tgt_json_field(const char *line, const char *key, char *out, size_t n)
     while (p[i] && p[i] != ',' && p[i] != '}' && i + 1 < n) out[i] = p[i], i++;
     out[i] = '\0';
 }
+
+int64_t tgt_copy_param_grads(const tg_param_list *list, float *g, int64_t n_g)
+{
+    int64_t at = 0;
+    for (int k = 0; k < list->count; k++) {
+        const tg_tensor *p = list->entries[k].tensor;
+        if (!p->grad) continue;
+        cr_assert_leq(at + p->numel, n_g);
+        memcpy(g + at, p->grad, sizeof(float) * (size_t)p->numel);
+        at += p->numel;
+    }
+    return at;
+}

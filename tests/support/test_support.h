@@ -63,5 +63,8 @@ void tgt_make_tmpdir(char *dir, size_t size, const char *tag);
  * out (n bytes); fails the test when the key is absent. */
 void tgt_json_field(const char *line, const char *key, char *out, size_t n);
 void tgt_remove_tree(const char *dir);
+/* Copies the gradients of list's parameters (those that have one, in list order) into g (room for
+ * n_g floats; fails the test when they do not fit); returns the number of floats copied. */
+int64_t tgt_copy_param_grads(const tg_param_list *list, float *g, int64_t n_g);
 
 #endif
