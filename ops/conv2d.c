@@ -229,6 +229,15 @@ static tg_conv_desc onednn_desc(const conv_geom *g, int64_t N, int64_t O, int64_
                           .groups = (int)G};
 }
 
+/* tapegrad's own 3x3 kernel of a run kind (tg_conv3x3_direct and tg_conv3x3_winograd take the same
+ * arguments), or NULL for im2col and oneDNN. */
+typedef bool (*conv3x3_fn)(const float *, int64_t, int64_t, int64_t, int64_t, const float *, int64_t, bool, float *,
+                           bool, const float *);
+static conv3x3_fn own_3x3(tg_conv_run r)
+{
+    return r == TG_CONV_RUN_DIRECT ? tg_conv3x3_direct : r == TG_CONV_RUN_WINOGRAD_OWN ? tg_conv3x3_winograd : NULL;
+}
+
 static void conv2d_backward(tg_node *n)
 {
     const conv_ctx *cx = n->ctx;
@@ -239,13 +248,13 @@ static void conv2d_backward(tg_node *n)
     const int64_t Cg = g->C / G, Og = O / G, K = Cg * g->kh * g->kw, L = g->Ho * g->Wo, HW = g->H * g->W;
     const bool pointwise = geom_is_pointwise(g);
     const bool need_x = tg_needs_grad(x), need_w = tg_needs_grad(w);
-    const bool dx_direct = need_x && cx->plan.dx == TG_CONV_RUN_DIRECT, dw_direct = need_w && cx->plan.dw == TG_CONV_RUN_DIRECT;
+    const conv3x3_fn dx_own = need_x ? own_3x3(cx->plan.dx) : NULL;
+    const bool dw_direct = need_w && cx->plan.dw == TG_CONV_RUN_DIRECT;
     const bool dx_wino = need_x && cx->plan.dx == TG_CONV_RUN_WINOGRAD;
     const bool dx_dnnl = (need_x && cx->plan.dx == TG_CONV_RUN_ONEDNN) || dx_wino;
     const bool dw_wino = need_w && cx->plan.dw == TG_CONV_RUN_WINOGRAD;
     const bool dw_dnnl = (need_w && cx->plan.dw == TG_CONV_RUN_ONEDNN) || dw_wino;
     const bool dx_col = need_x && cx->plan.dx == TG_CONV_RUN_IM2COL;
-    const bool dx_wino_own = need_x && cx->plan.dx == TG_CONV_RUN_WINOGRAD_OWN;
     const bool dw_wino_own = need_w && cx->plan.dw == TG_CONV_RUN_WINOGRAD_OWN;
     /* the direct weight gradient sums the bias gradient from the same pass over dy */
     const bool dw_gemm = dw_direct && tg_conv3x3_dw_by_gemm(g->C, O);
@@ -271,7 +280,6 @@ static void conv2d_backward(tg_node *n)
     tg_scratch_give_back(); /* dx after the weight gradient's work memory went back (Winograd's: 77 MB at crop 480) */
     float *dx = !need_x ? NULL : dx_col ? tg_grad(x) : tg_grad_fresh(x, &fresh);
     if (need_x && !dx) return;
-    if (dx_wino_own && !tg_conv3x3_winograd(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL)) return;
     if (dx_dnnl) {
         d.winograd = dx_wino;
         if (dx_dnnl && !tg_conv_onednn_backward_data(&d, dy, w->data, dx, !fresh)) return;
@@ -302,7 +310,7 @@ static void conv2d_backward(tg_node *n)
             }
         }
     }
-    if (dx_direct) tg_conv3x3_direct(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL);
+    if (dx_own) dx_own(dy, N, O, g->H, g->W, w->data, g->C, true, dx, !fresh, NULL); /* an error is set if it fails */
 }
 
 TG_OP_DEFINE(CONV2D_OP, conv2d, conv2d_backward);
@@ -345,7 +353,8 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     const int64_t Cg = C / G, Og = O / G, K = Cg * kh * kw, L = g->Ho * g->Wo;
     const bool pointwise = geom_is_pointwise(g);
     cx->plan = tg_conv_choose(N, C, O, H, W, (int)kh, (int)kw, geom_is_3x3_same(g, G), tg_conv_onednn_built());
-    const bool direct = cx->plan.fwd == TG_CONV_RUN_DIRECT || cx->plan.fwd == TG_CONV_RUN_WINOGRAD_OWN;
+    const conv3x3_fn own = own_3x3(cx->plan.fwd);
+    const bool direct = own != NULL;
     const bool dnnl = cx->plan.fwd == TG_CONV_RUN_ONEDNN || cx->plan.fwd == TG_CONV_RUN_WINOGRAD;
     if (dnnl) {
         tg_conv_desc d = onednn_desc(g, N, O, G);
@@ -354,9 +363,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *bias, tg_conv2d_opts
     }
     float *col = pointwise || direct || dnnl ? NULL : tg_scratch_alloc(0, (size_t)(C * kh * kw * L) * sizeof(float));
     if (!pointwise && !direct && !dnnl && !col) return NULL;
-    if (direct && !(cx->plan.fwd == TG_CONV_RUN_DIRECT ? tg_conv3x3_direct : tg_conv3x3_winograd)(
-                      x->data, N, C, H, W, w->data, O, false, y->data, false, bias ? bias->data : NULL))
-        return NULL;
+    if (own && !own(x->data, N, C, H, W, w->data, O, false, y->data, false, bias ? bias->data : NULL)) return NULL;
     for (int64_t i = 0; i < N && !direct && !dnnl; i++) {
         const float *xi = x->data + i * C * H * W, *c = xi;
         if (!pointwise) {
